@@ -1,0 +1,2 @@
+//! Evaluation metrics.
+pub mod bleu;

@@ -1,0 +1,20 @@
+//! # varattn — latent-alignment attention on candle
+//!
+//! Attention as a latent variable: at each target step t an alignment z_t picks what the model
+//! reads. The crate is organised along three independent axes (see DESIGN.md):
+//!
+//! * [`dist`] — what z is: categorical, Dirichlet, relaxed categorical (Gumbel-softmax),
+//!   Weibull with a Gamma prior, Bernoulli; each with log-prob, seeded sampling,
+//!   reparameterised sampling where it exists, entropy, mean and closed-form KL.
+//! * [`objective`] — how a latent alignment becomes a loss: soft, exact marginal, hard
+//!   (enumerated or sampled with REINFORCE), variational (enumerated, sampled, relaxed Dirichlet,
+//!   Gumbel-softmax, RWS), VIMCO and K-Max.
+//! * models (NMT, VQA, online transducer) produce the prior p, posterior q and log f(x, i); they
+//!   know nothing of estimators.
+//!
+//! Every random draw goes through [`rng::SeededRng`].
+pub mod dist;
+pub mod eval;
+pub mod objective;
+pub mod rng;
+pub mod special;

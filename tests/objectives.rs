@@ -1,0 +1,285 @@
+//! Objectives: Jensen inequalities, finite-difference gradients of the differentiable
+//! surrogates, and unbiasedness of the sampled estimators against enumeration.
+mod common;
+use candle_core::{Tensor, Var, D};
+use common::*;
+use varattn::dist::{Categorical, Dirichlet, Positivity};
+use varattn::objective::*;
+use varattn::rng::SeededRng;
+
+fn row(x: &[f64]) -> Tensor {
+    Tensor::new(x, &cpu()).unwrap().unsqueeze(0).unwrap()
+}
+
+/// log f at sampled indices `z [K, N]` from per-alignment values `[S]` shared by all N tokens.
+fn gather_shared(log_f: &Tensor, z: &Tensor) -> candle_core::Result<Tensor> {
+    let (k, n) = z.dims2()?;
+    let s = log_f.dim(D::Minus1)?;
+    log_f.reshape((1, 1, s))?.broadcast_as((k, n, s))?.contiguous()?
+        .gather(&z.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?.squeeze(D::Minus1)
+}
+
+fn grads(loss: &Tensor, vars: &[&Var]) -> Vec<Vec<f64>> {
+    let g = loss.backward().unwrap();
+    vars.iter().map(|v| to_f64s(g.get(v).expect("no gradient"))).collect()
+}
+
+fn assert_close(a: &[Vec<f64>], b: &[Vec<f64>], tol: f64, what: &str) {
+    for (va, vb) in a.iter().zip(b) {
+        for (x, y) in va.iter().zip(vb) {
+            assert!((x - y).abs() < tol, "{what}: estimated {va:?} vs reference {vb:?}");
+        }
+    }
+}
+
+const PRIOR: [f64; 4] = [0.3, -0.4, 1.1, 0.0];
+const POST: [f64; 4] = [-0.5, 0.9, 0.2, 0.4];
+const LOG_F: [f64; 4] = [-0.3, -2.2, -1.0, -0.6];
+
+#[test]
+fn jensen_bounds_hold_and_elbo_is_tight_at_the_true_posterior() {
+    let mut rng = SeededRng::new(0);
+    for _ in 0..50 {
+        let s = 2 + rng.next_index(6);
+        let draw = |rng: &mut SeededRng, scale: f64| -> Vec<f64> { (0..s).map(|_| scale * rng.next_normal()).collect() };
+        let lp = draw(&mut rng, 2.0);
+        let lq = draw(&mut rng, 2.0);
+        let lf: Vec<f64> = draw(&mut rng, 1.5).iter().map(|x| -x.abs()).collect();
+        let prior = Categorical::from_logits(&row(&lp), None).unwrap();
+        let q = Categorical::from_logits(&row(&lq), None).unwrap();
+        let log_f = row(&lf);
+        let exact = exact_marginal(&prior, &log_f, None).unwrap().metrics.objective_sum;
+        let hard = hard_enum(&prior, &log_f, None).unwrap().metrics.objective_sum;
+        let elbo = variational_enum(&prior, &q, &log_f, None).unwrap().metrics.objective_sum;
+        assert!(hard <= exact + 1e-12, "hard-enum {hard} > exact {exact}");
+        assert!(elbo <= exact + 1e-12, "ELBO {elbo} > exact {exact}");
+        // the true posterior p(z | y) ∝ p_i f_i makes the ELBO exact
+        let post_logits = (prior.log_probs() + &log_f).unwrap();
+        let post = Categorical::from_logits(&post_logits, None).unwrap();
+        let tight = variational_enum(&prior, &post, &log_f, None).unwrap().metrics.objective_sum;
+        assert!((tight - exact).abs() < 1e-10, "ELBO at true posterior {tight} vs exact {exact}");
+    }
+}
+
+#[test]
+fn enumerated_surrogates_match_finite_differences() {
+    // parameters: [prior logits (4) | posterior logits (4) | log f (4)], two tokens, one masked
+    let x0: Vec<f64> = PRIOR.iter().chain(&POST).chain(&LOG_F).cloned().collect();
+    let mask = Tensor::new(&[1.0f64, 0.0], &cpu()).unwrap();
+    let unpack = |x: &Tensor| {
+        let two = |t: Tensor| Tensor::stack(&[t.clone(), (t * 0.5).unwrap()], 0).unwrap();
+        (two(x.narrow(0, 0, 4).unwrap()), two(x.narrow(0, 4, 4).unwrap()), two(x.narrow(0, 8, 4).unwrap()))
+    };
+    type Obj = fn(&Categorical, &Categorical, &Tensor, Option<&Tensor>) -> candle_core::Result<Estimate>;
+    let objectives: [(&str, Obj); 4] = [
+        ("exact", |p, _, f, m| exact_marginal(p, f, m)),
+        ("hard-enum", |p, _, f, m| hard_enum(p, f, m)),
+        ("var-enum", |p, q, f, m| variational_enum(p, q, f, m)),
+        ("soft", |p, _, f, m| soft(p, &p.probs()?.mul(f)?.sum(D::Minus1)?, m)),
+    ];
+    for (name, obj) in objectives {
+        check_gradient(&x0, |x| {
+            let (lp, lq, lf) = unpack(x);
+            let p = Categorical::from_logits(&lp, None)?;
+            let q = Categorical::from_logits(&lq, None)?;
+            Ok(obj(&p, &q, &lf, Some(&mask))?.loss)
+        }, 1e-6, 1e-7);
+        let _ = name;
+    }
+    // K-Max (K = 2 of 4; no ties, so the top-K set is locally constant)
+    check_gradient(&x0, |x| {
+        let (lp, _, lf) = unpack(x);
+        let p = Categorical::from_logits(&lp, None)?;
+        Ok(kmax_marginal_masked(&p, 2, |idx| lf.gather(idx, D::Minus1), Some(&mask))?.loss)
+    }, 1e-6, 1e-7);
+}
+
+#[test]
+fn token_mask_excludes_padded_steps() {
+    let prior = Categorical::from_logits(&Tensor::new(&[PRIOR, POST], &cpu()).unwrap(), None).unwrap();
+    let log_f = Tensor::new(&[LOG_F, [-5.0, -6.0, -7.0, -8.0]], &cpu()).unwrap();
+    let mask = Tensor::new(&[1.0f64, 0.0], &cpu()).unwrap();
+    let masked = exact_marginal(&prior, &log_f, Some(&mask)).unwrap();
+    let first = exact_marginal(&Categorical::from_logits(&row(&PRIOR), None).unwrap(), &row(&LOG_F), None).unwrap();
+    assert_eq!(masked.metrics.tokens, 1.0);
+    assert!((scalar(&masked.loss) - scalar(&first.loss)).abs() < 1e-12);
+    assert!((masked.metrics.nll_sum.unwrap() - first.metrics.nll_sum.unwrap()).abs() < 1e-12);
+}
+
+#[test]
+fn kmax_with_all_positions_is_exact_and_only_asks_for_k_values() {
+    let prior = Categorical::from_logits(&row(&PRIOR), None).unwrap();
+    let log_f = row(&LOG_F);
+    let exact = exact_marginal(&prior, &log_f, None).unwrap().metrics.nll_sum.unwrap();
+    let full = kmax_marginal(&prior, 4, |i| log_f.gather(i, D::Minus1)).unwrap().metrics.nll_sum.unwrap();
+    assert!((full - exact).abs() < 1e-12);
+    let k1 = kmax_marginal(&prior, 1, |i| {
+        assert_eq!(i.dims(), &[1, 1]);
+        assert_eq!(i.flatten_all()?.to_vec1::<u32>()?, vec![2]); // argmax of the prior
+        log_f.gather(i, D::Minus1)
+    }).unwrap();
+    // with K = 1 the K-Max model is f at the prior's mode
+    assert!((k1.metrics.nll_sum.unwrap() - 1.0).abs() < 1e-12);
+}
+
+/// Gradients of the sampled estimators averaged over many seeded samples (N tokens sharing the
+/// same parameters) against the exact gradient of the objective they estimate.
+struct Problem {
+    prior: Var,
+    post: Var,
+    log_f: Var,
+}
+
+impl Problem {
+    fn new() -> Self {
+        Problem { prior: var(&PRIOR), post: var(&POST), log_f: var(&LOG_F) }
+    }
+    fn cats(&self, n: usize) -> (Categorical, Categorical) {
+        let b = |v: &Var| v.as_tensor().unsqueeze(0).unwrap().broadcast_as((n, 4)).unwrap();
+        (Categorical::from_logits(&b(&self.prior), None).unwrap(), Categorical::from_logits(&b(&self.post), None).unwrap())
+    }
+    fn vars(&self) -> [&Var; 3] {
+        [&self.prior, &self.post, &self.log_f]
+    }
+    fn enum_grads(&self, f: impl Fn(&Categorical, &Categorical, &Tensor) -> Estimate) -> Vec<Vec<f64>> {
+        let (p, q) = self.cats(1);
+        let lf = self.log_f.as_tensor().unsqueeze(0).unwrap();
+        let loss = f(&p, &q, &lf).loss;
+        let g = loss.backward().unwrap();
+        self.vars().iter().map(|v| g.get(v).map(to_f64s).unwrap_or_else(|| vec![0.0; 4])).collect()
+    }
+    fn sampled_grads(&self, est: Estimate) -> Vec<Vec<f64>> {
+        let g = est.loss.backward().unwrap();
+        self.vars().iter().map(|v| g.get(v).map(to_f64s).unwrap_or_else(|| vec![0.0; 4])).collect()
+    }
+}
+
+#[test]
+fn reinforce_for_hard_attention_is_unbiased() {
+    let n = 100_000;
+    let pb = Problem::new();
+    let reference = pb.enum_grads(|p, _, f| hard_enum(p, f, None).unwrap());
+    let (p, _) = pb.cats(n);
+    let lf = pb.log_f.as_tensor().clone();
+    let soft_score = Tensor::full(-0.9f64, n, &cpu()).unwrap();
+    for (name, baseline, k) in [
+        ("soft baseline", Baseline::Soft(&soft_score), 1),
+        ("no baseline", Baseline::None, 1),
+        ("leave-one-out", Baseline::LeaveOneOut, 3),
+    ] {
+        let est = hard_sample(&p, |z| gather_shared(&lf, z), k, baseline, &mut SeededRng::new(21), None).unwrap();
+        let got = pb.sampled_grads(est);
+        assert_close(&got, &reference, 0.01, name);
+    }
+    let mut ma = MovingAverage::new(0.9);
+    let est = hard_sample(&p, |z| gather_shared(&lf, z), 1, Baseline::MovingAverage(&mut ma), &mut SeededRng::new(22), None).unwrap();
+    assert_close(&pb.sampled_grads(est), &reference, 0.01, "moving average");
+    assert!(ma.value.is_some());
+}
+
+#[test]
+fn reinforce_for_variational_attention_is_unbiased() {
+    let n = 100_000;
+    let pb = Problem::new();
+    let reference = pb.enum_grads(|p, q, f| variational_enum(p, q, f, None).unwrap());
+    let (p, q) = pb.cats(n);
+    let lf = pb.log_f.as_tensor().clone();
+    let soft_score = Tensor::full(-0.9f64, n, &cpu()).unwrap();
+    let est = variational_sample(&p, &q, |z| gather_shared(&lf, z), 1, Baseline::Soft(&soft_score), &mut SeededRng::new(31), None).unwrap();
+    assert_close(&pb.sampled_grads(est), &reference, 0.01, "var-sample");
+}
+
+#[test]
+fn vimco_gradient_is_unbiased_for_the_k_sample_bound() {
+    // E_{z1,z2 ~ q}[log ½(w(z1) + w(z2))] enumerated over all S² pairs.
+    let pb = Problem::new();
+    let (p1, q1) = pb.cats(1);
+    let lf = pb.log_f.as_tensor().clone();
+    let log_w = ((p1.log_probs().squeeze(0).unwrap() + &lf).unwrap() - q1.log_probs().squeeze(0).unwrap()).unwrap();
+    let qp = q1.probs().unwrap().squeeze(0).unwrap();
+    let s = 4;
+    let a = log_w.unsqueeze(1).unwrap().broadcast_as((s, s)).unwrap();
+    let b = log_w.unsqueeze(0).unwrap().broadcast_as((s, s)).unwrap();
+    let pair_bound = (Tensor::stack(&[a, b], 0).unwrap().log_sum_exp(0).unwrap() - 2f64.ln()).unwrap();
+    let weights = qp.unsqueeze(1).unwrap().broadcast_mul(&qp.unsqueeze(0).unwrap()).unwrap();
+    let expected_bound = weights.mul(&pair_bound).unwrap().sum_all().unwrap().neg().unwrap();
+    let reference = grads(&expected_bound, &pb.vars());
+    let n = 200_000;
+    let (p, q) = pb.cats(n);
+    let est = vimco(&p, Some(&q), |z| gather_shared(&lf, z), 2, &mut SeededRng::new(41), None).unwrap();
+    assert_close(&pb.sampled_grads(est), &reference, 0.012, "vimco");
+}
+
+#[test]
+fn vimco_signals_match_a_direct_computation() {
+    let lw = [-1.0f64, -0.2, -3.5, -0.7];
+    let t = Tensor::new(&lw, &cpu()).unwrap().unsqueeze(1).unwrap();
+    let (bound, signal) = vimco_learning_signals(&t).unwrap();
+    let k = lw.len() as f64;
+    let l = (lw.iter().map(|x| x.exp()).sum::<f64>() / k).ln();
+    assert!((to_f64s(&bound)[0] - l).abs() < 1e-12);
+    let sig = to_f64s(&signal);
+    for j in 0..lw.len() {
+        let others: Vec<f64> = lw.iter().enumerate().filter(|(i, _)| *i != j).map(|(_, x)| *x).collect();
+        let geo = others.iter().sum::<f64>() / (k - 1.0);
+        let lj = ((others.iter().map(|x| x.exp()).sum::<f64>() + geo.exp()) / k).ln();
+        assert!((sig[j] - (l - lj)).abs() < 1e-12);
+    }
+    assert!(vimco_learning_signals(&Tensor::new(&[[0.0f64]], &cpu()).unwrap()).is_err());
+}
+
+#[test]
+fn rws_with_many_samples_approaches_the_marginal_and_posterior_gradients() {
+    let pb = Problem::new();
+    let k = 4000;
+    let n = 25;
+    let (p, q) = pb.cats(n);
+    let lf = pb.log_f.as_tensor().clone();
+    let est = rws(&p, &q, |z| gather_shared(&lf, z), k, &mut SeededRng::new(51), None).unwrap();
+    let got = pb.sampled_grads(est);
+    // p and f: the wake gradient tends to ∇ log p(y) (self-normalised, consistent as K → ∞)
+    let exact = pb.enum_grads(|p, _, f| exact_marginal(p, f, None).unwrap());
+    assert_close(&[got[0].clone(), got[2].clone()], &[exact[0].clone(), exact[2].clone()], 0.01, "rws wake-p");
+    // q: tends to ∇_q Σ_i p(z=i | y) log q_i with the true posterior held fixed
+    let (p1, q1) = pb.cats(1);
+    let post = candle_nn::ops::softmax(&(p1.log_probs() + pb.log_f.as_tensor().unsqueeze(0).unwrap()).unwrap(), D::Minus1).unwrap().detach();
+    let target = post.mul(q1.log_probs()).unwrap().sum_all().unwrap().neg().unwrap();
+    let want = grads(&target, &[&pb.post]);
+    assert_close(&[got[1].clone()], &want, 0.01, "rws wake-q");
+}
+
+#[test]
+fn gumbel_softmax_surrogate_is_differentiable_and_reproducible() {
+    let x0: Vec<f64> = PRIOR.iter().chain(&POST).chain(&LOG_F).cloned().collect();
+    let loss_at = |x: &Tensor, seed: u64| -> candle_core::Result<Tensor> {
+        let p = Categorical::from_logits(&x.narrow(0, 0, 4)?.unsqueeze(0)?, None)?;
+        let q = Categorical::from_logits(&x.narrow(0, 4, 4)?.unsqueeze(0)?, None)?;
+        let lf = x.narrow(0, 8, 4)?.unsqueeze(0)?;
+        Ok(gumbel_softmax(&p, &q, 0.5, |y| y.mul(&lf)?.sum(D::Minus1), &mut SeededRng::new(seed), None)?.loss)
+    };
+    // the same seed gives the same noise, so the surrogate is a smooth function of x
+    check_gradient(&x0, |x| loss_at(x, 61), 1e-6, 1e-6);
+    let x = Tensor::new(x0.as_slice(), &cpu()).unwrap();
+    assert_eq!(scalar(&loss_at(&x, 61).unwrap()), scalar(&loss_at(&x, 61).unwrap()));
+    assert_ne!(scalar(&loss_at(&x, 61).unwrap()), scalar(&loss_at(&x, 62).unwrap()));
+}
+
+#[test]
+fn dirichlet_relaxed_gradient_is_unbiased_for_a_linear_likelihood() {
+    // With log f(x, z) = Σ_i z_i c_i, E_{Dir(a)}[log f] = Σ_i c_i a_i / a_0 in closed form.
+    let n = 100_000;
+    let c = Tensor::new(&LOG_F, &cpu()).unwrap();
+    let sq = var(&[0.2, -0.5, 0.8, 0.1]);
+    let sp = var(&[0.0, 0.3, -0.2, 0.5]);
+    let bcast = |v: &Var, n: usize| v.as_tensor().unsqueeze(0).unwrap().broadcast_as((n, 4)).unwrap();
+    let q = Dirichlet::from_scores(&bcast(&sq, n), Positivity::Exp, None).unwrap();
+    let p = Dirichlet::from_scores(&bcast(&sp, n), Positivity::Exp, None).unwrap();
+    let est = variational_relaxed(&p, &q, |z| z.broadcast_mul(&c)?.sum(D::Minus1), &mut SeededRng::new(71), None).unwrap();
+    let got = grads(&est.loss, &[&sq, &sp]);
+    let q1 = Dirichlet::from_scores(&bcast(&sq, 1), Positivity::Exp, None).unwrap();
+    let p1 = Dirichlet::from_scores(&bcast(&sp, 1), Positivity::Exp, None).unwrap();
+    use varattn::dist::{Distribution, KlDivergence};
+    let exact = (q1.mean().unwrap().broadcast_mul(&c).unwrap().sum_all().unwrap() - q1.kl(&p1).unwrap().sum_all().unwrap()).unwrap().neg().unwrap();
+    let want = grads(&exact, &[&sq, &sp]);
+    assert_close(&got, &want, 0.01, "dirichlet rsample");
+}

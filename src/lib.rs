@@ -13,8 +13,18 @@
 //!   know nothing of estimators.
 //!
 //! Every random draw goes through [`rng::SeededRng`].
+pub mod data;
+pub mod demo;
 pub mod dist;
 pub mod eval;
+pub mod io;
+pub mod models;
 pub mod objective;
 pub mod rng;
 pub mod special;
+pub mod train;
+
+/// The README's code blocks are compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

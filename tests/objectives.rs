@@ -219,11 +219,11 @@ fn vimco_signals_match_a_direct_computation() {
     let l = (lw.iter().map(|x| x.exp()).sum::<f64>() / k).ln();
     assert!((to_f64s(&bound)[0] - l).abs() < 1e-12);
     let sig = to_f64s(&signal);
-    for j in 0..lw.len() {
+    for (j, s) in sig.iter().enumerate() {
         let others: Vec<f64> = lw.iter().enumerate().filter(|(i, _)| *i != j).map(|(_, x)| *x).collect();
         let geo = others.iter().sum::<f64>() / (k - 1.0);
         let lj = ((others.iter().map(|x| x.exp()).sum::<f64>() + geo.exp()) / k).ln();
-        assert!((sig[j] - (l - lj)).abs() < 1e-12);
+        assert!((s - (l - lj)).abs() < 1e-12);
     }
     assert!(vimco_learning_signals(&Tensor::new(&[[0.0f64]], &cpu()).unwrap()).is_err());
 }

@@ -25,6 +25,7 @@
 //! | RWS | [`rws`] | K samples from q, self-normalised weights |
 //! | VIMCO | [`vimco`] | log 1/K Σ_k w_k with leave-one-out signals |
 //! | K-Max | [`kmax_marginal`] | log Σ_{i ∈ top-K(p)} p_K(i) f(x, i) |
+mod dispatch;
 mod enumerate;
 mod multisample;
 mod reinforce;
@@ -34,11 +35,17 @@ pub use enumerate::{
     exact_marginal, exact_marginal_from_log_probs, hard_enum, kmax_marginal, kmax_marginal_masked, soft,
     variational_enum,
 };
+pub use dispatch::{estimate, AlignmentOutputs, EstimatorState};
 pub use multisample::{rws, vimco, vimco_learning_signals};
 pub use reinforce::{hard_sample, variational_sample, Baseline, MovingAverage};
 pub use relaxed::{gumbel_softmax, variational_relaxed};
 
+use crate::dist::Positivity;
 use candle_core::{DType, Result, Tensor};
+
+fn default_positivity() -> Positivity {
+    Positivity::Softplus
+}
 use serde::{Deserialize, Serialize};
 
 /// Sums over target tokens (one value per token), as plain numbers for logging.
@@ -103,7 +110,10 @@ pub enum ObjectiveKind {
     HardSample { samples: usize },
     VarEnum,
     VarSample { samples: usize },
-    VarRelaxed,
+    VarRelaxed {
+        #[serde(default = "default_positivity")]
+        positivity: Positivity,
+    },
     Gumbel { temperature: f64 },
     Rws { samples: usize },
     Vimco { samples: usize },
@@ -118,7 +128,7 @@ impl ObjectiveKind {
             ("exact", ObjectiveKind::Exact),
             ("hard-enum", ObjectiveKind::HardEnum),
             ("hard-sample", ObjectiveKind::HardSample { samples: 1 }),
-            ("var-relaxed", ObjectiveKind::VarRelaxed),
+            ("var-relaxed", ObjectiveKind::VarRelaxed { positivity: Positivity::Softplus }),
             ("var-enum", ObjectiveKind::VarEnum),
             ("var-sample", ObjectiveKind::VarSample { samples: 1 }),
             ("gumbel", ObjectiveKind::Gumbel { temperature: 0.1 }),
@@ -134,7 +144,7 @@ impl ObjectiveKind {
             self,
             ObjectiveKind::VarEnum
                 | ObjectiveKind::VarSample { .. }
-                | ObjectiveKind::VarRelaxed
+                | ObjectiveKind::VarRelaxed { .. }
                 | ObjectiveKind::Gumbel { .. }
                 | ObjectiveKind::Rws { .. }
                 | ObjectiveKind::Vimco { .. }

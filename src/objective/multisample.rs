@@ -106,8 +106,16 @@ pub fn vimco_learning_signals(log_w: &Tensor) -> Result<(Tensor, Tensor)> {
 /// let log_f = Tensor::new(&[[-0.1f32, -2.0, -1.0]], &dev)?;
 /// let at = |z: &Tensor| log_f.broadcast_as((z.dim(0)?, 1, 3))?.contiguous()?
 ///     .gather(&z.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1);
+/// // one draw of the K-sample bound may exceed log p(y); its expectation may not
 /// let est = vimco(&prior, None, at, 8, &mut SeededRng::new(0), None)?;
-/// assert!(est.metrics.objective_sum <= exact_marginal(&prior, &log_f, None)?.metrics.objective_sum + 1e-6);
+/// assert!(est.metrics.objective_sum.is_finite());
+/// let n = 4000;
+/// let prior_n = Categorical::from_logits(&Tensor::new(&[[0.0f32, 1.0, 2.0]], &dev)?.repeat((n, 1))?, None)?;
+/// let log_f_n = log_f.repeat((n, 1))?;
+/// let at_n = |z: &Tensor| log_f_n.broadcast_as((z.dim(0)?, n, 3))?.contiguous()?
+///     .gather(&z.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1);
+/// let mean_bound = vimco(&prior_n, None, at_n, 8, &mut SeededRng::new(0), None)?.metrics.objective_sum / n as f64;
+/// assert!(mean_bound <= exact_marginal(&prior, &log_f, None)?.metrics.objective_sum);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn vimco<F>(

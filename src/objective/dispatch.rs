@@ -1,0 +1,105 @@
+//! One entry point from a configured [`ObjectiveKind`] to an [`Estimate`], for any model that
+//! exposes its alignment quantities through [`AlignmentOutputs`]. This is what makes a row of a
+//! paper table a configuration rather than a code path.
+use super::*;
+use crate::dist::{Categorical, Dirichlet};
+use crate::rng::SeededRng;
+use candle_core::{Result, Tensor};
+
+/// What a model computes for one batch of target steps `[...]` (e.g. `[B, T]`) over S
+/// alignment positions. Models implement this; objectives consume it.
+pub trait AlignmentOutputs {
+    /// Unnormalised prior scores `[..., S]` (p = softmax of them; Dirichlet concentrations
+    /// through a positivity transform).
+    fn prior_scores(&self) -> &Tensor;
+    /// Posterior (inference network) scores `[..., S]`, if the model has an inference network.
+    fn posterior_scores(&self) -> Option<&Tensor>;
+    /// Padding mask over positions `[..., S]` (1 real, 0 pad), if any.
+    fn position_mask(&self) -> Option<&Tensor>;
+    /// Mask over target steps `[...]`, if any.
+    fn step_mask(&self) -> Option<&Tensor>;
+    /// log f(x, i) of the gold output for every i: `[..., S]`.
+    fn log_f_all(&self) -> Result<Tensor>;
+    /// log f(x, z) at sampled indices `z [K, ...]` (u32): `[K, ...]`.
+    fn log_f_at(&self, z: &Tensor) -> Result<Tensor>;
+    /// log f(x, w) for a relaxed alignment `w [..., S]` on the simplex (context Σ_i w_i x̃_i).
+    fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor>;
+    /// log f(x, E_p[z]): the soft-attention likelihood `[...]`.
+    fn log_f_soft(&self) -> Result<Tensor>;
+}
+
+/// State an estimator carries across batches.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct EstimatorState {
+    /// Moving-average reward, used by sampled objectives when no soft baseline is wanted.
+    pub moving_average: Option<MovingAverage>,
+}
+
+/// Compute the configured objective from a model's outputs. REINFORCE objectives use the
+/// soft-attention baseline of Deng et al. (b_t = log f(x, E_p[z])) unless `state` carries a
+/// moving average.
+pub fn estimate(
+    kind: &ObjectiveKind,
+    out: &dyn AlignmentOutputs,
+    state: &mut EstimatorState,
+    rng: &mut SeededRng,
+) -> Result<Estimate> {
+    let pmask = out.position_mask();
+    let smask = out.step_mask();
+    let prior = Categorical::from_logits(out.prior_scores(), pmask)?;
+    let posterior = || -> Result<Categorical> {
+        match out.posterior_scores() {
+            Some(s) => Categorical::from_logits(s, pmask),
+            None => candle_core::bail!("objective {kind:?} needs an inference network, and the model has none"),
+        }
+    };
+    let at = |z: &Tensor| out.log_f_at(z);
+    match *kind {
+        ObjectiveKind::Soft => soft(&prior, &out.log_f_soft()?, smask),
+        ObjectiveKind::Exact => exact_marginal(&prior, &out.log_f_all()?, smask),
+        ObjectiveKind::HardEnum => hard_enum(&prior, &out.log_f_all()?, smask),
+        ObjectiveKind::VarEnum => variational_enum(&prior, &posterior()?, &out.log_f_all()?, smask),
+        ObjectiveKind::HardSample { samples } | ObjectiveKind::VarSample { samples } => {
+            let soft_score;
+            let baseline = match state.moving_average.as_mut() {
+                Some(ma) => Baseline::MovingAverage(ma),
+                None => {
+                    soft_score = out.log_f_soft()?.detach();
+                    Baseline::Soft(&soft_score)
+                }
+            };
+            if matches!(kind, ObjectiveKind::HardSample { .. }) {
+                hard_sample(&prior, at, samples, baseline, rng, smask)
+            } else {
+                variational_sample(&prior, &posterior()?, at, samples, baseline, rng, smask)
+            }
+        }
+        ObjectiveKind::VarRelaxed { positivity } => {
+            let p = Dirichlet::from_scores(out.prior_scores(), positivity, pmask)?;
+            let q_scores = out
+                .posterior_scores()
+                .ok_or_else(|| candle_core::Error::Msg("var-relaxed needs an inference network".into()))?;
+            let q = Dirichlet::from_scores(q_scores, positivity, pmask)?;
+            variational_relaxed(&p, &q, |w| out.log_f_relaxed(w), rng, smask)
+        }
+        ObjectiveKind::Gumbel { temperature } => {
+            gumbel_softmax(&prior, &posterior()?, temperature, |w| out.log_f_relaxed(w), rng, smask)
+        }
+        ObjectiveKind::Rws { samples } => rws(&prior, &posterior()?, at, samples, rng, smask),
+        ObjectiveKind::Vimco { samples } => {
+            let q = out.posterior_scores().map(|s| Categorical::from_logits(s, pmask)).transpose()?;
+            vimco(&prior, q.as_ref(), at, samples, rng, smask)
+        }
+        ObjectiveKind::KMax { k } => kmax_marginal_masked(&prior, k, |idx| log_f_at_last(out, idx), smask),
+    }
+}
+
+/// log f at indices laid out `[..., K]` (top-K) through the model's `[K, ...]` evaluator, so the
+/// cost grows with K, not S.
+fn log_f_at_last(out: &dyn AlignmentOutputs, idx: &Tensor) -> Result<Tensor> {
+    let rank = idx.rank();
+    let to_front: Vec<usize> = std::iter::once(rank - 1).chain(0..rank - 1).collect();
+    let to_back: Vec<usize> = (1..rank).chain(std::iter::once(0)).collect();
+    let z = idx.permute(to_front)?.contiguous()?;
+    out.log_f_at(&z)?.permute(to_back)?.contiguous()
+}

@@ -1,0 +1,54 @@
+//! The command line end to end: the demo writes its tables, BLEU prints sacrebleu's line, and
+//! bad input fails with a message that names the problem.
+use std::process::Command;
+
+fn varattn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_varattn"))
+}
+
+#[test]
+fn demo_trains_every_objective_and_writes_its_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = varattn().args(["demo", "--steps", "5", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = std::fs::read_to_string(dir.path().join("table.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 12, "header + 11 objectives:\n{csv}");
+    for name in ["soft", "exact", "hard-enum", "hard-sample", "var-relaxed", "var-enum", "var-sample", "gumbel", "rws", "vimco", "kmax"] {
+        assert!(rows.iter().any(|r| r.starts_with(&format!("{name},"))), "missing {name}");
+    }
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(meta["config"]["seed"], 3435);
+    // the same (config, seed) gives the same table, timing columns aside
+    let again = tempfile::tempdir().unwrap();
+    let out2 = varattn().args(["demo", "--steps", "5", "--out"]).arg(again.path()).output().unwrap();
+    assert!(out2.status.success());
+    let strip = |s: String| -> Vec<String> { s.lines().map(|l| l.split(',').take(4).collect::<Vec<_>>().join(",")).collect() };
+    assert_eq!(strip(csv), strip(std::fs::read_to_string(again.path().join("table.csv")).unwrap()));
+}
+
+#[test]
+fn bleu_prints_the_sacrebleu_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let hyp = dir.path().join("hyp.txt");
+    let reference = dir.path().join("ref.txt");
+    std::fs::write(&hyp, "the cat sat on the mat\n").unwrap();
+    std::fs::write(&reference, "the cat sat on the mat\n").unwrap();
+    let out = varattn().arg("bleu").arg(&hyp).arg(&reference).output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with("BLEU = 100.00 100.0/100.0/100.0/100.0 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)"), "{line}");
+    // a line-count mismatch is an error naming the file
+    std::fs::write(&reference, "one\ntwo\n").unwrap();
+    let bad = varattn().arg("bleu").arg(&hyp).arg(&reference).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("hyp.txt"));
+}
+
+#[test]
+fn unknown_data_set_lists_the_known_ones() {
+    let out = varattn().args(["data", "prepare", "no-such-corpus"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-corpus") && err.contains("ding-de-en"), "{err}");
+}

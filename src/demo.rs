@@ -1,9 +1,8 @@
 //! `varattn demo`: train the synthetic reversal model ([`crate::models::reversal`]) with every
 //! objective and compare them on held-out data — a minutes-long end-to-end check of the
 //! distribution and objective axes before the real corpora.
-use crate::dist::{Categorical, Dirichlet, Distribution};
 use crate::models::reversal::{ReversalModel, ReversalTask};
-use crate::objective::{estimate, exact_marginal, soft, AlignmentOutputs, EstimatorState, Metrics, ObjectiveKind};
+use crate::objective::{estimate, held_out_metrics, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
 use crate::train::{Adam, AdamConfig, ParamStore};
 use candle_core::{Device, Result};
@@ -77,16 +76,7 @@ pub fn run_one(name: &str, kind: &ObjectiveKind, cfg: &DemoConfig, device: &Devi
         left -= n;
         let batch = cfg.task.batch(n, &mut eval_rng, device)?;
         let out = model.forward(&batch)?;
-        let prior = Categorical::from_logits(out.prior_scores(), out.position_mask())?;
-        let m = match kind {
-            ObjectiveKind::Soft => soft(&prior, &out.log_f_soft()?, out.step_mask())?.metrics,
-            ObjectiveKind::VarRelaxed { positivity } => {
-                let mean = Dirichlet::from_scores(out.prior_scores(), *positivity, out.position_mask())?.mean()?;
-                let as_cat = Categorical::from_log_probs(mean.clamp(1e-30, 1.0)?.log()?, None);
-                soft(&as_cat, &out.log_f_relaxed(&mean)?, out.step_mask())?.metrics
-            }
-            _ => exact_marginal(&prior, &out.log_f_all()?, out.step_mask())?.metrics,
-        };
+        let m = held_out_metrics(kind, &out)?;
         metrics.add(&m);
         let (h, s) = out.alignment_accuracy()?;
         hits += h;

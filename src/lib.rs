@@ -13,14 +13,18 @@
 //!   know nothing of estimators.
 //!
 //! Every random draw goes through [`rng::SeededRng`].
+pub mod config;
 pub mod data;
 pub mod demo;
 pub mod dist;
 pub mod eval;
+pub mod experiments;
 pub mod io;
 pub mod models;
 pub mod objective;
+pub mod report;
 pub mod rng;
+pub mod nn;
 pub mod special;
 pub mod train;
 

@@ -2,7 +2,9 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use varattn::config::{config_hash, load_with_preset};
 use varattn::demo::{self, DemoConfig};
+use varattn::experiments::nmt::{NmtConfig, NmtResult, RunOptions};
 use varattn::eval::bleu::{corpus_bleu, multi_bleu, BleuOptions, Tokenizer};
 use varattn::io::{git_revision, write_atomic};
 
@@ -40,6 +42,41 @@ enum Command {
         /// The papers' variant: multi-bleu.perl on already tokenised text.
         #[arg(long)]
         multi_bleu: bool,
+    },
+    /// Train and evaluate one configuration (a row of a paper table) with one seed; resumes
+    /// from the run directory's checkpoint when there is one, and skips a finished run.
+    Train {
+        /// Row config, e.g. configs/nmt/var-enum.toml (the presets file sits beside it).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        preset: String,
+        #[arg(long, default_value_t = 3435)]
+        seed: u64,
+        /// Run directory (default: results/<preset>/runs/<kind>/<name>/seed-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Cache directory for data (default: $VARATTN_CACHE or ~/.cache/varattn).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Delete the run directory first instead of resuming it.
+        #[arg(long)]
+        fresh: bool,
+        /// Stop after this many training steps (after writing a checkpoint); for testing resumption.
+        #[arg(long)]
+        stop_after_steps: Option<usize>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Collect finished runs of a preset into the papers' tables (Markdown + CSV under
+    /// results/<preset>/) and print which of the paper's claims hold.
+    Report {
+        #[arg(long, default_value = "cpu")]
+        preset: String,
+        /// Results root.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
     },
     /// Data sets.
     Data {
@@ -108,6 +145,68 @@ fn main() -> Result<()> {
                 let score = corpus_bleu(&hyps, &refs, &BleuOptions { tokenizer, lowercase })
                     .map_err(|e| anyhow::anyhow!("{}: {e}", hyp.display()))?;
                 println!("{score}");
+            }
+        }
+        Command::Train { config, preset, seed, out, cache, fresh, stop_after_steps, quiet } => {
+            let (cfg, merged): (NmtConfig, toml::Value) = load_with_preset(&config, &preset)?;
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("results").join(&preset).join("runs").join("nmt").join(&cfg.name).join(format!("seed-{seed}"))
+            });
+            if fresh && out.exists() {
+                std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
+            }
+            let result_path = out.join("result.json");
+            if result_path.exists() {
+                let prev: NmtResult = serde_json::from_str(&std::fs::read_to_string(&result_path)?)
+                    .with_context(|| format!("parsing {}", result_path.display()))?;
+                if prev.config_hash == config_hash(&merged) {
+                    println!("{}: finished already ({}); test PPL {:.3}, BLEU {:.2}", cfg.name, result_path.display(), prev.test_ppl, prev.bleu);
+                    return Ok(());
+                }
+                bail!("{} was produced by another config (hash {} vs {}); use --fresh or another --out", result_path.display(), prev.config_hash, config_hash(&merged));
+            }
+            let opts = RunOptions {
+                preset,
+                seed,
+                out_dir: out.clone(),
+                cache_dir: cache_dir(cache),
+                resume: true,
+                stop_after_steps,
+                device: candle_core::Device::Cpu,
+                progress: !quiet,
+            };
+            match varattn::experiments::nmt::run(&cfg, &merged, &opts)? {
+                Some(r) => println!(
+                    "{}: test PPL {:.3}, prior entropy {:.3}, BLEU {:.2} (tok-lc {:.2}), {:.0} train tok/s, {:.0} s -> {}",
+                    r.name, r.test_ppl, r.test_prior_entropy, r.bleu, r.bleu_tok_lc, r.train_tokens_per_second, r.train_seconds, result_path.display()
+                ),
+                None => println!("{}: stopped after {} steps; checkpoint in {}", cfg.name, stop_after_steps.unwrap_or(0), out.display()),
+            }
+        }
+        Command::Report { preset, results } => {
+            use varattn::report::tables;
+            let dir = results.join(&preset);
+            let nmt = tables::collect_nmt(&dir.join("runs").join("nmt"))?;
+            let paper_path = Path::new("configs/nmt/paper-numbers.toml");
+            let paper: toml::Value = toml::from_str(&std::fs::read_to_string(paper_path).with_context(|| format!("reading {}", paper_path.display()))?)
+                .with_context(|| format!("parsing {}", paper_path.display()))?;
+            if nmt.is_empty() {
+                println!("no finished NMT runs under {}", dir.display());
+            } else {
+                let prov = |what: &str| {
+                    format!(
+                        "# {what} — preset `{preset}`\n\nGenerated by `varattn report --preset {preset}` from the runs under `{}` (git {}). Paper numbers: Deng et al. (2018), IWSLT14 De-En; ours: ding-de-en test set.",
+                        dir.join("runs/nmt").display(),
+                        git_revision().unwrap_or_else(|| "unknown".into())
+                    )
+                };
+                let t1 = tables::nmt_table1(&nmt, &paper);
+                t1.write(&dir.join("table1-nmt"), &prov("Table 1 (NMT): perplexity, BLEU, prior entropy"))?;
+                let t2 = tables::nmt_table2(&nmt, &paper);
+                t2.write(&dir.join("table2-kmax"), &prov("Table 2: exact enumeration vs K-Max"))?;
+                let claims = tables::nmt_claims(&nmt);
+                write_atomic(&dir.join("claims-nmt.md"), tables::claims_markdown(&claims).as_bytes())?;
+                println!("{}\n{}\n{}", t1.markdown(), t2.markdown(), tables::claims_markdown(&claims));
             }
         }
         Command::Data { command: DataCommand::Prepare { name, cache } } => {

@@ -1,2 +1,3 @@
 //! Evaluation metrics.
+pub mod beam;
 pub mod bleu;

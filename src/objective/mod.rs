@@ -35,7 +35,7 @@ pub use enumerate::{
     exact_marginal, exact_marginal_from_log_probs, hard_enum, kmax_marginal, kmax_marginal_masked, soft,
     variational_enum,
 };
-pub use dispatch::{estimate, AlignmentOutputs, EstimatorState};
+pub use dispatch::{estimate, held_out_metrics, AlignmentOutputs, EstimatorState};
 pub use multisample::{rws, vimco, vimco_learning_signals};
 pub use reinforce::{hard_sample, variational_sample, Baseline, MovingAverage};
 pub use relaxed::{gumbel_softmax, variational_relaxed};

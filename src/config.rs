@@ -1,0 +1,99 @@
+//! Configuration files: a row of a paper table is a TOML file; a preset (smoke, cpu, paper)
+//! supplies the sizes. `load_with_preset` deep-merges the row file over the preset's table and
+//! deserialises with unknown keys rejected, naming the file and key.
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use toml::Value;
+
+/// Deep-merge `over` into `base` (tables merge key by key; anything else replaces).
+pub fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Table(b), Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn read_toml(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// The presets file that sits beside a row config: `<dir>/presets.toml`.
+pub fn presets_path(row: &Path) -> PathBuf {
+    row.parent().unwrap_or(Path::new(".")).join("presets.toml")
+}
+
+/// Load `row` merged over `[preset]` of the presets file beside it; returns the typed config
+/// and the merged TOML (for hashing and provenance).
+pub fn load_with_preset<T: DeserializeOwned>(row: &Path, preset: &str) -> Result<(T, Value)> {
+    let presets_file = presets_path(row);
+    let presets = read_toml(&presets_file)?;
+    let mut merged = match presets.get(preset) {
+        Some(v) => v.clone(),
+        None => {
+            let known: Vec<String> = presets.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+            bail!("{}: no preset `{preset}` (known: {})", presets_file.display(), known.join(", "))
+        }
+    };
+    merge(&mut merged, read_toml(row)?);
+    let typed: T = merged
+        .clone()
+        .try_into()
+        .map_err(|e| anyhow!("{} (with preset `{preset}`): {e}", row.display()))?;
+    Ok((typed, merged))
+}
+
+/// A short stable hash of a merged config (FNV-1a over its TOML text), to tell whether a
+/// finished run's result matches the config asked for.
+pub fn config_hash(v: &Value) -> String {
+    let text = toml::to_string(v).unwrap_or_default();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Cfg {
+        a: i64,
+        inner: Inner,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        x: i64,
+        y: i64,
+    }
+
+    #[test]
+    fn row_overrides_preset_and_unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("presets.toml"), "[small]\na = 1\ninner = { x = 1, y = 2 }\n").unwrap();
+        let row = dir.path().join("row.toml");
+        std::fs::write(&row, "[inner]\ny = 5\n").unwrap();
+        let (c, _): (Cfg, _) = load_with_preset(&row, "small").unwrap();
+        assert_eq!((c.a, c.inner.x, c.inner.y), (1, 1, 5));
+        std::fs::write(&row, "[inner]\nzz = 5\n").unwrap();
+        let err = load_with_preset::<Cfg>(&row, "small").unwrap_err().to_string();
+        assert!(err.contains("zz") && err.contains("row.toml"), "{err}");
+        let err = load_with_preset::<Cfg>(&row, "huge").unwrap_err().to_string();
+        assert!(err.contains("huge") && err.contains("small"), "{err}");
+    }
+}

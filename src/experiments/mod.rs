@@ -1,0 +1,2 @@
+//! Experiments: a configuration plus a seed in, a trained model and a results file out.
+pub mod nmt;

@@ -1,0 +1,329 @@
+//! The encoder-decoder of Deng et al. (2018) with a latent alignment per target step.
+//!
+//! * Encoder: stacked BiLSTM over source subword embeddings → x̃_1..x̃_S.
+//! * Decoder: stacked LSTM whose input at step t is [emb(y_{t-1}); c_{t-1}] (input feeding with
+//!   the soft context c_t = Σ_i p_{t,i} x̃_i, in every row, latent or not).
+//! * Prior p(z_t = i | x, y_<t) = softmax_i(vᵀ tanh(W_h h_t + W_x x̃_i + b)) (MLP / Bahdanau).
+//! * Output f(x, i) = softmax(W_o tanh(W_c [h_t; x̃_i]) + b_o), one output layer for every row;
+//!   soft and relaxed rows read tanh(W_c [h_t; Σ_i w_i x̃_i]). Since W_c [h; x] = U h + V x + b, the
+//!   pre-activations U h_t and V x̃_i are computed once and combined per alignment.
+//! * Inference network q(z_t = i | x, y) = softmax_i(s_tᵀ M u_i): BiLSTM over the source, BiLSTM
+//!   over the whole target, bilinear score; it shares only the word embeddings.
+//!
+//! Exact enumeration never builds `[B, T, S, V]` logits: log f(x, i) of the gold token for every i
+//! goes through [`crate::nn::gold_log_softmax`] (chunked, O(B·T·S·O + chunk·V) memory).
+use crate::data::nmt::NmtBatch;
+use crate::dist::Categorical;
+use crate::nn::gold_log_softmax;
+use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
+use crate::objective::AlignmentOutputs;
+use crate::rng::SeededRng;
+use crate::train::ParamStore;
+use candle_core::{DType, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, Module};
+use serde::{Deserialize, Serialize};
+
+/// Sizes of the model (the `paper` preset: emb 512, encoder 512 per direction × 2 layers,
+/// decoder 768 × 2, attention 512).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NmtModelConfig {
+    pub emb: usize,
+    /// Per direction.
+    pub enc_hidden: usize,
+    pub enc_layers: usize,
+    pub dec_hidden: usize,
+    pub dec_layers: usize,
+    pub attn_hidden: usize,
+    /// Width of tanh(W_c [h; x̃]) before the vocabulary projection.
+    pub out_hidden: usize,
+    /// Inference-network BiLSTM size per direction.
+    pub inf_hidden: usize,
+    pub dropout: f64,
+    /// Uniform initialisation range.
+    pub init: f64,
+}
+
+struct InferenceNet {
+    src_lstm: Lstm,
+    tgt_lstm: Lstm,
+    bilinear: Linear,
+}
+
+pub struct NmtModel {
+    pub cfg: NmtModelConfig,
+    pub vocab: usize,
+    src_emb: Embedding,
+    tgt_emb: Embedding,
+    encoder: Lstm,
+    decoder: StackedLstmCell,
+    att_h: Linear,
+    att_x: Linear,
+    att_v: Linear,
+    out_h: Linear,
+    out_x: Linear,
+    out_w: Tensor,
+    out_b: Tensor,
+    inference: Option<InferenceNet>,
+}
+
+/// Encoder results reused across decoding steps.
+pub struct Encoded {
+    /// x̃, `[B, S, E]`.
+    pub states: Tensor,
+    /// W_x x̃ + b, `[B, S, A]`.
+    att_keys: Tensor,
+    /// V x̃ (output-layer pre-activation), `[B, S, O]`.
+    out_keys: Tensor,
+    pub src_mask: Tensor,
+}
+
+/// Decoder state for step-by-step decoding.
+#[derive(Clone)]
+pub struct DecoderState {
+    pub lstm: Vec<(Tensor, Tensor)>,
+    /// The soft context fed to the next step, `[N, E]`.
+    pub feed: Tensor,
+}
+
+fn dropout(x: &Tensor, p: f64, rng: Option<&mut SeededRng>) -> Result<Tensor> {
+    match rng {
+        Some(r) if p > 0.0 => x.mul(&r.dropout_mask(x.shape(), p, x.device())?),
+        _ => Ok(x.clone()),
+    }
+}
+
+impl NmtModel {
+    pub fn new(ps: &mut ParamStore, cfg: &NmtModelConfig, vocab: usize, with_inference: bool) -> Result<Self> {
+        let enc_out = 2 * cfg.enc_hidden;
+        let lstm = |ps: &mut ParamStore, name: &str, input: usize, hidden: usize, layers: usize| {
+            Lstm::new(ps, name, LstmConfig { input, hidden, layers, bidirectional: true, dropout: cfg.dropout })
+        };
+        let src_emb = ps.embedding("src_emb", vocab, cfg.emb)?;
+        let tgt_emb = ps.embedding("tgt_emb", vocab, cfg.emb)?;
+        let encoder = lstm(ps, "encoder", cfg.emb, cfg.enc_hidden, cfg.enc_layers)?;
+        let decoder = StackedLstmCell::new(ps, "decoder", cfg.emb + enc_out, cfg.dec_hidden, cfg.dec_layers, cfg.dropout)?;
+        let inference = if with_inference {
+            Some(InferenceNet {
+                src_lstm: lstm(ps, "inference.src", cfg.emb, cfg.inf_hidden, 1)?,
+                tgt_lstm: lstm(ps, "inference.tgt", cfg.emb, cfg.inf_hidden, 1)?,
+                bilinear: ps.linear("inference.bilinear", 2 * cfg.inf_hidden, 2 * cfg.inf_hidden, false)?,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            vocab,
+            src_emb,
+            tgt_emb,
+            encoder,
+            decoder,
+            att_h: ps.linear("attention.w_h", cfg.dec_hidden, cfg.attn_hidden, false)?,
+            att_x: ps.linear("attention.w_x", enc_out, cfg.attn_hidden, true)?,
+            att_v: ps.linear("attention.v", cfg.attn_hidden, 1, false)?,
+            out_h: ps.linear("output.w_ch", cfg.dec_hidden, cfg.out_hidden, true)?,
+            out_x: ps.linear("output.w_cx", enc_out, cfg.out_hidden, false)?,
+            out_w: ps.uniform("output.w_o.weight", &[vocab, cfg.out_hidden])?,
+            out_b: ps.uniform("output.w_o.bias", &[vocab])?,
+            inference,
+        })
+    }
+
+    pub fn has_inference_network(&self) -> bool {
+        self.inference.is_some()
+    }
+
+    pub fn encode(&self, src: &Tensor, src_mask: &Tensor, mut rng: Option<&mut SeededRng>) -> Result<Encoded> {
+        let p = self.cfg.dropout;
+        let emb = dropout(&self.src_emb.forward(src)?, p, rng.as_deref_mut())?;
+        let (states, _) = self.encoder.forward(&emb, Some(src_mask), rng.as_deref_mut())?;
+        let states = dropout(&states, p, rng)?;
+        Ok(Encoded {
+            att_keys: self.att_x.forward(&states)?,
+            out_keys: self.out_x.forward(&states)?,
+            states,
+            src_mask: src_mask.clone(),
+        })
+    }
+
+    pub fn initial_state(&self, enc: &Encoded) -> Result<DecoderState> {
+        let (b, _, e) = enc.states.dims3()?;
+        Ok(DecoderState { lstm: self.decoder.zero_state(b)?, feed: Tensor::zeros((b, e), enc.states.dtype(), enc.states.device())? })
+    }
+
+    /// One decoder step for the previous tokens `y_prev [N]`: returns h_t `[N, H]`, the prior
+    /// scores `[N, S]` and the next state (whose feed is the soft context).
+    pub fn step(
+        &self,
+        enc: &Encoded,
+        y_prev: &Tensor,
+        state: &DecoderState,
+        mut rng: Option<&mut SeededRng>,
+    ) -> Result<(Tensor, Tensor, DecoderState)> {
+        let emb = dropout(&self.tgt_emb.forward(y_prev)?, self.cfg.dropout, rng.as_deref_mut())?;
+        let x = Tensor::cat(&[&emb, &state.feed], 1)?;
+        let (h, lstm) = self.decoder.step(&x, &state.lstm, rng)?;
+        let q = self.att_h.forward(&h)?.unsqueeze(1)?; // [N,1,A]
+        let scores = self.att_v.forward(&enc.att_keys.broadcast_add(&q)?.tanh()?)?.squeeze(D::Minus1)?; // [N,S]
+        let p = Categorical::from_logits(&scores, Some(&enc.src_mask))?.probs()?;
+        let feed = p.unsqueeze(1)?.matmul(&enc.states)?.squeeze(1)?;
+        Ok((h, scores, DecoderState { lstm, feed }))
+    }
+
+    /// Teacher-forced forward pass over a batch. `rng = Some(..)` in training (dropout).
+    pub fn forward<'a>(&'a self, batch: &'a NmtBatch, mut rng: Option<&mut SeededRng>) -> Result<NmtOutputs<'a>> {
+        let enc = self.encode(&batch.src, &batch.src_mask, rng.as_deref_mut())?;
+        let (b, t) = batch.tgt_in.dims2()?;
+        let s = batch.src.dim(1)?;
+        let mut state = self.initial_state(&enc)?;
+        let (mut hs, mut scores) = (Vec::with_capacity(t), Vec::with_capacity(t));
+        for j in 0..t {
+            let y_prev = batch.tgt_in.narrow(1, j, 1)?.squeeze(1)?;
+            let (h, sc, next) = self.step(&enc, &y_prev, &state, rng.as_deref_mut())?;
+            hs.push(h);
+            scores.push(sc);
+            state = next;
+        }
+        let h = dropout(&Tensor::stack(&hs, 1)?, self.cfg.dropout, rng.as_deref_mut())?; // [B,T,H]
+        let prior_scores = Tensor::stack(&scores, 1)?; // [B,T,S]
+        let posterior_scores = match &self.inference {
+            None => None,
+            Some(inf) => {
+                let se = self.src_emb.forward(&batch.src)?;
+                let te = self.tgt_emb.forward(&batch.tgt_out)?;
+                let (u, _) = inf.src_lstm.forward(&se, Some(&batch.src_mask), None)?;
+                let (v, _) = inf.tgt_lstm.forward(&te, Some(&batch.tgt_mask), None)?;
+                Some(inf.bilinear.forward(&v)?.matmul(&u.transpose(1, 2)?)?)
+            }
+        };
+        let position_mask = batch.src_mask.unsqueeze(1)?.broadcast_as((b, t, s))?.contiguous()?;
+        Ok(NmtOutputs {
+            model: self,
+            gold: batch.tgt_out.clone(),
+            step_mask: batch.tgt_mask.clone(),
+            out_query: self.out_h.forward(&h)?,
+            enc,
+            prior_scores,
+            posterior_scores,
+            position_mask,
+        })
+    }
+
+    /// log f(x, ·) over the whole vocabulary from output pre-activations `[..., O]`.
+    fn vocab_log_probs(&self, pre: &Tensor) -> Result<Tensor> {
+        let logits = pre.tanh()?.broadcast_matmul(&self.out_w.t()?)?.broadcast_add(&self.out_b)?;
+        candle_nn::ops::log_softmax(&logits, D::Minus1)
+    }
+
+    /// Next-token log-probabilities `[N, V]` after a step with decoder output `h [N, H]` and
+    /// prior scores `[N, S]`: the exact marginal log Σ_i p_i f(x, i)[·] (restricted to the K
+    /// most probable alignments when `kmax = Some(K)`), or the soft model's log f(x, E_p[z]).
+    pub fn next_token_log_probs(&self, enc: &Encoded, h: &Tensor, scores: &Tensor, how: Marginal) -> Result<Tensor> {
+        let q = self.out_h.forward(h)?; // [N,O]
+        let prior = Categorical::from_logits(scores, Some(&enc.src_mask))?;
+        match how {
+            Marginal::Soft => {
+                let ctx = prior.probs()?.unsqueeze(1)?.matmul(&enc.out_keys)?.squeeze(1)?;
+                self.vocab_log_probs(&(q + ctx)?)
+            }
+            Marginal::Exact => {
+                let pre = enc.out_keys.broadcast_add(&q.unsqueeze(1)?)?; // [N,S,O]
+                let lf = self.vocab_log_probs(&pre)?; // [N,S,V]
+                lf.broadcast_add(&prior.log_probs().unsqueeze(D::Minus1)?)?.log_sum_exp(1)
+            }
+            Marginal::KMax(k) => {
+                let k = k.min(prior.num_positions()?);
+                let (idx, lpk) = prior.top_k(k)?; // [N,K]
+                let o = enc.out_keys.dim(2)?;
+                let (n, _) = idx.dims2()?;
+                let gathered = enc.out_keys.gather(&idx.unsqueeze(2)?.broadcast_as((n, k, o))?.contiguous()?, 1)?;
+                let lf = self.vocab_log_probs(&gathered.broadcast_add(&q.unsqueeze(1)?)?)?; // [N,K,V]
+                lf.broadcast_add(&lpk.unsqueeze(D::Minus1)?)?.log_sum_exp(1)
+            }
+        }
+    }
+
+    /// Select rows of every tensor of an encoding (for beams).
+    pub fn select_encoded(enc: &Encoded, rows: &Tensor) -> Result<Encoded> {
+        Ok(Encoded {
+            states: enc.states.index_select(rows, 0)?,
+            att_keys: enc.att_keys.index_select(rows, 0)?,
+            out_keys: enc.out_keys.index_select(rows, 0)?,
+            src_mask: enc.src_mask.index_select(rows, 0)?,
+        })
+    }
+}
+
+/// How the next-token distribution marginalises the alignment at decoding time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Marginal {
+    Soft,
+    Exact,
+    KMax(usize),
+}
+
+/// One batch's alignment quantities (implements [`AlignmentOutputs`]).
+pub struct NmtOutputs<'a> {
+    model: &'a NmtModel,
+    gold: Tensor,
+    step_mask: Tensor,
+    /// U h_t + b, `[B, T, O]`.
+    out_query: Tensor,
+    enc: Encoded,
+    prior_scores: Tensor,
+    posterior_scores: Option<Tensor>,
+    position_mask: Tensor,
+}
+
+impl NmtOutputs<'_> {
+    /// log f for pre-activations `[..., O]` whose leading dims match the gold tokens `gold`.
+    fn gold_log_f(&self, pre: &Tensor, gold: &Tensor) -> Result<Tensor> {
+        let dims = pre.dims().to_vec();
+        let o = *dims.last().unwrap();
+        let rows = pre.tanh()?.reshape(((), o))?;
+        let lf = gold_log_softmax(&rows, &self.model.out_w, &self.model.out_b, &gold.flatten_all()?)?;
+        lf.reshape(&dims[..dims.len() - 1])
+    }
+}
+
+impl AlignmentOutputs for NmtOutputs<'_> {
+    fn prior_scores(&self) -> &Tensor {
+        &self.prior_scores
+    }
+    fn posterior_scores(&self) -> Option<&Tensor> {
+        self.posterior_scores.as_ref()
+    }
+    fn position_mask(&self) -> Option<&Tensor> {
+        Some(&self.position_mask)
+    }
+    fn step_mask(&self) -> Option<&Tensor> {
+        Some(&self.step_mask)
+    }
+    fn log_f_all(&self) -> Result<Tensor> {
+        let (b, t, s) = self.prior_scores.dims3()?;
+        let pre = self.out_query.unsqueeze(2)?.broadcast_add(&self.enc.out_keys.unsqueeze(1)?)?; // [B,T,S,O]
+        let gold = self.gold.unsqueeze(2)?.broadcast_as((b, t, s))?.contiguous()?;
+        self.gold_log_f(&pre, &gold)
+    }
+    fn log_f_at(&self, z: &Tensor) -> Result<Tensor> {
+        let k = z.dim(0)?;
+        let (b, t, _) = self.prior_scores.dims3()?;
+        let o = self.out_query.dim(2)?;
+        let mut outs = Vec::with_capacity(k);
+        for j in 0..k {
+            let idx = z.get(j)?.unsqueeze(2)?.broadcast_as((b, t, o))?.contiguous()?; // [B,T,O]
+            let keys = self.enc.out_keys.gather(&idx, 1)?; // [B,T,O]
+            outs.push(self.gold_log_f(&(&self.out_query + keys)?, &self.gold)?);
+        }
+        Tensor::stack(&outs, 0)
+    }
+    fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor> {
+        let ctx = w.to_dtype(DType::F32)?.matmul(&self.enc.out_keys)?; // [B,T,O]
+        self.gold_log_f(&(&self.out_query + ctx)?, &self.gold)
+    }
+    fn log_f_soft(&self) -> Result<Tensor> {
+        let p = Categorical::from_logits(&self.prior_scores, Some(&self.position_mask))?.probs()?;
+        self.log_f_relaxed(&p)
+    }
+}

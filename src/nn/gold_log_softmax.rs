@@ -1,0 +1,209 @@
+//! log softmax(h Wᵀ + b)[y] for one gold class per row, without keeping the `[N, V]` logits.
+//!
+//! Exact enumeration evaluates the output layer once per alignment: N = B·T·S rows. Computing
+//! `log_softmax` over V classes and gathering the gold entry would keep an `[N, V]` tensor (and its
+//! gradient) alive — O(B·T·S·V) memory, which does not fit at paper sizes. This op processes rows
+//! in chunks and keeps only the per-row log-normaliser; the backward pass recomputes each chunk's
+//! softmax:
+//!
+//! forward:  ℓ_n = z_{n,y_n} - log Σ_v exp z_{n,v},  z_n = W h_n + b
+//! backward: ∂ℓ_n/∂z_n = onehot(y_n) - softmax(z_n);  ∂h_n = Wᵀ ∂z_n,  ∂W = Σ_n ∂z_n h_nᵀ,  ∂b = Σ_n ∂z_n
+//!
+//! Memory is O(N·d + chunk·V) instead of O(N·V).
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
+
+/// Rows per chunk are chosen so that one chunk of logits holds at most this many floats.
+const CHUNK_ELEMS: usize = 1 << 22;
+
+struct GoldLogSoftmax {
+    gold: Tensor,
+}
+
+fn chunk_rows(v: usize) -> usize {
+    (CHUNK_ELEMS / v.max(1)).max(1)
+}
+
+/// Chunked forward on tensors of any device: returns `[N]`.
+fn forward_chunked(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Result<Tensor> {
+    let (n, _) = h.dims2()?;
+    let v = w.dim(0)?;
+    let step = chunk_rows(v);
+    let wt = w.t()?;
+    let mut outs = Vec::with_capacity(n.div_ceil(step));
+    let mut start = 0;
+    while start < n {
+        let len = step.min(n - start);
+        let z = h.narrow(0, start, len)?.matmul(&wt)?.broadcast_add(b)?;
+        let lse = z.log_sum_exp(D::Minus1)?;
+        let g = gold.narrow(0, start, len)?.unsqueeze(1)?;
+        let zy = z.gather(&g, 1)?.squeeze(1)?;
+        outs.push((zy - lse)?);
+        start += len;
+    }
+    Tensor::cat(&outs, 0)
+}
+
+fn tensor_from_storage(s: &CpuStorage, l: &Layout) -> Result<Tensor> {
+    let data: Vec<f32> = match s {
+        CpuStorage::F32(v) => match l.contiguous_offsets() {
+            Some((a, b)) => v[a..b].to_vec(),
+            None => candle_core::bail!("gold_log_softmax: inputs must be contiguous"),
+        },
+        other => candle_core::bail!("gold_log_softmax: f32 only, got {:?}", other.dtype()),
+    };
+    Tensor::from_vec(data, l.shape(), &Device::Cpu)
+}
+
+impl CustomOp3 for GoldLogSoftmax {
+    fn name(&self) -> &'static str {
+        "gold-log-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let h = tensor_from_storage(s1, l1)?;
+        let w = tensor_from_storage(s2, l2)?;
+        let b = tensor_from_storage(s3, l3)?;
+        let out = forward_chunked(&h, &w, &b, &self.gold.to_device(&Device::Cpu)?)?;
+        let n = out.dim(0)?;
+        Ok((CpuStorage::F32(out.to_vec1::<f32>()?), Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        h: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (h, w, b, grad) = (h.detach(), w.detach(), b.detach(), grad.detach());
+        let (n, _) = h.dims2()?;
+        let v = w.dim(0)?;
+        let step = chunk_rows(v);
+        let wt = w.t()?;
+        let mut dh = Vec::with_capacity(n.div_ceil(step));
+        let mut dw = w.zeros_like()?;
+        let mut db = b.zeros_like()?;
+        let mut start = 0;
+        while start < n {
+            let len = step.min(n - start);
+            let hc = h.narrow(0, start, len)?;
+            let z = hc.matmul(&wt)?.broadcast_add(&b)?;
+            let p = candle_nn::ops::softmax_last_dim(&z)?;
+            let g = grad.narrow(0, start, len)?.unsqueeze(1)?; // [len,1]
+            let y = self.gold.narrow(0, start, len)?.unsqueeze(1)?;
+            let onehot = p.zeros_like()?.scatter_add(&y, &g, 1)?; // g at the gold class
+            let dz = (onehot - p.broadcast_mul(&g)?)?; // [len, V]
+            dh.push(dz.matmul(&w)?);
+            dw = (dw + dz.t()?.matmul(&hc)?)?;
+            db = (db + dz.sum(0)?)?;
+            start += len;
+        }
+        Ok((Some(Tensor::cat(&dh, 0)?), Some(dw), Some(db)))
+    }
+}
+
+/// ℓ_n = log softmax(W h_n + b)[gold_n] for `h [N, d]`, `w [V, d]`, `b [V]`, `gold [N]` (u32).
+/// Differentiable in h, W and b. On the CPU it runs chunked with O(N·d + chunk·V) memory; on
+/// other devices it falls back to the plain composition (log-softmax, gather) until a fused
+/// kernel lands.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use varattn::nn::gold_log_softmax;
+/// let dev = Device::Cpu;
+/// let h = Tensor::new(&[[0.5f32, -1.0], [2.0, 0.1]], &dev)?;
+/// let w = Tensor::new(&[[1.0f32, 0.0], [0.0, 1.0], [1.0, 1.0]], &dev)?;
+/// let b = Tensor::zeros(3, candle_core::DType::F32, &dev)?;
+/// let y = Tensor::new(&[2u32, 0], &dev)?;
+/// let l = gold_log_softmax(&h, &w, &b, &y)?.to_vec1::<f32>()?;
+/// assert!(l.iter().all(|&v| v < 0.0));
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn gold_log_softmax(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Result<Tensor> {
+    let gold = gold.to_dtype(DType::U32)?.contiguous()?;
+    if h.device().is_cpu() && h.dtype() == DType::F32 {
+        h.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, GoldLogSoftmax { gold })
+    } else {
+        gold_log_softmax_naive(h, w, b, &gold)
+    }
+}
+
+/// The plain composition: log_softmax(h Wᵀ + b) gathered at the gold class (O(N·V) memory).
+pub fn gold_log_softmax_naive(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Result<Tensor> {
+    let z = h.matmul(&w.t()?)?.broadcast_add(b)?;
+    let lsm = candle_nn::ops::log_softmax(&z, D::Minus1)?;
+    lsm.gather(&gold.to_dtype(DType::U32)?.unsqueeze(1)?.contiguous()?, 1)?.squeeze(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeededRng;
+    use candle_core::Var;
+
+    #[test]
+    fn matches_the_plain_composition_in_value_and_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut rng = SeededRng::new(1);
+        let (n, d, v) = (37, 5, 11);
+        let h = Var::from_tensor(&rng.normal((n, d), &dev)?)?;
+        let w = Var::from_tensor(&rng.normal((v, d), &dev)?)?;
+        let b = Var::from_tensor(&rng.normal(v, &dev)?)?;
+        let y: Vec<u32> = (0..n).map(|_| rng.next_index(v) as u32).collect();
+        let y = Tensor::new(y.as_slice(), &dev)?;
+        let weights = rng.normal(n, &dev)?; // distinct weight per row so errors cannot cancel
+        let run = |fused: bool| -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
+            let l = if fused {
+                gold_log_softmax(h.as_tensor(), w.as_tensor(), b.as_tensor(), &y)?
+            } else {
+                gold_log_softmax_naive(h.as_tensor(), w.as_tensor(), b.as_tensor(), &y)?
+            };
+            let g = l.mul(&weights)?.sum_all()?.backward()?;
+            let grads = [&h, &w, &b]
+                .iter()
+                .map(|p| g.get(p).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect();
+            Ok((l.to_vec1::<f32>()?, grads))
+        };
+        let (lf, gf) = run(true)?;
+        let (ln, gn) = run(false)?;
+        for (a, b) in lf.iter().zip(&ln) {
+            assert!((a - b).abs() < 1e-5, "value {a} vs {b}");
+        }
+        for (ga, gb) in gf.iter().zip(&gn) {
+            for (a, b) in ga.iter().zip(gb) {
+                assert!((a - b).abs() < 1e-4, "gradient {a} vs {b}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn chunking_does_not_change_the_result() -> Result<()> {
+        // more rows than one chunk holds when V is large
+        let dev = Device::Cpu;
+        let mut rng = SeededRng::new(2);
+        let v = CHUNK_ELEMS / 3 + 1; // 3 rows per chunk at most
+        let (n, d) = (8, 2);
+        let h = rng.normal((n, d), &dev)?;
+        let w = rng.normal((v, d), &dev)?;
+        let b = Tensor::zeros(v, DType::F32, &dev)?;
+        let y = Tensor::new(&[0u32, 1, 2, 3, 4, 5, 6, 7], &dev)?;
+        let a = gold_log_softmax(&h, &w, &b, &y)?.to_vec1::<f32>()?;
+        let c = gold_log_softmax_naive(&h, &w, &b, &y)?.to_vec1::<f32>()?;
+        for (x, z) in a.iter().zip(&c) {
+            assert!((x - z).abs() < 1e-3 * z.abs().max(1.0), "{x} vs {z}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,2 @@
+//! Reports: the papers' tables from finished runs, and figures.
+pub mod tables;

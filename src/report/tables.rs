@@ -1,0 +1,189 @@
+//! The papers' tables from finished runs: mean ± std over seeds beside the paper's numbers,
+//! as Markdown and CSV, and a summary of which of the paper's orderings hold.
+use crate::experiments::nmt::NmtResult;
+use crate::io::write_atomic;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Mean and sample standard deviation.
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let sd = if xs.len() > 1 { (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (m, sd)
+}
+
+fn fmt_ms(xs: &[f64], digits: usize) -> String {
+    if xs.is_empty() {
+        return "–".into();
+    }
+    let (m, s) = mean_std(xs);
+    if xs.len() > 1 {
+        format!("{m:.digits$} ± {s:.digits$}")
+    } else {
+        format!("{m:.digits$}")
+    }
+}
+
+/// Finished NMT runs under `runs_dir/<row>/seed-*/result.json`, grouped by row.
+pub fn collect_nmt(runs_dir: &Path) -> Result<BTreeMap<String, Vec<NmtResult>>> {
+    let mut out: BTreeMap<String, Vec<NmtResult>> = BTreeMap::new();
+    let Ok(rows) = std::fs::read_dir(runs_dir) else { return Ok(out) };
+    for row in rows.flatten() {
+        let Ok(seeds) = std::fs::read_dir(row.path()) else { continue };
+        for seed in seeds.flatten() {
+            let p = seed.path().join("result.json");
+            if p.exists() {
+                let r: NmtResult = serde_json::from_str(&std::fs::read_to_string(&p)?)
+                    .with_context(|| format!("parsing {}", p.display()))?;
+                out.entry(r.name.clone()).or_default().push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The row order of Table 1 and 3.
+pub const NMT_ROWS: [&str; 9] =
+    ["soft", "exact", "hard-enum", "hard-sample", "relaxed-dirichlet", "var-enum", "var-sample", "gumbel", "rws"];
+
+fn paper(p: &toml::Value, row: &str, key: &str) -> String {
+    p.get(row).and_then(|r| r.get(key)).and_then(|v| v.as_float()).map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
+}
+
+/// A table as (header, rows) → Markdown and CSV text.
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn markdown(&self) -> String {
+        let mut s = format!("| {} |\n|{}|\n", self.header.join(" | "), vec!["---"; self.header.len()].join("|"));
+        for r in &self.rows {
+            s.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        s
+    }
+    pub fn csv(&self) -> Result<String> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&self.header)?;
+        for r in &self.rows {
+            w.write_record(r)?;
+        }
+        Ok(String::from_utf8(w.into_inner()?)?)
+    }
+    pub fn write(&self, stem: &Path, preamble: &str) -> Result<()> {
+        write_atomic(&stem.with_extension("md"), format!("{preamble}\n\n{}", self.markdown()).as_bytes())?;
+        write_atomic(&stem.with_extension("csv"), self.csv()?.as_bytes())
+    }
+}
+
+fn field(rs: &[NmtResult], f: impl Fn(&NmtResult) -> Option<f64>) -> Vec<f64> {
+    rs.iter().filter_map(f).filter(|x| x.is_finite()).collect()
+}
+
+/// Deng et al. Table 1 (NMT columns) with prior entropy, speed and provenance.
+pub fn nmt_table1(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value) -> Table {
+    let header = [
+        "row", "PPL", "paper PPL", "BLEU", "BLEU tok-lc", "paper BLEU", "prior entropy", "paper entropy", "train tok/s", "train s", "seeds",
+    ];
+    let mut rows = vec![];
+    for name in NMT_ROWS {
+        let Some(rs) = results.get(name) else { continue };
+        rows.push(vec![
+            name.to_string(),
+            fmt_ms(&field(rs, |r| Some(r.test_ppl)), 2),
+            paper(paper_numbers, name, "ppl"),
+            fmt_ms(&field(rs, |r| Some(r.bleu)), 2),
+            fmt_ms(&field(rs, |r| Some(r.bleu_tok_lc)), 2),
+            paper(paper_numbers, name, "bleu"),
+            fmt_ms(&field(rs, |r| Some(r.test_prior_entropy)), 2),
+            paper(paper_numbers, name, "prior_entropy"),
+            fmt_ms(&field(rs, |r| Some(r.train_tokens_per_second)), 0),
+            fmt_ms(&field(rs, |r| Some(r.train_seconds)), 0),
+            rs.iter().map(|r| r.seed.to_string()).collect::<Vec<_>>().join(" "),
+        ]);
+    }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+}
+
+/// Deng et al. Table 2: exact enumeration against K-Max.
+pub fn nmt_table2(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value) -> Table {
+    let header = ["row", "PPL exact", "PPL K-Max", "paper exact/K-Max", "BLEU exact", "BLEU K-Max", "paper BLEU exact/K-Max"];
+    let mut rows = vec![];
+    for name in NMT_ROWS {
+        let Some(rs) = results.get(name) else { continue };
+        if rs.iter().all(|r| r.test_ppl_kmax.is_none()) {
+            continue;
+        }
+        rows.push(vec![
+            name.to_string(),
+            fmt_ms(&field(rs, |r| Some(r.test_ppl)), 2),
+            fmt_ms(&field(rs, |r| r.test_ppl_kmax), 2),
+            format!("{}/{}", paper(paper_numbers, name, "ppl"), paper(paper_numbers, name, "ppl_kmax")),
+            fmt_ms(&field(rs, |r| Some(r.bleu)), 2),
+            fmt_ms(&field(rs, |r| r.bleu_kmax), 2),
+            format!("{}/{}", paper(paper_numbers, name, "bleu"), paper(paper_numbers, name, "bleu_kmax")),
+        ]);
+    }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+}
+
+/// One claim of the paper checked against this run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Claim {
+    pub claim: String,
+    pub holds: Option<bool>,
+    pub detail: String,
+}
+
+/// The orderings of Table 1 that the paper reports, checked on mean test PPL.
+pub fn nmt_claims(results: &BTreeMap<String, Vec<NmtResult>>) -> Vec<Claim> {
+    let ppl = |n: &str| results.get(n).map(|rs| mean_std(&field(rs, |r| Some(r.test_ppl))).0);
+    let mut out = vec![];
+    let mut less = |a: &str, b: &str, what: &str| {
+        let (pa, pb) = (ppl(a), ppl(b));
+        out.push(Claim {
+            claim: format!("{what}: PPL({a}) < PPL({b})"),
+            holds: pa.zip(pb).map(|(x, y)| x < y),
+            detail: format!("{} vs {}", pa.map(|v| format!("{v:.3}")).unwrap_or("–".into()), pb.map(|v| format!("{v:.3}")).unwrap_or("–".into())),
+        });
+    };
+    less("exact", "soft", "exact marginal beats soft");
+    less("var-enum", "soft", "variational (enum) beats soft");
+    less("var-sample", "soft", "variational (sample) beats soft");
+    less("soft", "hard-enum", "hard attention is worse than soft");
+    less("soft", "hard-sample", "hard attention (sample) is worse than soft");
+    less("var-sample", "hard-sample", "variational sampling beats hard sampling");
+    less("soft", "relaxed-dirichlet", "the relaxed Dirichlet row is worse than soft");
+    less("var-sample", "gumbel", "REINFORCE beats Gumbel-softmax (Table 3)");
+    less("var-sample", "rws", "REINFORCE beats RWS (Table 3)");
+    out
+}
+
+pub fn claims_markdown(claims: &[Claim]) -> String {
+    let mut s = String::from("| claim | holds here | PPL (ours) |\n|---|---|---|\n");
+    for c in claims {
+        let h = match c.holds {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "not run",
+        };
+        s.push_str(&format!("| {} | {h} | {} |\n", c.claim, c.detail));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
+        assert!((m - 2.5).abs() < 1e-12 && (s - 1.2909944487358056).abs() < 1e-12);
+        assert_eq!(mean_std(&[7.0]), (7.0, 0.0));
+    }
+}

@@ -1,46 +1,79 @@
 #!/usr/bin/env bash
 # Regenerate varattn's result tables.
 #
-#   ./reproduce.sh [--preset smoke|cpu|paper] [--seed N]
+#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt] [--quiet]
 #
-# Today it builds the release binary, prepares and verifies the offline German-English corpus
-# (ding-de-en, from Debian's trans-de-en package) and trains the synthetic reversal model with
-# every objective of Deng et al. (2018), writing results/<preset>/demo/{table.md,table.csv,config.json}.
-# The paper tables (NMT, VQA, VIMCO/NVIL, alignment and Bayesian attention) join as their
-# experiments land; see README.md.
+# Builds the release binary, prepares and verifies the offline data, trains and evaluates every
+# run a table needs (seeds 3435, 3436, ...), and writes results/<preset>/: one Markdown and one CSV
+# file per table, figures, and each run's directory under results/<preset>/runs/. Finished runs
+# are skipped and interrupted runs resume from their checkpoints, so rerunning after a kill
+# finishes without redoing work.
+# Environment: VARATTN_BIN (use this binary instead of building one), VARATTN_RESULTS (results
+# root instead of ./results), VARATTN_CACHE (data cache, default ~/.cache/varattn).
+#   demo  every objective on a synthetic reversal task (seconds)
+#   nmt   Deng et al. Tables 1-3 (NMT columns) on the ding-de-en corpus
 set -euo pipefail
 cd "$(dirname "$0")"
 
 preset=cpu
-seed=3435
+seeds=1
+only=demo,nmt
+quiet=
 while [ $# -gt 0 ]; do
   case "$1" in
     --preset) preset="${2:?--preset needs a value}"; shift 2 ;;
     --preset=*) preset="${1#*=}"; shift ;;
-    --seed) seed="${2:?--seed needs a value}"; shift 2 ;;
-    --seed=*) seed="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --seeds) seeds="${2:?--seeds needs a value}"; shift 2 ;;
+    --seeds=*) seeds="${1#*=}"; shift ;;
+    --only) only="${2:?--only needs a value}"; shift 2 ;;
+    --only=*) only="${1#*=}"; shift ;;
+    --quiet) quiet=--quiet; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
 case "$preset" in
-  smoke) steps=30 ;;
-  cpu) steps=150 ;;
-  paper) steps=1000 ;;
+  smoke) demo_steps=30 ;;
+  cpu) demo_steps=150 ;;
+  paper) demo_steps=1000 ;;
   *) echo "reproduce.sh: unknown preset '$preset' (smoke, cpu or paper)" >&2; exit 2 ;;
 esac
+case "$seeds" in ''|*[!0-9]*) echo "reproduce.sh: --seeds takes a positive number" >&2; exit 2 ;; esac
+wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 start=$(date +%s)
-echo "== building varattn (release)"
-cargo build --release --quiet
-bin=target/release/varattn
-out="results/$preset"
+if [ -n "${VARATTN_BIN:-}" ]; then
+  bin="$VARATTN_BIN"
+else
+  echo "== building varattn (release)"
+  cargo build --release --quiet
+  bin=target/release/varattn
+fi
+results="${VARATTN_RESULTS:-results}"
+out="$results/$preset"
 mkdir -p "$out"
 
 echo "== data: ding-de-en"
 "$bin" data prepare ding-de-en
 
-echo "== demo: every objective on the synthetic reversal task (seed $seed)"
-"$bin" demo --steps "$steps" --seed "$seed" --out "$out/demo"
+if wants demo; then
+  echo "== demo: every objective on the synthetic reversal task"
+  "$bin" demo --steps "$demo_steps" --seed 3435 --out "$out/demo"
+fi
 
+if wants nmt; then
+  echo "== NMT (Deng et al. Tables 1-3) on ding-de-en, preset $preset, $seeds seed(s)"
+  for row in soft exact hard-enum hard-sample relaxed-dirichlet var-enum var-sample gumbel rws; do
+    for ((i = 0; i < seeds; i++)); do
+      seed=$((3435 + i))
+      t0=$(date +%s)
+      "$bin" train --config "configs/nmt/$row.toml" --preset "$preset" --seed "$seed" $quiet \
+        --out "$out/runs/nmt/$row/seed-$seed"
+      echo "   ($row, seed $seed: $(( $(date +%s) - t0 )) s)"
+    done
+  done
+fi
+
+echo "== tables"
+"$bin" report --preset "$preset" --results "$results"
 echo "== done in $(( $(date +%s) - start )) s; tables under $out/"

@@ -441,6 +441,7 @@ fn test_evaluation(
     } else {
         None
     };
+    alignment_pictures(model, data, opts, 3)?;
     let mut text = String::new();
     for (h, r) in hyps.iter().zip(&refs[0]) {
         text.push_str(&format!("{h}\t{r}\n"));
@@ -468,4 +469,38 @@ fn test_evaluation(
         history: st.history.clone(),
         dropped_too_long: data.dropped_too_long,
     })
+}
+
+/// Heatmaps of the prior p(z_t) (and the posterior q(z_t) when the model has an inference
+/// network) for the first `n` test sentences, as `alignment-<k>.{png,svg}` in the run directory.
+fn alignment_pictures(model: &NmtModel, data: &PreparedData, opts: &RunOptions, n: usize) -> Result<()> {
+    use crate::objective::AlignmentOutputs;
+    let n = n.min(data.test.len());
+    if n == 0 {
+        return Ok(());
+    }
+    let idx: Vec<usize> = (0..n).collect();
+    let batch = NmtBatch::new(&data.test, &idx, &opts.device)?;
+    let out = model.forward(&batch, None)?;
+    let probs = |scores: &candle_core::Tensor| -> Result<Vec<Vec<Vec<f32>>>> {
+        Ok(crate::dist::Categorical::from_logits(scores, out.position_mask())?.probs()?.to_vec3::<f32>()?)
+    };
+    let prior = probs(out.prior_scores())?;
+    let post = out.posterior_scores().map(probs).transpose()?;
+    let piece = |id: u32| data.tokenizer.id_to_token(id).unwrap_or_else(|| format!("#{id}")).replace('\u{2581}', "_");
+    for k in 0..n {
+        let p = &data.test[k];
+        let src: Vec<String> = p.src.iter().map(|&i| piece(i)).collect();
+        let mut tgt: Vec<String> = p.tgt.iter().map(|&i| piece(i)).collect();
+        tgt.push("</s>".into());
+        let cut = |m: &Vec<Vec<f32>>| -> Vec<Vec<f32>> { m[..tgt.len()].iter().map(|r| r[..src.len()].to_vec()).collect() };
+        let pm = cut(&prior[k]);
+        let mut panels: Vec<(&str, &[Vec<f32>])> = vec![("prior p(z_t)", &pm)];
+        let qm = post.as_ref().map(|q| cut(&q[k]));
+        if let Some(q) = &qm {
+            panels.push(("posterior q(z_t)", q));
+        }
+        crate::report::plot::alignment_heatmaps(&opts.out_dir.join(format!("alignment-{k}")), &src, &tgt, &panels)?;
+    }
+    Ok(())
 }

@@ -176,6 +176,30 @@ pub fn claims_markdown(claims: &[Claim]) -> String {
     s
 }
 
+/// Figures of the NMT runs: validation PPL per epoch for every row (first seed), and test PPL
+/// against K for the latent rows, as `<dir>/nmt-valid-ppl.{png,svg}` and `<dir>/nmt-ppl-vs-k.*`.
+pub fn nmt_figures(results: &BTreeMap<String, Vec<NmtResult>>, dir: &Path) -> Result<()> {
+    let mut curves = vec![];
+    let mut ks = vec![];
+    for name in NMT_ROWS {
+        let Some(r) = results.get(name).and_then(|rs| rs.first()) else { continue };
+        let pts: Vec<(f64, f64)> = r.history.iter().map(|e| (e.epoch as f64, e.valid_ppl)).filter(|p| p.1.is_finite()).collect();
+        if !pts.is_empty() {
+            curves.push((name.to_string(), pts));
+        }
+        if !r.ppl_against_k.is_empty() {
+            ks.push((name.to_string(), r.ppl_against_k.iter().map(|&(k, p)| (k as f64, p)).collect()));
+        }
+    }
+    if !curves.is_empty() {
+        super::plot::line_chart(&dir.join("nmt-valid-ppl"), "Validation perplexity per epoch", "epoch", "PPL", &curves)?;
+    }
+    if !ks.is_empty() {
+        super::plot::line_chart(&dir.join("nmt-ppl-vs-k"), "Test perplexity with K-Max", "K", "PPL", &ks)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,48 @@
+//! `./reproduce.sh --preset smoke` end to end, killed midway and rerun: the rerun finishes
+//! every table without redoing the runs that had finished.
+use std::path::Path;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn reproduce(results: &Path) -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut c = Command::new(root.join("reproduce.sh"));
+    c.args(["--preset", "smoke", "--quiet"])
+        .env("VARATTN_BIN", env!("CARGO_BIN_EXE_varattn"))
+        .env("VARATTN_RESULTS", results)
+        .env("VARATTN_CACHE", std::env::temp_dir().join("varattn-ding-cache"))
+        .current_dir(root);
+    c
+}
+
+#[test]
+fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path();
+    let first = results.join("smoke/runs/nmt/soft/seed-3435/result.json");
+    // start, wait for the first NMT run to finish, then kill the whole process group
+    let mut child = reproduce(results).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0).spawn().unwrap();
+    let t0 = Instant::now();
+    while !first.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(300), "first run never finished");
+        assert!(child.try_wait().unwrap().is_none(), "reproduce.sh exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pgid = child.id() as i32;
+    Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status().unwrap();
+    let _ = child.wait();
+    assert!(!results.join("smoke/table1-nmt.md").exists(), "killed before the tables");
+    let finished_at = std::fs::metadata(&first).unwrap().modified().unwrap();
+
+    let out = reproduce(results).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("soft: finished already"), "the finished run was redone:\n{stdout}");
+    assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), finished_at);
+    for table in ["table1-nmt.md", "table1-nmt.csv", "table2-kmax.md", "claims-nmt.md", "demo/table.md", "nmt-valid-ppl.png", "nmt-ppl-vs-k.png"] {
+        assert!(results.join("smoke").join(table).exists(), "missing {table}");
+    }
+    let t1 = std::fs::read_to_string(results.join("smoke/table1-nmt.csv")).unwrap();
+    assert_eq!(t1.lines().count(), 10, "header + nine rows:\n{t1}");
+}

@@ -204,10 +204,12 @@ fn main() -> Result<()> {
                 t1.write(&dir.join("table1-nmt"), &prov("Table 1 (NMT): perplexity, BLEU, prior entropy"))?;
                 let t2 = tables::nmt_table2(&nmt, &paper);
                 t2.write(&dir.join("table2-kmax"), &prov("Table 2: exact enumeration vs K-Max"))?;
+                let t3 = tables::nmt_table3(&nmt, &paper);
+                t3.write(&dir.join("table3-nmt"), &prov("Table 3 (NMT): inference alternatives and prior alignment entropy"))?;
                 tables::nmt_figures(&nmt, &dir)?;
                 let claims = tables::nmt_claims(&nmt);
                 write_atomic(&dir.join("claims-nmt.md"), tables::claims_markdown(&claims).as_bytes())?;
-                println!("{}\n{}\n{}", t1.markdown(), t2.markdown(), tables::claims_markdown(&claims));
+                println!("{}\n{}\n{}\n{}", t1.markdown(), t2.markdown(), t3.markdown(), tables::claims_markdown(&claims));
             }
         }
         Command::Data { command: DataCommand::Prepare { name, cache } } => {

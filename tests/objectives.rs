@@ -283,3 +283,19 @@ fn dirichlet_relaxed_gradient_is_unbiased_for_a_linear_likelihood() {
     let want = grads(&exact, &[&sq, &sp]);
     assert_close(&got, &want, 0.01, "dirichlet rsample");
 }
+
+#[test]
+fn kl_weight_rescales_only_the_kl_term() {
+    let prior = Categorical::from_logits(&row(&PRIOR), None).unwrap();
+    let q = Categorical::from_logits(&row(&POST), None).unwrap();
+    let log_f = row(&LOG_F);
+    let est = variational_enum(&prior, &q, &log_f, None).unwrap();
+    let kl = est.metrics.kl_sum.unwrap();
+    let full = scalar(&est.loss_with_kl_weight(1.0).unwrap());
+    let none = scalar(&est.loss_with_kl_weight(0.0).unwrap());
+    let half = scalar(&est.loss_with_kl_weight(0.5).unwrap());
+    assert!((full - none - kl).abs() < 1e-12 && (half - none - 0.5 * kl).abs() < 1e-12);
+    // objectives without a KL term are unchanged
+    let ex = exact_marginal(&prior, &log_f, None).unwrap();
+    assert_eq!(scalar(&ex.loss_with_kl_weight(0.0).unwrap()), scalar(&ex.loss));
+}

@@ -53,6 +53,9 @@ pub struct NmtTrainConfig {
     /// Use a moving-average REINFORCE baseline with this decay instead of the soft score.
     #[serde(default)]
     pub moving_average_baseline: Option<f64>,
+    /// Anneal the KL weight linearly from 0 to 1 over this many steps (0 = no warm-up).
+    #[serde(default)]
+    pub kl_warmup_steps: usize,
     /// Write the resumable checkpoint every this many steps (and at every epoch end).
     pub checkpoint_every: usize,
 }
@@ -300,7 +303,11 @@ pub fn run(cfg: &NmtConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
             if !loss.is_finite() {
                 bail!("{}: loss is {loss} at epoch {} step {} — stopping (lower the learning rate?)", cfg.name, st.epoch + 1, st.step)
             }
-            opt.backward_step(&est.loss).with_context(|| format!("epoch {} step {}", st.epoch + 1, st.step))?;
+            let kl_weight = match cfg.train.kl_warmup_steps {
+                0 => 1.0,
+                w => ((st.step + 1) as f64 / w as f64).min(1.0),
+            };
+            opt.backward_step(&est.loss_with_kl_weight(kl_weight)?).with_context(|| format!("epoch {} step {}", st.epoch + 1, st.step))?;
             let dt = t0.elapsed().as_secs_f64();
             st.step += 1;
             st.cursor += 1;

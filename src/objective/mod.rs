@@ -98,6 +98,20 @@ pub struct Estimate {
     /// Scalar to minimise: -(Σ_t surrogate_t) / tokens. Its gradient is the estimator's.
     pub loss: Tensor,
     pub metrics: Metrics,
+    /// Σ_t m_t KL(q(z_t) ‖ p(z_t)) as a differentiable scalar, for variational objectives (used by
+    /// KL warm-up: `loss + (w - 1) · kl_total / tokens` weights the KL term by w).
+    pub kl_total: Option<Tensor>,
+}
+
+impl Estimate {
+    /// The loss with the KL term weighted by `w` instead of 1 (KL warm-up); unchanged for
+    /// objectives without a KL term.
+    pub fn loss_with_kl_weight(&self, w: f64) -> Result<Tensor> {
+        match &self.kl_total {
+            Some(kl) if w != 1.0 => &self.loss + (kl * ((w - 1.0) / self.metrics.tokens))?,
+            _ => Ok(self.loss.clone()),
+        }
+    }
 }
 
 /// Which objective a configuration asks for (one per row of the papers' tables).
@@ -195,6 +209,7 @@ impl Parts<'_> {
             candle_core::bail!("objective over a batch with no unmasked target token")
         }
         let loss = (masked_total(&self.surrogate, self.mask)?.neg()? / tokens)?;
+        let kl_total = self.kl.as_ref().map(|k| masked_total(k, self.mask)).transpose()?;
         let total = |x: &Tensor| -> Result<f64> { scalar(&masked_total(&x.detach(), self.mask)?) };
         let metrics = Metrics {
             tokens,
@@ -203,6 +218,6 @@ impl Parts<'_> {
             kl_sum: self.kl.as_ref().map(total).transpose()?,
             prior_entropy_sum: total(&self.prior_entropy)?,
         };
-        Ok(Estimate { loss, metrics })
+        Ok(Estimate { loss, metrics, kl_total })
     }
 }

@@ -131,6 +131,34 @@ pub fn nmt_table2(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &to
     Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
 }
 
+/// Deng et al. Table 3: inference alternatives (REINFORCE = var-sample, RWS, Gumbel-softmax)
+/// and the prior alignment entropy of every row.
+pub fn nmt_table3(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value) -> Table {
+    let header = ["row", "method", "samples", "PPL", "paper PPL", "BLEU", "paper BLEU", "prior entropy", "paper entropy"];
+    let alternatives = [("var-sample", "REINFORCE", "1"), ("rws", "RWS", "5"), ("gumbel", "Gumbel-softmax", "1")];
+    let mut rows = vec![];
+    for name in NMT_ROWS {
+        let Some(rs) = results.get(name) else { continue };
+        let (method, samples) = alternatives
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, m, k)| (m.to_string(), k.to_string()))
+            .unwrap_or(("–".into(), "–".into()));
+        rows.push(vec![
+            name.to_string(),
+            method,
+            samples,
+            fmt_ms(&field(rs, |r| Some(r.test_ppl)), 2),
+            paper(paper_numbers, name, "ppl"),
+            fmt_ms(&field(rs, |r| Some(r.bleu)), 2),
+            paper(paper_numbers, name, "bleu"),
+            fmt_ms(&field(rs, |r| Some(r.test_prior_entropy)), 2),
+            paper(paper_numbers, name, "prior_entropy"),
+        ]);
+    }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+}
+
 /// One claim of the paper checked against this run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Claim {

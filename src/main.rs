@@ -170,7 +170,6 @@ fn main() -> Result<()> {
                 seed,
                 out_dir: out.clone(),
                 cache_dir: cache_dir(cache),
-                resume: true,
                 stop_after_steps,
                 device: candle_core::Device::Cpu,
                 progress: !quiet,

@@ -11,14 +11,14 @@ use crate::eval::beam::{beam_search, BeamConfig};
 use crate::eval::bleu::{corpus_bleu, multi_bleu, tokenize_13a, BleuOptions};
 use crate::io::{git_revision, write_atomic};
 use crate::models::nmt::{Marginal, NmtModel, NmtModelConfig};
-use crate::objective::{estimate, held_out_metrics, EstimatorState, Metrics, MovingAverage, ObjectiveKind};
-use crate::rng::{RngState, SeededRng};
-use crate::train::{checkpoint, Adam, AdamConfig, ParamStore};
+use crate::objective::{estimate, held_out_metrics, Estimate, EstimatorState, Metrics, ObjectiveKind};
+use crate::rng::SeededRng;
+use crate::train::runner::{self, progress_bar, EpochRecord, LoopConfig, TrainState, TrainTask};
+use crate::train::{Adam, AdamConfig, ParamStore};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,40 +85,6 @@ pub struct NmtConfig {
     pub eval: NmtEvalConfig,
 }
 
-/// Per-epoch record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub train_objective_per_token: f64,
-    pub train_tokens_per_second: f64,
-    pub valid_ppl: f64,
-    pub lr: f64,
-}
-
-/// Everything besides tensors needed to resume exactly.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainState {
-    pub config_hash: String,
-    pub epoch: usize,
-    /// Batches of `epoch` already done.
-    pub cursor: usize,
-    pub step: usize,
-    pub dropout_rng: RngState,
-    pub noise_rng: RngState,
-    pub estimator: EstimatorState,
-    pub lr: f64,
-    /// Best validation perplexity so far (None before the first validation).
-    pub best_valid_ppl: Option<f64>,
-    pub history: Vec<EpochRecord>,
-    pub train_seconds: f64,
-    pub train_tokens: f64,
-    /// Running sums of the current epoch.
-    pub epoch_objective_sum: f64,
-    pub epoch_tokens: f64,
-    pub epoch_seconds: f64,
-    pub finished: bool,
-}
-
 /// Test-set results of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NmtResult {
@@ -155,7 +121,6 @@ pub struct RunOptions {
     pub seed: u64,
     pub out_dir: PathBuf,
     pub cache_dir: PathBuf,
-    pub resume: bool,
     /// Stop (after checkpointing) once this many steps are done — to test resumption.
     pub stop_after_steps: Option<usize>,
     pub device: Device,
@@ -235,8 +200,42 @@ fn decode_marginal(kind: &ObjectiveKind) -> Marginal {
     }
 }
 
+/// The NMT training task: batches of sentence pairs, the model's forward pass and the
+/// objective, validation perplexity.
+struct NmtTask<'a> {
+    model: &'a NmtModel,
+    data: &'a PreparedData,
+    batch: usize,
+    objective: ObjectiveKind,
+    seed: u64,
+    device: &'a Device,
+}
+
+impl TrainTask for NmtTask<'_> {
+    fn epoch_plan(&self, epoch: usize) -> Vec<Vec<usize>> {
+        make_batches(&self.data.train, self.batch, Some(&mut SeededRng::new(self.seed).fork(1000 + epoch as u64)))
+    }
+    fn train_step(
+        &self,
+        idx: &[usize],
+        kind: &ObjectiveKind,
+        dropout: &mut SeededRng,
+        noise: &mut SeededRng,
+        estimator: &mut EstimatorState,
+    ) -> Result<Estimate> {
+        let batch = NmtBatch::new(&self.data.train, idx, self.device)?;
+        let out = self.model.forward(&batch, Some(dropout))?;
+        Ok(estimate(kind, &out, estimator, noise)?)
+    }
+    fn validate(&self) -> Result<f64> {
+        evaluate(self.model, &self.objective, &self.data.valid, self.batch, self.device)?
+            .perplexity()
+            .context("validation gave no likelihood")
+    }
+}
+
 /// Train (or resume) and evaluate one (config, seed). Returns the result written to
-/// `out_dir/result.json`.
+/// `out_dir/result.json`, or `None` when stopped by `stop_after_steps`.
 pub fn run(cfg: &NmtConfig, merged: &toml::Value, opts: &RunOptions) -> Result<Option<NmtResult>> {
     let hash = config_hash(merged);
     let dev = &opts.device;
@@ -245,161 +244,29 @@ pub fn run(cfg: &NmtConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
         bail!("no training pairs left after length filtering (max_len {})", cfg.data.max_len)
     }
     let mut ps = ParamStore::new(opts.seed, cfg.model.init, dev);
-    let needs_q = cfg.objective.needs_posterior();
-    let model = NmtModel::new(&mut ps, &cfg.model, data.vocab, needs_q)?;
+    let model = NmtModel::new(&mut ps, &cfg.model, data.vocab, cfg.objective.needs_posterior())?;
     let adam_cfg = AdamConfig { lr: cfg.train.lr, max_grad_norm: Some(cfg.train.max_grad_norm), ..Default::default() };
     let mut opt = Adam::new(ps.named_vars(), adam_cfg)?;
-    let root = SeededRng::new(opts.seed);
-    let last = opts.out_dir.join("last");
-    let best = opts.out_dir.join("best");
-    let mut st = if opts.resume && checkpoint::exists(&last) {
-        let st: TrainState = checkpoint::load(&last, &ps, &mut opt, dev)?;
-        if st.config_hash != hash {
-            bail!(
-                "{}: checkpoint was made with config {} but the current config hashes to {hash}; use another --out or delete it",
-                last.display(),
-                st.config_hash
-            )
-        }
-        opt.config.lr = st.lr;
-        st
-    } else {
-        TrainState {
-            config_hash: hash.clone(),
-            epoch: 0,
-            cursor: 0,
-            step: 0,
-            dropout_rng: root.fork(2).state(),
-            noise_rng: root.fork(3).state(),
-            estimator: EstimatorState { moving_average: cfg.train.moving_average_baseline.map(MovingAverage::new) },
-            lr: cfg.train.lr,
-            best_valid_ppl: None,
-            history: vec![],
-            train_seconds: 0.0,
-            train_tokens: 0.0,
-            epoch_objective_sum: 0.0,
-            epoch_tokens: 0.0,
-            epoch_seconds: 0.0,
-            finished: false,
-        }
+    let task = NmtTask { model: &model, data: &data, batch: cfg.train.batch, objective: cfg.objective, seed: opts.seed, device: dev };
+    let loop_cfg = LoopConfig {
+        name: cfg.name.clone(),
+        objective: cfg.objective,
+        epochs: cfg.train.epochs,
+        lr_decay: cfg.train.lr_decay,
+        pretrain_epochs: cfg.train.pretrain_epochs,
+        pretrain_objective: cfg.train.pretrain_objective,
+        kl_warmup_steps: cfg.train.kl_warmup_steps,
+        checkpoint_every: cfg.train.checkpoint_every,
+        moving_average_baseline: cfg.train.moving_average_baseline,
+        config_hash: hash.clone(),
+        seed: opts.seed,
+        progress: opts.progress,
+        stop_after_steps: opts.stop_after_steps,
     };
-    let mut dropout_rng = SeededRng::from_state(st.dropout_rng);
-    let mut noise_rng = SeededRng::from_state(st.noise_rng);
-    let save = |st: &TrainState, opt: &Adam, path: &Path| checkpoint::save(path, &ps, opt, st);
-    while st.epoch < cfg.train.epochs && !st.finished {
-        let kind = match (&cfg.train.pretrain_objective, st.epoch < cfg.train.pretrain_epochs) {
-            (Some(k), true) => *k,
-            _ => cfg.objective,
-        };
-        let batches = make_batches(&data.train, cfg.train.batch, Some(&mut root.fork(1000 + st.epoch as u64)));
-        let bar = progress_bar(opts.progress, batches.len() as u64, &format!("{} epoch {}", cfg.name, st.epoch + 1));
-        bar.set_position(st.cursor as u64);
-        for idx in batches.iter().skip(st.cursor) {
-            let t0 = Instant::now();
-            let batch = NmtBatch::new(&data.train, idx, dev)?;
-            let out = model.forward(&batch, Some(&mut dropout_rng))?;
-            let est = estimate(&kind, &out, &mut st.estimator, &mut noise_rng)?;
-            let loss = est.loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-            if !loss.is_finite() {
-                bail!("{}: loss is {loss} at epoch {} step {} — stopping (lower the learning rate?)", cfg.name, st.epoch + 1, st.step)
-            }
-            let kl_weight = match cfg.train.kl_warmup_steps {
-                0 => 1.0,
-                w => ((st.step + 1) as f64 / w as f64).min(1.0),
-            };
-            opt.backward_step(&est.loss_with_kl_weight(kl_weight)?).with_context(|| format!("epoch {} step {}", st.epoch + 1, st.step))?;
-            let dt = t0.elapsed().as_secs_f64();
-            st.step += 1;
-            st.cursor += 1;
-            st.epoch_seconds += dt;
-            st.train_seconds += dt;
-            st.epoch_tokens += est.metrics.tokens;
-            st.train_tokens += est.metrics.tokens;
-            st.epoch_objective_sum += est.metrics.objective_sum;
-            bar.inc(1);
-            bar.set_message(format!(
-                "obj/tok {:.3}  {:.0} tok/s",
-                st.epoch_objective_sum / st.epoch_tokens,
-                st.epoch_tokens / st.epoch_seconds
-            ));
-            let stop_now = opts.stop_after_steps == Some(st.step);
-            if st.step % cfg.train.checkpoint_every == 0 || stop_now {
-                st.dropout_rng = dropout_rng.state();
-                st.noise_rng = noise_rng.state();
-                st.lr = opt.config.lr;
-                save(&st, &opt, &last)?;
-            }
-            if stop_now {
-                bar.abandon_with_message("stopped (--stop-after-steps)");
-                return Ok(None);
-            }
-        }
-        bar.finish_and_clear();
-        // validation, learning-rate schedule, best checkpoint
-        let valid = evaluate(&model, &cfg.objective, &data.valid, cfg.train.batch, dev)?;
-        let vppl = valid.perplexity().unwrap_or(f64::NAN);
-        if !vppl.is_finite() {
-            bail!("{}: validation perplexity is {vppl} after epoch {}", cfg.name, st.epoch + 1)
-        }
-        st.history.push(EpochRecord {
-            epoch: st.epoch + 1,
-            train_objective_per_token: st.epoch_objective_sum / st.epoch_tokens.max(1.0),
-            train_tokens_per_second: st.epoch_tokens / st.epoch_seconds.max(1e-9),
-            valid_ppl: vppl,
-            lr: opt.config.lr,
-        });
-        if opts.progress {
-            eprintln!(
-                "{} epoch {}: valid PPL {vppl:.3}, train {:.0} tok/s, lr {:.2e}",
-                cfg.name,
-                st.epoch + 1,
-                st.epoch_tokens / st.epoch_seconds.max(1e-9),
-                opt.config.lr
-            );
-        }
-        let after_pretraining = st.epoch + 1 >= cfg.train.pretrain_epochs;
-        let improved = st.best_valid_ppl.is_none_or(|b| vppl < b);
-        if improved || !after_pretraining {
-            st.best_valid_ppl = Some(vppl);
-        } else {
-            opt.config.lr *= cfg.train.lr_decay;
-        }
-        st.epoch += 1;
-        st.cursor = 0;
-        st.epoch_objective_sum = 0.0;
-        st.epoch_tokens = 0.0;
-        st.epoch_seconds = 0.0;
-        st.dropout_rng = dropout_rng.state();
-        st.noise_rng = noise_rng.state();
-        st.lr = opt.config.lr;
-        if st.best_valid_ppl == Some(vppl) {
-            save(&st, &opt, &best)?;
-        }
-        save(&st, &opt, &last)?;
-    }
-    st.finished = true;
-    save(&st, &opt, &last)?;
-    // test evaluation with the best parameters
-    if checkpoint::exists(&best) {
-        checkpoint::load_params(&best, &ps, dev)?;
-    }
+    let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
     let result = test_evaluation(cfg, &model, &data, &st, &hash, opts)?;
     write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
     Ok(Some(result))
-}
-
-fn progress_bar(enabled: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
-    if !enabled {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(prefix.to_string());
-    bar
 }
 
 fn test_evaluation(

@@ -3,5 +3,6 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod params;
+pub mod runner;
 pub use adam::{Adam, AdamConfig};
 pub use params::ParamStore;

@@ -1,0 +1,240 @@
+//! The training loop every experiment shares: epochs of seeded batch plans, one objective
+//! estimate and Adam step per batch, validation and learning-rate halving per epoch, the best
+//! checkpoint kept, and a resumable checkpoint that makes an interrupted run end exactly where an
+//! uninterrupted one does (on the CPU).
+use super::{checkpoint, Adam, ParamStore};
+use crate::objective::{Estimate, EstimatorState, ObjectiveKind};
+use crate::rng::{RngState, SeededRng};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// What the loop needs from an experiment.
+pub trait TrainTask {
+    /// The batches of epoch `epoch` as lists of example indices (seeded by the epoch, so a
+    /// resumed run sees the same order).
+    fn epoch_plan(&self, epoch: usize) -> Vec<Vec<usize>>;
+    /// Forward pass of one training batch and the objective's estimate.
+    fn train_step(
+        &self,
+        batch: &[usize],
+        kind: &ObjectiveKind,
+        dropout: &mut SeededRng,
+        noise: &mut SeededRng,
+        estimator: &mut EstimatorState,
+    ) -> Result<Estimate>;
+    /// The validation score to minimise (perplexity, NLL).
+    fn validate(&self) -> Result<f64>;
+}
+
+/// Schedule settings of the loop.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    pub name: String,
+    pub objective: ObjectiveKind,
+    pub epochs: usize,
+    pub lr_decay: f64,
+    pub pretrain_epochs: usize,
+    pub pretrain_objective: Option<ObjectiveKind>,
+    pub kl_warmup_steps: usize,
+    pub checkpoint_every: usize,
+    pub moving_average_baseline: Option<f64>,
+    pub config_hash: String,
+    pub seed: u64,
+    pub progress: bool,
+    pub stop_after_steps: Option<usize>,
+}
+
+/// Per-epoch record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_objective_per_token: f64,
+    pub train_tokens_per_second: f64,
+    pub valid_ppl: f64,
+    pub lr: f64,
+}
+
+/// Everything besides tensors needed to resume exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub config_hash: String,
+    pub epoch: usize,
+    /// Batches of `epoch` already done.
+    pub cursor: usize,
+    pub step: usize,
+    pub dropout_rng: RngState,
+    pub noise_rng: RngState,
+    pub estimator: EstimatorState,
+    pub lr: f64,
+    /// Best validation score so far (None before the first validation).
+    pub best_valid_ppl: Option<f64>,
+    pub history: Vec<EpochRecord>,
+    pub train_seconds: f64,
+    pub train_tokens: f64,
+    /// Running sums of the current epoch.
+    pub epoch_objective_sum: f64,
+    pub epoch_tokens: f64,
+    pub epoch_seconds: f64,
+    pub finished: bool,
+}
+
+pub fn progress_bar(enabled: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar
+}
+
+/// Train (or resume from `out_dir/last`) until the configured epochs are done. Returns `None`
+/// when stopped early by `stop_after_steps`, else the final state; the best parameters are in
+/// `out_dir/best` (loaded back into `params` before returning).
+pub fn train(
+    task: &dyn TrainTask,
+    params: &ParamStore,
+    opt: &mut Adam,
+    cfg: &LoopConfig,
+    out_dir: &Path,
+) -> Result<Option<TrainState>> {
+    let dev = params.device().clone();
+    let root = SeededRng::new(cfg.seed);
+    let last = out_dir.join("last");
+    let best = out_dir.join("best");
+    let mut st = if checkpoint::exists(&last) {
+        let st: TrainState = checkpoint::load(&last, params, opt, &dev)?;
+        if st.config_hash != cfg.config_hash {
+            bail!(
+                "{}: checkpoint was made with config {} but the current config hashes to {}; use --fresh or another --out",
+                last.display(),
+                st.config_hash,
+                cfg.config_hash
+            )
+        }
+        opt.config.lr = st.lr;
+        st
+    } else {
+        TrainState {
+            config_hash: cfg.config_hash.clone(),
+            epoch: 0,
+            cursor: 0,
+            step: 0,
+            dropout_rng: root.fork(2).state(),
+            noise_rng: root.fork(3).state(),
+            estimator: EstimatorState { moving_average: cfg.moving_average_baseline.map(crate::objective::MovingAverage::new) },
+            lr: opt.config.lr,
+            best_valid_ppl: None,
+            history: vec![],
+            train_seconds: 0.0,
+            train_tokens: 0.0,
+            epoch_objective_sum: 0.0,
+            epoch_tokens: 0.0,
+            epoch_seconds: 0.0,
+            finished: false,
+        }
+    };
+    let mut dropout_rng = SeededRng::from_state(st.dropout_rng);
+    let mut noise_rng = SeededRng::from_state(st.noise_rng);
+    let save = |st: &TrainState, opt: &Adam, path: &Path| checkpoint::save(path, params, opt, st);
+    while st.epoch < cfg.epochs && !st.finished {
+        let kind = match (&cfg.pretrain_objective, st.epoch < cfg.pretrain_epochs) {
+            (Some(k), true) => *k,
+            _ => cfg.objective,
+        };
+        let plan = task.epoch_plan(st.epoch);
+        let bar = progress_bar(cfg.progress, plan.len() as u64, &format!("{} epoch {}", cfg.name, st.epoch + 1));
+        bar.set_position(st.cursor as u64);
+        for idx in plan.iter().skip(st.cursor) {
+            let t0 = Instant::now();
+            let est = task.train_step(idx, &kind, &mut dropout_rng, &mut noise_rng, &mut st.estimator)?;
+            let loss = est.loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            if !loss.is_finite() {
+                bail!("{}: loss is {loss} at epoch {} step {} — stopping (lower the learning rate?)", cfg.name, st.epoch + 1, st.step)
+            }
+            let kl_weight = match cfg.kl_warmup_steps {
+                0 => 1.0,
+                w => ((st.step + 1) as f64 / w as f64).min(1.0),
+            };
+            opt.backward_step(&est.loss_with_kl_weight(kl_weight)?)
+                .with_context(|| format!("{}: epoch {} step {}", cfg.name, st.epoch + 1, st.step))?;
+            let dt = t0.elapsed().as_secs_f64();
+            st.step += 1;
+            st.cursor += 1;
+            st.epoch_seconds += dt;
+            st.train_seconds += dt;
+            st.epoch_tokens += est.metrics.tokens;
+            st.train_tokens += est.metrics.tokens;
+            st.epoch_objective_sum += est.metrics.objective_sum;
+            bar.inc(1);
+            bar.set_message(format!(
+                "obj/tok {:.3}  {:.0} tok/s",
+                st.epoch_objective_sum / st.epoch_tokens,
+                st.epoch_tokens / st.epoch_seconds
+            ));
+            let stop_now = cfg.stop_after_steps == Some(st.step);
+            if st.step % cfg.checkpoint_every == 0 || stop_now {
+                st.dropout_rng = dropout_rng.state();
+                st.noise_rng = noise_rng.state();
+                st.lr = opt.config.lr;
+                save(&st, opt, &last)?;
+            }
+            if stop_now {
+                bar.abandon_with_message("stopped (--stop-after-steps)");
+                return Ok(None);
+            }
+        }
+        bar.finish_and_clear();
+        let vppl = task.validate()?;
+        if !vppl.is_finite() {
+            bail!("{}: validation score is {vppl} after epoch {}", cfg.name, st.epoch + 1)
+        }
+        st.history.push(EpochRecord {
+            epoch: st.epoch + 1,
+            train_objective_per_token: st.epoch_objective_sum / st.epoch_tokens.max(1.0),
+            train_tokens_per_second: st.epoch_tokens / st.epoch_seconds.max(1e-9),
+            valid_ppl: vppl,
+            lr: opt.config.lr,
+        });
+        if cfg.progress {
+            eprintln!(
+                "{} epoch {}: valid {vppl:.3}, train {:.0} tok/s, lr {:.2e}",
+                cfg.name,
+                st.epoch + 1,
+                st.epoch_tokens / st.epoch_seconds.max(1e-9),
+                opt.config.lr
+            );
+        }
+        let after_pretraining = st.epoch + 1 >= cfg.pretrain_epochs;
+        let improved = st.best_valid_ppl.is_none_or(|b| vppl < b);
+        if improved || !after_pretraining {
+            st.best_valid_ppl = Some(vppl);
+        } else {
+            opt.config.lr *= cfg.lr_decay;
+        }
+        st.epoch += 1;
+        st.cursor = 0;
+        st.epoch_objective_sum = 0.0;
+        st.epoch_tokens = 0.0;
+        st.epoch_seconds = 0.0;
+        st.dropout_rng = dropout_rng.state();
+        st.noise_rng = noise_rng.state();
+        st.lr = opt.config.lr;
+        if st.best_valid_ppl == Some(vppl) {
+            save(&st, opt, &best)?;
+        }
+        save(&st, opt, &last)?;
+    }
+    st.finished = true;
+    save(&st, opt, &last)?;
+    if checkpoint::exists(&best) {
+        checkpoint::load_params(&best, params, &dev)?;
+    }
+    Ok(Some(st))
+}

@@ -4,7 +4,9 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use varattn::config::{config_hash, load_with_preset};
 use varattn::demo::{self, DemoConfig};
-use varattn::experiments::nmt::{NmtConfig, NmtResult, RunOptions};
+use varattn::experiments::nmt::NmtConfig;
+use varattn::experiments::vqa::VqaConfig;
+use varattn::experiments::RunOptions;
 use varattn::eval::bleu::{corpus_bleu, multi_bleu, BleuOptions, Tokenizer};
 use varattn::io::{git_revision, write_atomic};
 
@@ -89,7 +91,7 @@ enum Command {
 enum DataCommand {
     /// Fetch, extract, split and verify a data set; prints one line per split with its size.
     Prepare {
-        /// Data set name (known: ding-de-en).
+        /// Data set name (known: ding-de-en, easy-vqa, cmudict).
         name: String,
         /// Cache directory (default: $VARATTN_CACHE or ~/.cache/varattn).
         #[arg(long)]
@@ -148,25 +150,30 @@ fn main() -> Result<()> {
             }
         }
         Command::Train { config, preset, seed, out, cache, fresh, stop_after_steps, quiet } => {
-            let (cfg, merged): (NmtConfig, toml::Value) = load_with_preset(&config, &preset)?;
-            let out = out.unwrap_or_else(|| {
-                PathBuf::from("results").join(&preset).join("runs").join("nmt").join(&cfg.name).join(format!("seed-{seed}"))
-            });
+            let task = config.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let task = match task.as_str() {
+                "nmt" | "vqa" => task,
+                other => bail!("{}: cannot tell the task from its folder `{other}` (configs/nmt or configs/vqa)", config.display()),
+            };
+            let merged: toml::Value = load_with_preset::<toml::Value>(&config, &preset)?.1;
+            let hash = config_hash(&merged);
+            let name = merged.get("name").and_then(|v| v.as_str()).with_context(|| format!("{}: no `name`", config.display()))?.to_string();
+            let out = out.unwrap_or_else(|| PathBuf::from("results").join(&preset).join("runs").join(&task).join(&name).join(format!("seed-{seed}")));
             if fresh && out.exists() {
                 std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
             }
             let result_path = out.join("result.json");
             if result_path.exists() {
-                let prev: NmtResult = serde_json::from_str(&std::fs::read_to_string(&result_path)?)
+                let prev: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result_path)?)
                     .with_context(|| format!("parsing {}", result_path.display()))?;
-                if prev.config_hash == config_hash(&merged) {
-                    println!("{}: finished already ({}); test PPL {:.3}, BLEU {:.2}", cfg.name, result_path.display(), prev.test_ppl, prev.bleu);
+                if prev["config_hash"].as_str() == Some(hash.as_str()) {
+                    println!("{name}: finished already ({})", result_path.display());
                     return Ok(());
                 }
-                bail!("{} was produced by another config (hash {} vs {}); use --fresh or another --out", result_path.display(), prev.config_hash, config_hash(&merged));
+                bail!("{} was produced by another config (hash {} vs {hash}); use --fresh or another --out", result_path.display(), prev["config_hash"]);
             }
             let opts = RunOptions {
-                preset,
+                preset: preset.clone(),
                 seed,
                 out_dir: out.clone(),
                 cache_dir: cache_dir(cache),
@@ -174,12 +181,25 @@ fn main() -> Result<()> {
                 device: candle_core::Device::Cpu,
                 progress: !quiet,
             };
-            match varattn::experiments::nmt::run(&cfg, &merged, &opts)? {
-                Some(r) => println!(
-                    "{}: test PPL {:.3}, prior entropy {:.3}, BLEU {:.2} (tok-lc {:.2}), {:.0} train tok/s, {:.0} s -> {}",
-                    r.name, r.test_ppl, r.test_prior_entropy, r.bleu, r.bleu_tok_lc, r.train_tokens_per_second, r.train_seconds, result_path.display()
-                ),
-                None => println!("{}: stopped after {} steps; checkpoint in {}", cfg.name, stop_after_steps.unwrap_or(0), out.display()),
+            let stopped = || println!("{name}: stopped after {} steps; checkpoint in {}", stop_after_steps.unwrap_or(0), out.display());
+            if task == "nmt" {
+                let (cfg, merged): (NmtConfig, toml::Value) = load_with_preset(&config, &preset)?;
+                match varattn::experiments::nmt::run(&cfg, &merged, &opts)? {
+                    Some(r) => println!(
+                        "{}: test PPL {:.3}, prior entropy {:.3}, BLEU {:.2} (tok-lc {:.2}), {:.0} train tok/s, {:.0} s -> {}",
+                        r.name, r.test_ppl, r.test_prior_entropy, r.bleu, r.bleu_tok_lc, r.train_tokens_per_second, r.train_seconds, result_path.display()
+                    ),
+                    None => stopped(),
+                }
+            } else {
+                let (cfg, merged): (VqaConfig, toml::Value) = load_with_preset(&config, &preset)?;
+                match varattn::experiments::vqa::run(&cfg, &merged, &opts)? {
+                    Some(r) => println!(
+                        "{}: test NLL {:.3}, accuracy {:.3}, ECE {:.3}; noisy NLL {:.3}, accuracy {:.3}; prior entropy {:.3}; {:.0} s -> {}",
+                        r.name, r.test.nll, r.test.accuracy, r.test.ece, r.test_noisy.nll, r.test_noisy.accuracy, r.test.prior_entropy, r.train_seconds, result_path.display()
+                    ),
+                    None => stopped(),
+                }
             }
         }
         Command::Report { preset, results } => {
@@ -217,7 +237,19 @@ fn main() -> Result<()> {
                 "ding-de-en" => {
                     varattn::data::ding::prepare_ding(&dir)?;
                 }
-                other => bail!("unknown data set `{other}`; known: ding-de-en"),
+                "easy-vqa" => {
+                    let d = varattn::data::easy_vqa::load_easy_vqa(&dir, 0.1, varattn::data::easy_vqa::EASY_VQA_SEED)?;
+                    for line in varattn::data::easy_vqa::summary_lines(&d) {
+                        println!("{line}");
+                    }
+                }
+                "cmudict" => {
+                    let d = varattn::data::cmudict::load_cmudict(&dir, varattn::data::cmudict::CMUDICT_SEED)?;
+                    for line in varattn::data::cmudict::summary_lines(&d) {
+                        println!("{line}");
+                    }
+                }
+                other => bail!("unknown data set `{other}`; known: ding-de-en, easy-vqa, cmudict"),
             }
         }
     }

@@ -1,3 +1,4 @@
 //! Evaluation metrics.
 pub mod beam;
 pub mod bleu;
+pub mod calibration;

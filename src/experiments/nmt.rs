@@ -4,6 +4,7 @@
 //! A run directory holds `last.{safetensors,json}` (resumable checkpoint), `best.*` (best
 //! validation perplexity), `result.json` (test metrics, written last and atomically) and
 //! `translations.txt`.
+use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::ding::{self, ParallelCorpus};
 use crate::data::nmt::{encode_corpus, make_batches, IdPair, NmtBatch};
@@ -18,7 +19,7 @@ use crate::train::{Adam, AdamConfig, ParamStore};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,18 +114,6 @@ pub struct NmtResult {
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
     pub dropped_too_long: usize,
-}
-
-/// Where and how to run.
-pub struct RunOptions {
-    pub preset: String,
-    pub seed: u64,
-    pub out_dir: PathBuf,
-    pub cache_dir: PathBuf,
-    /// Stop (after checkpointing) once this many steps are done — to test resumption.
-    pub stop_after_steps: Option<usize>,
-    pub device: Device,
-    pub progress: bool,
 }
 
 /// The corpus, its BPE and the id-encoded splits (with limits applied).

@@ -2,3 +2,4 @@
 //! estimators; they implement [`crate::objective::AlignmentOutputs`].
 pub mod nmt;
 pub mod reversal;
+pub mod vqa;

@@ -24,24 +24,33 @@ fn chunk_rows(v: usize) -> usize {
     (CHUNK_ELEMS / v.max(1)).max(1)
 }
 
-/// Chunked forward on tensors of any device: returns `[N]`.
-fn forward_chunked(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Result<Tensor> {
+/// Chunked forward on CPU tensors: returns `[N]`. Each chunk's logits z = H Wᵀ + b come from one
+/// matmul; ℓ_n = z_{n,y_n} - max_n - log Σ_v exp(z_{n,v} - max_n) is then one pass per row.
+fn forward_chunked(h: &Tensor, w: &Tensor, b: &Tensor, gold: &[u32]) -> Result<Vec<f32>> {
     let (n, _) = h.dims2()?;
     let v = w.dim(0)?;
     let step = chunk_rows(v);
     let wt = w.t()?;
-    let mut outs = Vec::with_capacity(n.div_ceil(step));
+    let bias = b.to_vec1::<f32>()?;
+    let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let len = step.min(n - start);
-        let z = h.narrow(0, start, len)?.matmul(&wt)?.broadcast_add(b)?;
-        let lse = z.log_sum_exp(D::Minus1)?;
-        let g = gold.narrow(0, start, len)?.unsqueeze(1)?;
-        let zy = z.gather(&g, 1)?.squeeze(1)?;
-        outs.push((zy - lse)?);
+        let mut z = h.narrow(0, start, len)?.matmul(&wt)?.flatten_all()?.to_vec1::<f32>()?;
+        for (r, row) in z.chunks_exact_mut(v).enumerate() {
+            row.iter_mut().zip(&bias).for_each(|(x, b)| *x += b);
+            out.push(row[gold[start + r] as usize] - row_log_sum_exp(row));
+        }
         start += len;
     }
-    Tensor::cat(&outs, 0)
+    Ok(out)
+}
+
+/// log Σ_v exp(z_v), stably.
+fn row_log_sum_exp(row: &[f32]) -> f32 {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let s: f32 = row.iter().map(|&x| (x - m).exp()).sum();
+    m + s.ln()
 }
 
 fn tensor_from_storage(s: &CpuStorage, l: &Layout) -> Result<Tensor> {
@@ -72,9 +81,10 @@ impl CustomOp3 for GoldLogSoftmax {
         let h = tensor_from_storage(s1, l1)?;
         let w = tensor_from_storage(s2, l2)?;
         let b = tensor_from_storage(s3, l3)?;
-        let out = forward_chunked(&h, &w, &b, &self.gold.to_device(&Device::Cpu)?)?;
-        let n = out.dim(0)?;
-        Ok((CpuStorage::F32(out.to_vec1::<f32>()?), Shape::from(n)))
+        let gold = self.gold.to_device(&Device::Cpu)?.to_vec1::<u32>()?;
+        let out = forward_chunked(&h, &w, &b, &gold)?;
+        let n = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
     fn bwd(
@@ -82,14 +92,20 @@ impl CustomOp3 for GoldLogSoftmax {
         h: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (h, w, b, grad) = (h.detach(), w.detach(), b.detach(), grad.detach());
+        // Per chunk: recompute z, then in one pass per row
+        // ∂ℓ/∂z = g (onehot(y) - exp(z - lse)), with lse = z_y - ℓ read off the forward result.
+        let (h, w, b) = (h.detach(), w.detach(), b.detach());
         let (n, _) = h.dims2()?;
         let v = w.dim(0)?;
         let step = chunk_rows(v);
         let wt = w.t()?;
+        let gold = self.gold.to_vec1::<u32>()?;
+        let ell = res.to_vec1::<f32>()?;
+        let g = grad.to_vec1::<f32>()?;
+        let bias = b.to_vec1::<f32>()?;
         let mut dh = Vec::with_capacity(n.div_ceil(step));
         let mut dw = w.zeros_like()?;
         let mut db = b.zeros_like()?;
@@ -97,12 +113,17 @@ impl CustomOp3 for GoldLogSoftmax {
         while start < n {
             let len = step.min(n - start);
             let hc = h.narrow(0, start, len)?;
-            let z = hc.matmul(&wt)?.broadcast_add(&b)?;
-            let p = candle_nn::ops::softmax_last_dim(&z)?;
-            let g = grad.narrow(0, start, len)?.unsqueeze(1)?; // [len,1]
-            let y = self.gold.narrow(0, start, len)?.unsqueeze(1)?;
-            let onehot = p.zeros_like()?.scatter_add(&y, &g, 1)?; // g at the gold class
-            let dz = (onehot - p.broadcast_mul(&g)?)?; // [len, V]
+            let mut z = hc.matmul(&wt)?.flatten_all()?.to_vec1::<f32>()?;
+            for (r, row) in z.chunks_exact_mut(v).enumerate() {
+                let k = start + r;
+                let y = gold[k] as usize;
+                let lse = row[y] + bias[y] - ell[k];
+                for (x, bv) in row.iter_mut().zip(&bias) {
+                    *x = -g[k] * (*x + bv - lse).exp();
+                }
+                row[y] += g[k];
+            }
+            let dz = Tensor::from_vec(z, (len, v), h.device())?;
             dh.push(dz.matmul(&w)?);
             dw = (dw + dz.t()?.matmul(&hc)?)?;
             db = (db + dz.sum(0)?)?;
@@ -115,7 +136,7 @@ impl CustomOp3 for GoldLogSoftmax {
 /// ℓ_n = log softmax(W h_n + b)[gold_n] for `h [N, d]`, `w [V, d]`, `b [V]`, `gold [N]` (u32).
 /// Differentiable in h, W and b. On the CPU it runs chunked with O(N·d + chunk·V) memory; on
 /// other devices it falls back to the plain composition (log-softmax, gather) until a fused
-/// kernel lands.
+/// kernel lands. (Its backward pass reads tensors back to the host, so it is CPU-only too.)
 ///
 /// ```
 /// use candle_core::{Device, Tensor};

@@ -1,0 +1,225 @@
+//! Visual question answering with one latent alignment per question over image regions
+//! (Deng et al. 2018's VQA columns, whose code the authors never released).
+//!
+//! * Regions x̃_1..x̃_S: an 8×8 grid of cells from a small CNN trained jointly (three 3×3
+//!   conv + ReLU + 2×2 max-pool blocks on a 64×64 image), plus a learned embedding of each
+//!   cell's position; or, for VQA-v2, precomputed grid features.
+//! * Question q: LSTM over word embeddings, its state at the last word.
+//! * Prior p(z = i | x, q) = softmax_i(vᵀ tanh(W_q q + W_x x̃_i)) (MLP attention).
+//! * Answer f(x, i) = softmax(W_2 ReLU(W_1 [q; x̃_i] + b_1) + b_2); soft and relaxed rows read
+//!   Σ_i w_i x̃_i instead of x̃_i.
+//! * Inference network q(z = i | x, q, a) = softmax_i((U [q; e(a)])ᵀ M x̃_i), conditioned on an
+//!   embedding of the gold answer.
+//!
+//! The "noisy" condition adds N(0, σ²) noise to the region features at test time.
+use crate::dist::Categorical;
+use crate::nn::lstm::{Lstm, LstmConfig};
+use crate::objective::AlignmentOutputs;
+use crate::rng::SeededRng;
+use crate::train::ParamStore;
+use candle_core::{Result, Tensor, D};
+use candle_nn::{Conv2d, Conv2dConfig, Embedding, Linear, Module};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VqaModelConfig {
+    pub word_emb: usize,
+    pub question_hidden: usize,
+    /// Channels of the three conv blocks; the last is the region feature size.
+    pub channels: [usize; 3],
+    pub attn_hidden: usize,
+    pub mlp_hidden: usize,
+    pub answer_emb: usize,
+    pub dropout: f64,
+    pub init: f64,
+}
+
+/// A batch: images `[B, 3, 64, 64]` (f32 in [0, 1]), question ids `[B, L]`, mask `[B, L]`,
+/// gold answers `[B]` (u32).
+pub struct VqaBatch {
+    pub images: Tensor,
+    pub questions: Tensor,
+    pub question_mask: Tensor,
+    pub answers: Tensor,
+}
+
+pub struct VqaModel {
+    pub cfg: VqaModelConfig,
+    pub answers: usize,
+    convs: [Conv2d; 3],
+    cell_pos: Tensor,
+    words: Embedding,
+    question: Lstm,
+    att_q: Linear,
+    att_x: Linear,
+    att_v: Linear,
+    mlp1: Linear,
+    mlp2: Linear,
+    inf_answer: Embedding,
+    inf_query: Linear,
+    inf_bilinear: Linear,
+}
+
+fn dropout(x: &Tensor, p: f64, rng: Option<&mut SeededRng>) -> Result<Tensor> {
+    match rng {
+        Some(r) if p > 0.0 => x.mul(&r.dropout_mask(x.shape(), p, x.device())?),
+        _ => Ok(x.clone()),
+    }
+}
+
+impl VqaModel {
+    pub fn new(ps: &mut ParamStore, cfg: &VqaModelConfig, vocab: usize, answers: usize) -> Result<Self> {
+        let conv = |ps: &mut ParamStore, name: &str, cin: usize, cout: usize| -> Result<Conv2d> {
+            let w = ps.uniform(&format!("{name}.weight"), &[cout, cin, 3, 3])?;
+            let b = ps.constant(&format!("{name}.bias"), &[cout], 0.0)?;
+            Ok(Conv2d::new(w, Some(b), Conv2dConfig { padding: 1, ..Default::default() }))
+        };
+        let [c1, c2, c3] = cfg.channels;
+        let h = cfg.question_hidden;
+        Ok(Self {
+            cfg: cfg.clone(),
+            answers,
+            convs: [conv(ps, "cnn.0", 3, c1)?, conv(ps, "cnn.1", c1, c2)?, conv(ps, "cnn.2", c2, c3)?],
+            cell_pos: ps.uniform("cnn.cell_pos", &[64, c3])?,
+            words: ps.embedding("words", vocab, cfg.word_emb)?,
+            question: Lstm::new(ps, "question", LstmConfig { input: cfg.word_emb, hidden: h, layers: 1, bidirectional: false, dropout: 0.0 })?,
+            att_q: ps.linear("attention.w_q", h, cfg.attn_hidden, false)?,
+            att_x: ps.linear("attention.w_x", c3, cfg.attn_hidden, true)?,
+            att_v: ps.linear("attention.v", cfg.attn_hidden, 1, false)?,
+            mlp1: ps.linear("answer.mlp1", h + c3, cfg.mlp_hidden, true)?,
+            mlp2: ps.linear("answer.mlp2", cfg.mlp_hidden, answers, true)?,
+            inf_answer: ps.embedding("inference.answer", answers, cfg.answer_emb)?,
+            inf_query: ps.linear("inference.query", h + cfg.answer_emb, c3, false)?,
+            inf_bilinear: ps.linear("inference.bilinear", c3, c3, false)?,
+        })
+    }
+
+    /// Region features `[B, 64, C]` of images `[B, 3, 64, 64]`.
+    pub fn regions(&self, images: &Tensor) -> Result<Tensor> {
+        let mut x = images.clone();
+        for c in &self.convs {
+            x = c.forward(&x)?.relu()?.max_pool2d(2)?;
+        }
+        let (b, c, gh, gw) = x.dims4()?;
+        if gh * gw != 64 {
+            candle_core::bail!("VQA images must be 64×64 (got a {gh}×{gw} region grid)")
+        }
+        x.reshape((b, c, gh * gw))?.transpose(1, 2)?.broadcast_add(&self.cell_pos)
+    }
+
+    /// Forward pass; `noise_sigma > 0` adds Gaussian noise to the region features (drawn from
+    /// `noise_rng`), the test-time "noisy" condition.
+    pub fn forward(
+        &self,
+        batch: &VqaBatch,
+        mut rng: Option<&mut SeededRng>,
+        noise: Option<(f64, &mut SeededRng)>,
+    ) -> Result<VqaOutputs<'_>> {
+        let mut regions = self.regions(&batch.images)?;
+        if let Some((sigma, nrng)) = noise {
+            if sigma > 0.0 {
+                let eps = nrng.normal(regions.shape(), regions.device())?;
+                regions = (regions + (eps * sigma)?)?;
+            }
+        }
+        let regions = dropout(&regions, self.cfg.dropout, rng.as_deref_mut())?;
+        let emb = dropout(&self.words.forward(&batch.questions)?, self.cfg.dropout, rng.as_deref_mut())?;
+        let (_, finals) = self.question.forward(&emb, Some(&batch.question_mask), None)?;
+        let q = finals[0].0.clone(); // [B, H]
+        let keys = self.att_x.forward(&regions)?; // [B,S,A]
+        let prior_scores = self
+            .att_v
+            .forward(&keys.broadcast_add(&self.att_q.forward(&q)?.unsqueeze(1)?)?.tanh()?)?
+            .squeeze(D::Minus1)?; // [B,S]
+        let a = self.inf_answer.forward(&batch.answers)?;
+        let query = self.inf_query.forward(&Tensor::cat(&[&q, &a], 1)?)?; // [B,C]
+        let posterior_scores =
+            self.inf_bilinear.forward(&regions)?.matmul(&query.unsqueeze(2)?)?.squeeze(D::Minus1)?; // [B,S]
+        Ok(VqaOutputs { model: self, q, regions, prior_scores, posterior_scores, gold: batch.answers.clone() })
+    }
+
+    /// Answer log-probabilities `[..., A]` for question states `q [..., H]` and contexts
+    /// `x [..., C]` (broadcast over the leading dims).
+    fn answer_log_probs(&self, q: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let qb = q.broadcast_as(x.dims()[..x.rank() - 1].iter().copied().chain([q.dim(D::Minus1)?]).collect::<Vec<_>>())?;
+        let h = self.mlp1.forward(&Tensor::cat(&[&qb, x], D::Minus1)?)?.relu()?;
+        candle_nn::ops::log_softmax(&self.mlp2.forward(&h)?, D::Minus1)
+    }
+}
+
+/// One batch's quantities; "steps" are questions `[B]`, positions the S = 64 regions.
+pub struct VqaOutputs<'a> {
+    model: &'a VqaModel,
+    q: Tensor,
+    regions: Tensor,
+    prior_scores: Tensor,
+    posterior_scores: Tensor,
+    gold: Tensor,
+}
+
+impl VqaOutputs<'_> {
+    fn gold_of(&self, lp: &Tensor) -> Result<Tensor> {
+        // lp [..., B, A] → [..., B]
+        let gold = self.gold.broadcast_as(lp.dims()[..lp.rank() - 1].to_vec())?.contiguous()?;
+        lp.gather(&gold.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)
+    }
+
+    /// log p(a | x, question) `[B, A]` for prediction: the exact marginal log Σ_i p_i f(x, i)[a]
+    /// (`soft = false`), or log f(x, Σ_i w_i x̃_i)[a] with the given weights `w [B, S]`.
+    pub fn answer_distribution(&self, soft_weights: Option<&Tensor>) -> Result<Tensor> {
+        match soft_weights {
+            Some(w) => {
+                let ctx = w.unsqueeze(1)?.matmul(&self.regions)?.squeeze(1)?;
+                self.model.answer_log_probs(&self.q, &ctx)
+            }
+            None => {
+                let prior = Categorical::from_logits(&self.prior_scores, None)?;
+                let lf = self.model.answer_log_probs(&self.q.unsqueeze(1)?, &self.regions)?; // [B,S,A]
+                lf.broadcast_add(&prior.log_probs().unsqueeze(D::Minus1)?)?.log_sum_exp(1)
+            }
+        }
+    }
+
+    /// The prior's attention weights `[B, S]`.
+    pub fn prior_probs(&self) -> Result<Tensor> {
+        Categorical::from_logits(&self.prior_scores, None)?.probs()
+    }
+}
+
+impl AlignmentOutputs for VqaOutputs<'_> {
+    fn prior_scores(&self) -> &Tensor {
+        &self.prior_scores
+    }
+    fn posterior_scores(&self) -> Option<&Tensor> {
+        Some(&self.posterior_scores)
+    }
+    fn position_mask(&self) -> Option<&Tensor> {
+        None
+    }
+    fn step_mask(&self) -> Option<&Tensor> {
+        None
+    }
+    fn log_f_all(&self) -> Result<Tensor> {
+        let lf = self.model.answer_log_probs(&self.q.unsqueeze(1)?, &self.regions)?; // [B,S,A]
+        let (b, s, _) = lf.dims3()?;
+        let gold = self.gold.unsqueeze(1)?.broadcast_as((b, s))?.contiguous()?;
+        lf.gather(&gold.unsqueeze(2)?, 2)?.squeeze(2)
+    }
+    fn log_f_at(&self, z: &Tensor) -> Result<Tensor> {
+        let (k, b) = z.dims2()?;
+        let c = self.regions.dim(2)?;
+        let idx = z.unsqueeze(2)?.broadcast_as((k, b, c))?.contiguous()?; // [K,B,C]
+        let regions = self.regions.unsqueeze(0)?.broadcast_as((k, b, 64, c))?.contiguous()?;
+        let picked = regions.gather(&idx.unsqueeze(2)?, 2)?.squeeze(2)?; // [K,B,C]
+        let lp = self.model.answer_log_probs(&self.q, &picked)?; // [K,B,A]
+        self.gold_of(&lp)
+    }
+    fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor> {
+        let ctx = w.unsqueeze(1)?.matmul(&self.regions)?.squeeze(1)?;
+        self.gold_of(&self.model.answer_log_probs(&self.q, &ctx)?)
+    }
+    fn log_f_soft(&self) -> Result<Tensor> {
+        self.log_f_relaxed(&self.prior_probs()?)
+    }
+}

@@ -12,12 +12,13 @@
 # root instead of ./results), VARATTN_CACHE (data cache, default ~/.cache/varattn).
 #   demo  every objective on a synthetic reversal task (seconds)
 #   nmt   Deng et al. Tables 1-3 (NMT columns) on the ding-de-en corpus
+#   vqa   Deng et al. Table 1 (VQA columns) on easy-VQA, with low-data and noisy conditions
 set -euo pipefail
 cd "$(dirname "$0")"
 
 preset=cpu
 seeds=1
-only=demo,nmt
+only=demo,nmt,vqa
 quiet=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --only) only="${2:?--only needs a value}"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
     --quiet) quiet=--quiet; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -69,6 +70,20 @@ if wants nmt; then
       t0=$(date +%s)
       "$bin" train --config "configs/nmt/$row.toml" --preset "$preset" --seed "$seed" $quiet \
         --out "$out/runs/nmt/$row/seed-$seed"
+      echo "   ($row, seed $seed: $(( $(date +%s) - t0 )) s)"
+    done
+  done
+fi
+
+if wants vqa; then
+  echo "== VQA (Deng et al. Table 1, VQA columns) on easy-VQA, preset $preset, $seeds seed(s)"
+  "$bin" data prepare easy-vqa
+  for row in soft exact hard-enum hard-sample var-enum var-sample relaxed-dirichlet gumbel rws soft-lowdata exact-lowdata var-enum-lowdata; do
+    for ((i = 0; i < seeds; i++)); do
+      seed=$((3435 + i))
+      t0=$(date +%s)
+      "$bin" train --config "configs/vqa/$row.toml" --preset "$preset" --seed "$seed" $quiet \
+        --out "$out/runs/vqa/$row/seed-$seed"
       echo "   ($row, seed $seed: $(( $(date +%s) - t0 )) s)"
     done
   done

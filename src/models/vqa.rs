@@ -2,8 +2,9 @@
 //! (Deng et al. 2018's VQA columns, whose code the authors never released).
 //!
 //! * Regions x̃_1..x̃_S: an 8×8 grid of cells from a small CNN trained jointly (three 3×3
-//!   conv + ReLU + 2×2 max-pool blocks on a 64×64 image), plus a learned embedding of each
-//!   cell's position; or, for VQA-v2, precomputed grid features.
+//!   conv + ReLU blocks with 2×2 max-pooling), plus a learned embedding of each
+//!   cell's position (the 64×64 image is first average-pooled to 32×32; the first two blocks
+//!   pool, the third does not); or, for VQA-v2, precomputed grid features.
 //! * Question q: LSTM over word embeddings, its state at the last word.
 //! * Prior p(z = i | x, q) = softmax_i(vᵀ tanh(W_q q + W_x x̃_i)) (MLP attention).
 //! * Answer f(x, i) = softmax(W_2 ReLU(W_1 [q; x̃_i] + b_1) + b_2); soft and relaxed rows read
@@ -97,9 +98,13 @@ impl VqaModel {
 
     /// Region features `[B, 64, C]` of images `[B, 3, 64, 64]`.
     pub fn regions(&self, images: &Tensor) -> Result<Tensor> {
-        let mut x = images.clone();
-        for c in &self.convs {
-            x = c.forward(&x)?.relu()?.max_pool2d(2)?;
+        // 64×64 → 32×32 (average), then conv blocks: pool, pool, no pool → an 8×8 grid
+        let mut x = images.avg_pool2d(2)?;
+        for (k, c) in self.convs.iter().enumerate() {
+            x = c.forward(&x)?.relu()?;
+            if k < 2 {
+                x = x.max_pool2d(2)?;
+            }
         }
         let (b, c, gh, gw) = x.dims4()?;
         if gh * gw != 64 {
@@ -210,7 +215,8 @@ impl AlignmentOutputs for VqaOutputs<'_> {
         let (k, b) = z.dims2()?;
         let c = self.regions.dim(2)?;
         let idx = z.unsqueeze(2)?.broadcast_as((k, b, c))?.contiguous()?; // [K,B,C]
-        let regions = self.regions.unsqueeze(0)?.broadcast_as((k, b, 64, c))?.contiguous()?;
+        let s = self.regions.dim(1)?;
+        let regions = self.regions.unsqueeze(0)?.broadcast_as((k, b, s, c))?.contiguous()?;
         let picked = regions.gather(&idx.unsqueeze(2)?, 2)?.squeeze(2)?; // [K,B,C]
         let lp = self.model.answer_log_probs(&self.q, &picked)?; // [K,B,A]
         self.gold_of(&lp)

@@ -1,31 +1,17 @@
 //! NMT end to end on the real ding-de-en corpus with the smoke preset: every row trains and
 //! evaluates, a finished run is skipped, an interrupted run resumes to the same result as an
 //! uninterrupted one, and bad configs fail with messages that name the problem.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const ROWS: [&str; 9] =
     ["soft", "exact", "hard-enum", "hard-sample", "relaxed-dirichlet", "var-enum", "var-sample", "gumbel", "rws"];
 
-fn cache() -> PathBuf {
-    std::env::var_os("VARATTN_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("varattn-ding-cache"))
-}
+mod common;
+use common::{run_result as result, train_smoke};
 
 fn train(row: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_varattn"))
-        .args(["train", "--preset", "smoke", "--quiet", "--config"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/nmt").join(format!("{row}.toml")))
-        .arg("--out")
-        .arg(out)
-        .arg("--cache")
-        .arg(cache())
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn result(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
+    train_smoke("nmt", row, out, extra)
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `./reproduce.sh --preset smoke` end to end, killed midway and rerun: the rerun finishes
 //! every table without redoing the runs that had finished.
 use std::path::Path;
+mod common;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ fn reproduce(results: &Path) -> Command {
     c.args(["--preset", "smoke", "--quiet"])
         .env("VARATTN_BIN", env!("CARGO_BIN_EXE_varattn"))
         .env("VARATTN_RESULTS", results)
-        .env("VARATTN_CACHE", std::env::temp_dir().join("varattn-ding-cache"))
+        .env("VARATTN_CACHE", common::data_cache())
         .current_dir(root);
     c
 }

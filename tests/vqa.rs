@@ -1,28 +1,13 @@
 //! VQA end to end on the real easy-VQA wheel with the smoke preset: a row trains and reports
 //! clean and noisy metrics with attention pictures, and an interrupted run resumes to the same
 //! result.
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn cache() -> PathBuf {
-    std::env::var_os("VARATTN_CACHE").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("varattn-ding-cache"))
-}
+mod common;
+use common::{run_result as result, train_smoke};
 
 fn train(row: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_varattn"))
-        .args(["train", "--preset", "smoke", "--quiet", "--config"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/vqa").join(format!("{row}.toml")))
-        .arg("--out")
-        .arg(out)
-        .arg("--cache")
-        .arg(cache())
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
-fn result(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
+    train_smoke("vqa", row, out, extra)
 }
 
 #[test]

@@ -14,8 +14,8 @@ use crate::io::{git_revision, write_atomic};
 use crate::models::nmt::{Marginal, NmtModel, NmtModelConfig};
 use crate::objective::{estimate, held_out_metrics, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
-use crate::train::runner::{self, progress_bar, EpochRecord, LoopConfig, TrainState, TrainTask};
-use crate::train::{Adam, AdamConfig, ParamStore};
+use crate::train::runner::{self, progress_bar, EpochRecord, LoopConfig, TrainConfig, TrainState, TrainTask};
+use crate::train::{Adam, ParamStore};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -33,32 +33,6 @@ pub struct NmtDataConfig {
     pub train_limit: Option<usize>,
     pub valid_limit: Option<usize>,
     pub test_limit: Option<usize>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NmtTrainConfig {
-    /// Sentences per batch.
-    pub batch: usize,
-    pub epochs: usize,
-    pub lr: f64,
-    pub max_grad_norm: f64,
-    /// Multiply the learning rate by this when validation perplexity does not improve.
-    pub lr_decay: f64,
-    /// Epochs of `pretrain_objective` before the row's objective (the Dirichlet row pretrains
-    /// the generative model on E_p log p).
-    #[serde(default)]
-    pub pretrain_epochs: usize,
-    #[serde(default)]
-    pub pretrain_objective: Option<ObjectiveKind>,
-    /// Use a moving-average REINFORCE baseline with this decay instead of the soft score.
-    #[serde(default)]
-    pub moving_average_baseline: Option<f64>,
-    /// Anneal the KL weight linearly from 0 to 1 over this many steps (0 = no warm-up).
-    #[serde(default)]
-    pub kl_warmup_steps: usize,
-    /// Write the resumable checkpoint every this many steps (and at every epoch end).
-    pub checkpoint_every: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,7 +56,7 @@ pub struct NmtConfig {
     pub objective: ObjectiveKind,
     pub data: NmtDataConfig,
     pub model: NmtModelConfig,
-    pub train: NmtTrainConfig,
+    pub train: TrainConfig,
     pub eval: NmtEvalConfig,
 }
 
@@ -234,24 +208,9 @@ pub fn run(cfg: &NmtConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     }
     let mut ps = ParamStore::new(opts.seed, cfg.model.init, dev);
     let model = NmtModel::new(&mut ps, &cfg.model, data.vocab, cfg.objective.needs_posterior())?;
-    let adam_cfg = AdamConfig { lr: cfg.train.lr, max_grad_norm: Some(cfg.train.max_grad_norm), ..Default::default() };
-    let mut opt = Adam::new(ps.named_vars(), adam_cfg)?;
+    let mut opt = Adam::new(ps.named_vars(), cfg.train.adam())?;
     let task = NmtTask { model: &model, data: &data, batch: cfg.train.batch, objective: cfg.objective, seed: opts.seed, device: dev };
-    let loop_cfg = LoopConfig {
-        name: cfg.name.clone(),
-        objective: cfg.objective,
-        epochs: cfg.train.epochs,
-        lr_decay: cfg.train.lr_decay,
-        pretrain_epochs: cfg.train.pretrain_epochs,
-        pretrain_objective: cfg.train.pretrain_objective,
-        kl_warmup_steps: cfg.train.kl_warmup_steps,
-        checkpoint_every: cfg.train.checkpoint_every,
-        moving_average_baseline: cfg.train.moving_average_baseline,
-        config_hash: hash.clone(),
-        seed: opts.seed,
-        progress: opts.progress,
-        stop_after_steps: opts.stop_after_steps,
-    };
+    let loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
     let result = test_evaluation(cfg, &model, &data, &st, &hash, opts)?;
     write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;

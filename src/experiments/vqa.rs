@@ -14,8 +14,8 @@ use crate::io::{git_revision, write_atomic};
 use crate::models::vqa::{VqaBatch, VqaModel, VqaModelConfig, VqaOutputs};
 use crate::objective::{estimate, held_out_metrics, AlignmentOutputs, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
-use crate::train::runner::{self, EpochRecord, LoopConfig, TrainTask};
-use crate::train::{Adam, AdamConfig, ParamStore};
+use crate::train::runner::{self, EpochRecord, LoopConfig, TrainConfig, TrainTask};
+use crate::train::{Adam, ParamStore};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
@@ -37,23 +37,6 @@ pub struct VqaDataConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VqaTrainConfig {
-    pub batch: usize,
-    pub epochs: usize,
-    pub lr: f64,
-    pub max_grad_norm: f64,
-    pub lr_decay: f64,
-    #[serde(default)]
-    pub pretrain_epochs: usize,
-    #[serde(default)]
-    pub pretrain_objective: Option<ObjectiveKind>,
-    #[serde(default)]
-    pub kl_warmup_steps: usize,
-    pub checkpoint_every: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VqaEvalConfig {
     /// σ of the Gaussian noise added to the region features in the noisy condition.
     pub noise_sigma: f64,
@@ -68,7 +51,7 @@ pub struct VqaConfig {
     pub objective: ObjectiveKind,
     pub data: VqaDataConfig,
     pub model: VqaModelConfig,
-    pub train: VqaTrainConfig,
+    pub train: TrainConfig,
     pub eval: VqaEvalConfig,
 }
 
@@ -273,24 +256,9 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     let data = prepare_data(&cfg.data, &opts.cache_dir, opts.seed)?;
     let mut ps = ParamStore::new(opts.seed, cfg.model.init, dev);
     let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;
-    let adam_cfg = AdamConfig { lr: cfg.train.lr, max_grad_norm: Some(cfg.train.max_grad_norm), ..Default::default() };
-    let mut opt = Adam::new(ps.named_vars(), adam_cfg)?;
+    let mut opt = Adam::new(ps.named_vars(), cfg.train.adam())?;
     let task = VqaTask { model: &model, data: &data, batch: cfg.train.batch, objective: cfg.objective, seed: opts.seed, device: dev };
-    let loop_cfg = LoopConfig {
-        name: cfg.name.clone(),
-        objective: cfg.objective,
-        epochs: cfg.train.epochs,
-        lr_decay: cfg.train.lr_decay,
-        pretrain_epochs: cfg.train.pretrain_epochs,
-        pretrain_objective: cfg.train.pretrain_objective,
-        kl_warmup_steps: cfg.train.kl_warmup_steps,
-        checkpoint_every: cfg.train.checkpoint_every,
-        moving_average_baseline: None,
-        config_hash: hash.clone(),
-        seed: opts.seed,
-        progress: opts.progress,
-        stop_after_steps: opts.stop_after_steps,
-    };
+    let loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
     let test = evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, None, dev)?;
     let test_noisy = evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, Some((cfg.eval.noise_sigma, opts.seed)), dev)?;

@@ -15,6 +15,7 @@
 use crate::data::nmt::NmtBatch;
 use crate::dist::Categorical;
 use crate::nn::gold_log_softmax;
+use crate::nn::dropout;
 use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
 use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
@@ -84,13 +85,6 @@ pub struct DecoderState {
     pub lstm: Vec<(Tensor, Tensor)>,
     /// The soft context fed to the next step, `[N, E]`.
     pub feed: Tensor,
-}
-
-fn dropout(x: &Tensor, p: f64, rng: Option<&mut SeededRng>) -> Result<Tensor> {
-    match rng {
-        Some(r) if p > 0.0 => x.mul(&r.dropout_mask(x.shape(), p, x.device())?),
-        _ => Ok(x.clone()),
-    }
 }
 
 impl NmtModel {

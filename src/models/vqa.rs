@@ -14,6 +14,7 @@
 //!
 //! The "noisy" condition adds N(0, σ²) noise to the region features at test time.
 use crate::dist::Categorical;
+use crate::nn::dropout;
 use crate::nn::lstm::{Lstm, LstmConfig};
 use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
@@ -60,13 +61,6 @@ pub struct VqaModel {
     inf_answer: Embedding,
     inf_query: Linear,
     inf_bilinear: Linear,
-}
-
-fn dropout(x: &Tensor, p: f64, rng: Option<&mut SeededRng>) -> Result<Tensor> {
-    match rng {
-        Some(r) if p > 0.0 => x.mul(&r.dropout_mask(x.shape(), p, x.device())?),
-        _ => Ok(x.clone()),
-    }
 }
 
 impl VqaModel {

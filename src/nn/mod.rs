@@ -3,3 +3,15 @@ pub mod gold_log_softmax;
 pub mod lstm;
 
 pub use gold_log_softmax::{gold_log_softmax, gold_log_softmax_naive};
+
+use crate::rng::SeededRng;
+use candle_core::{Result, Tensor};
+
+/// Inverted dropout with the project's generator: x ⊙ m / (1 - p), m_i ~ Bernoulli(1 - p);
+/// the identity when `rng` is `None` (evaluation) or p = 0.
+pub fn dropout(x: &Tensor, p: f64, rng: Option<&mut SeededRng>) -> Result<Tensor> {
+    match rng {
+        Some(r) if p > 0.0 => x.mul(&r.dropout_mask(x.shape(), p, x.device())?),
+        _ => Ok(x.clone()),
+    }
+}

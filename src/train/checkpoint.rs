@@ -33,12 +33,7 @@ pub fn exists(stem: &Path) -> bool {
 pub fn load<M: DeserializeOwned>(stem: &Path, params: &ParamStore, opt: &mut Adam, device: &Device) -> Result<M> {
     let st = stem.with_extension("safetensors");
     let js = stem.with_extension("json");
-    let tensors = candle_core::safetensors::load(&st, device).with_context(|| format!("reading {}", st.display()))?;
-    let param_map: HashMap<String, Tensor> = tensors
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n.to_string(), v.clone())))
-        .collect();
-    params.load_tensors(&param_map, &st)?;
+    let tensors = load_into(&st, params, device)?;
     opt.load_state(&tensors).with_context(|| format!("optimiser state in {}", st.display()))?;
     let text = std::fs::read_to_string(&js).with_context(|| format!("reading {}", js.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", js.display()))
@@ -46,12 +41,16 @@ pub fn load<M: DeserializeOwned>(stem: &Path, params: &ParamStore, opt: &mut Ada
 
 /// Load only the parameters (for evaluation).
 pub fn load_params(stem: &Path, params: &ParamStore, device: &Device) -> Result<()> {
-    let st = stem.with_extension("safetensors");
-    let tensors = candle_core::safetensors::load(&st, device).with_context(|| format!("reading {}", st.display()))?;
+    load_into(&stem.with_extension("safetensors"), params, device).map(|_| ())
+}
+
+/// Read a safetensors checkpoint, load its `param.*` tensors into `params`, return all tensors.
+fn load_into(st: &Path, params: &ParamStore, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let tensors = candle_core::safetensors::load(st, device).with_context(|| format!("reading {}", st.display()))?;
     let param_map: HashMap<String, Tensor> = tensors
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n.to_string(), v.clone())))
         .collect();
-    params.load_tensors(&param_map, &st)?;
-    Ok(())
+    params.load_tensors(&param_map, st)?;
+    Ok(tensors)
 }

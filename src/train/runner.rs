@@ -28,6 +28,53 @@ pub trait TrainTask {
     fn validate(&self) -> Result<f64>;
 }
 
+/// Where and how to run one (config, seed).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub preset: String,
+    pub seed: u64,
+    pub out_dir: std::path::PathBuf,
+    pub cache_dir: std::path::PathBuf,
+    /// Stop (after checkpointing) once this many steps are done — to test resumption.
+    pub stop_after_steps: Option<usize>,
+    pub device: candle_core::Device,
+    pub progress: bool,
+}
+
+/// The `[train]` table of every experiment config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Examples (sentences, questions) per batch.
+    pub batch: usize,
+    pub epochs: usize,
+    pub lr: f64,
+    pub max_grad_norm: f64,
+    /// Multiply the learning rate by this when the validation score does not improve.
+    pub lr_decay: f64,
+    /// Epochs of `pretrain_objective` before the row's objective (the Dirichlet row pretrains
+    /// the generative model on E_p log p).
+    #[serde(default)]
+    pub pretrain_epochs: usize,
+    #[serde(default)]
+    pub pretrain_objective: Option<ObjectiveKind>,
+    /// Use a moving-average REINFORCE baseline with this decay instead of the soft score.
+    #[serde(default)]
+    pub moving_average_baseline: Option<f64>,
+    /// Anneal the KL weight linearly from 0 to 1 over this many steps (0 = no warm-up).
+    #[serde(default)]
+    pub kl_warmup_steps: usize,
+    /// Write the resumable checkpoint every this many steps (and at every epoch end).
+    pub checkpoint_every: usize,
+}
+
+impl TrainConfig {
+    /// The Adam settings: the papers' plain Adam with global-norm clipping.
+    pub fn adam(&self) -> super::AdamConfig {
+        super::AdamConfig { lr: self.lr, max_grad_norm: Some(self.max_grad_norm), ..Default::default() }
+    }
+}
+
 /// Schedule settings of the loop.
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
@@ -44,6 +91,27 @@ pub struct LoopConfig {
     pub seed: u64,
     pub progress: bool,
     pub stop_after_steps: Option<usize>,
+}
+
+impl LoopConfig {
+    /// The loop settings of a row: its `[train]` table, objective and run options.
+    pub fn new(name: &str, objective: ObjectiveKind, train: &TrainConfig, config_hash: &str, opts: &RunOptions) -> Self {
+        Self {
+            name: name.to_string(),
+            objective,
+            epochs: train.epochs,
+            lr_decay: train.lr_decay,
+            pretrain_epochs: train.pretrain_epochs,
+            pretrain_objective: train.pretrain_objective,
+            kl_warmup_steps: train.kl_warmup_steps,
+            checkpoint_every: train.checkpoint_every,
+            moving_average_baseline: train.moving_average_baseline,
+            config_hash: config_hash.to_string(),
+            seed: opts.seed,
+            progress: opts.progress,
+            stop_after_steps: opts.stop_after_steps,
+        }
+    }
 }
 
 /// Per-epoch record.

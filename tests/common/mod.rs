@@ -40,3 +40,30 @@ where
         assert!(err < tol, "coordinate {i}: analytic {} vs finite difference {numeric} (x = {x0:?})", analytic[i]);
     }
 }
+
+/// The data cache the end-to-end tests share (downloads happen once per machine).
+pub fn data_cache() -> std::path::PathBuf {
+    std::env::var_os("VARATTN_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("varattn-ding-cache"))
+}
+
+/// `varattn train --preset smoke` on `configs/<task>/<row>.toml` into `out`.
+pub fn train_smoke(task: &str, row: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::process::Command::new(env!("CARGO_BIN_EXE_varattn"))
+        .args(["train", "--preset", "smoke", "--quiet", "--config"])
+        .arg(root.join("configs").join(task).join(format!("{row}.toml")))
+        .arg("--out")
+        .arg(out)
+        .arg("--cache")
+        .arg(data_cache())
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The `result.json` of a run directory.
+pub fn run_result(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
+}

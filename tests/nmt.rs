@@ -66,8 +66,10 @@ fn every_row_trains_resumes_and_reports() {
     }
 
     // bad config: unknown key named, nothing written
-    let bad = tmp.path().join("bad.toml");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/nmt/presets.toml"), tmp.path().join("presets.toml")).unwrap();
+    let cfg_dir = tmp.path().join("nmt");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    let bad = cfg_dir.join("bad.toml");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/nmt/presets.toml"), cfg_dir.join("presets.toml")).unwrap();
     std::fs::write(&bad, "name = \"bad\"\nobjective = { kind = \"var-enum\" }\n[train]\nlearning_rate = 1.0\n").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_varattn"))
         .args(["train", "--preset", "smoke", "--config"])

@@ -299,3 +299,53 @@ fn kl_weight_rescales_only_the_kl_term() {
     let ex = exact_marginal(&prior, &log_f, None).unwrap();
     assert_eq!(scalar(&ex.loss_with_kl_weight(0.0).unwrap()), scalar(&ex.loss));
 }
+
+/// A model's outputs given directly, for testing the dispatch.
+struct Given {
+    prior: Tensor,
+    post: Tensor,
+    log_f: Tensor,
+}
+
+impl AlignmentOutputs for Given {
+    fn prior_scores(&self) -> &Tensor {
+        &self.prior
+    }
+    fn posterior_scores(&self) -> Option<&Tensor> {
+        Some(&self.post)
+    }
+    fn position_mask(&self) -> Option<&Tensor> {
+        None
+    }
+    fn step_mask(&self) -> Option<&Tensor> {
+        None
+    }
+    fn log_f_all(&self) -> candle_core::Result<Tensor> {
+        Ok(self.log_f.clone())
+    }
+    fn log_f_at(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        gather_shared(&self.log_f.squeeze(0)?, z)
+    }
+    fn log_f_relaxed(&self, w: &Tensor) -> candle_core::Result<Tensor> {
+        w.mul(&self.log_f)?.sum(D::Minus1)
+    }
+    fn log_f_soft(&self) -> candle_core::Result<Tensor> {
+        self.log_f_relaxed(&candle_nn::ops::softmax(&self.prior, D::Minus1)?)
+    }
+}
+
+#[test]
+fn held_out_metrics_follow_the_row_kind() {
+    let g = Given { prior: row(&PRIOR), post: row(&POST), log_f: row(&LOG_F) };
+    let prior = Categorical::from_logits(&g.prior, None).unwrap();
+    let exact = held_out_metrics(&ObjectiveKind::Exact, &g).unwrap().nll_sum.unwrap();
+    assert!((exact - exact_marginal(&prior, &g.log_f, None).unwrap().metrics.nll_sum.unwrap()).abs() < 1e-12);
+    // K-Max with K = 1 is f at the prior's mode (position 2: log f = -1.0); K ≥ S is exact
+    let k1 = held_out_metrics(&ObjectiveKind::KMax { k: 1 }, &g).unwrap().nll_sum.unwrap();
+    assert!((k1 - 1.0).abs() < 1e-12, "K-Max(1) NLL {k1}");
+    let k9 = held_out_metrics(&ObjectiveKind::KMax { k: 9 }, &g).unwrap().nll_sum.unwrap();
+    assert!((k9 - exact).abs() < 1e-12);
+    // soft: the model's own likelihood at the prior-weighted context
+    let soft_nll = held_out_metrics(&ObjectiveKind::Soft, &g).unwrap().nll_sum.unwrap();
+    assert!((soft_nll + scalar(&g.log_f_soft().unwrap().sum_all().unwrap())).abs() < 1e-12);
+}

@@ -105,7 +105,7 @@ fn log_f_at_last(out: &dyn AlignmentOutputs, idx: &Tensor) -> Result<Tensor> {
 }
 
 /// Held-out metrics of a trained model, evaluated as Deng et al. do: the exact marginal
-/// log Σ_i p_i f(x, i) for every latent row, the model's own likelihood for soft attention, and
+/// log Σ_i p_i f(x, i) for every latent row (the K-Max marginal for `KMax`, K capped at S), the model's own likelihood for soft attention, and
 /// for the relaxed (Dirichlet) row the likelihood at the prior-mean context E_{Dir(a_p)}[z].
 pub fn held_out_metrics(kind: &ObjectiveKind, out: &dyn AlignmentOutputs) -> Result<Metrics> {
     let prior = Categorical::from_logits(out.prior_scores(), out.position_mask())?;
@@ -116,6 +116,11 @@ pub fn held_out_metrics(kind: &ObjectiveKind, out: &dyn AlignmentOutputs) -> Res
             let mean = Dirichlet::from_scores(out.prior_scores(), *positivity, out.position_mask())?.mean()?;
             let as_cat = Categorical::from_log_probs(mean.clamp(1e-30, 1.0)?.log()?, None);
             soft(&as_cat, &out.log_f_relaxed(&mean)?, out.step_mask())?.metrics
+        }
+        ObjectiveKind::KMax { k } => {
+            let k = (*k).min(prior.num_positions()?);
+            let log_f = out.log_f_all()?.contiguous()?;
+            kmax_marginal_masked(&prior, k, |idx| log_f.gather(&idx.contiguous()?, candle_core::D::Minus1), out.step_mask())?.metrics
         }
         _ => exact_marginal(&prior, &out.log_f_all()?, out.step_mask())?.metrics,
     })

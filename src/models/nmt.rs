@@ -179,7 +179,7 @@ impl NmtModel {
             scores.push(sc);
             state = next;
         }
-        let h = dropout(&Tensor::stack(&hs, 1)?, self.cfg.dropout, rng.as_deref_mut())?; // [B,T,H]
+        let h = dropout(&Tensor::stack(&hs, 1)?, self.cfg.dropout, rng)?; // [B,T,H]
         let prior_scores = Tensor::stack(&scores, 1)?; // [B,T,S]
         let posterior_scores = match &self.inference {
             None => None,

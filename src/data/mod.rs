@@ -3,3 +3,9 @@ pub mod cmudict;
 pub mod ding;
 pub mod easy_vqa;
 pub mod nmt;
+
+/// One line per split, `"<name>  <count>"` (two spaces), e.g. `train  15839`, as every
+/// `varattn data prepare` prints for scripts to read.
+pub fn split_lines(splits: &[(&str, usize)]) -> Vec<String> {
+    splits.iter().map(|(name, n)| format!("{name}  {n}")).collect()
+}

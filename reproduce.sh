@@ -48,7 +48,7 @@ if [ -n "${VARATTN_BIN:-}" ]; then
 else
   echo "== building varattn (release)"
   cargo build --release --quiet
-  bin=target/release/varattn
+  bin="${CARGO_TARGET_DIR:-target}/release/varattn"
 fi
 results="${VARATTN_RESULTS:-results}"
 out="$results/$preset"

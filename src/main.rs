@@ -85,6 +85,39 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Training-step throughput of the NMT model per objective (tokens/s, step time, peak memory),
+    /// optionally beside the PyTorch reference in bench/ on the same sizes and thread count.
+    Bench {
+        /// Presets whose model sizes to use, comma-separated (smoke, cpu, paper).
+        #[arg(long, default_value = "cpu")]
+        presets: String,
+        /// Rows of configs/nmt (their objectives), comma-separated.
+        #[arg(long, default_value = "soft,exact,var-enum,var-sample")]
+        rows: String,
+        #[arg(long, default_value = "configs/nmt")]
+        config_dir: PathBuf,
+        /// Source length S of every sentence.
+        #[arg(long, default_value_t = 12)]
+        src_len: usize,
+        /// Target length T (end of sentence included) of every sentence.
+        #[arg(long, default_value_t = 13)]
+        tgt_len: usize,
+        /// Sentences per batch (default: the preset's).
+        #[arg(long)]
+        batch: Option<usize>,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 3435)]
+        seed: u64,
+        /// Python interpreter with torch: also run bench/nmt_reference.py and print the ratios.
+        #[arg(long)]
+        pytorch: Option<PathBuf>,
+        /// Directory for bench.json, bench.csv and bench.md.
+        #[arg(long, default_value = "results/bench")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +281,76 @@ fn main() -> Result<()> {
                 write_atomic(&dir.join("claims-nmt.md"), tables::claims_markdown(&claims).as_bytes())?;
                 println!("{}\n{}\n{}\n{}", t1.markdown(), t2.markdown(), t3.markdown(), tables::claims_markdown(&claims));
             }
+        }
+        Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out } => {
+            use varattn::bench;
+            let opts = bench::BenchOptions {
+                presets: presets.split(',').map(str::to_string).collect(),
+                rows: rows.split(',').map(str::to_string).collect(),
+                config_dir,
+                src_len,
+                tgt_len,
+                batch,
+                warmup,
+                steps,
+                seed,
+                device: candle_core::Device::Cpu,
+            };
+            let threads = candle_core::utils::get_num_threads();
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join("nmt_reference.py");
+            let script = if script.exists() { script } else { PathBuf::from("bench/nmt_reference.py") };
+            let mut lstm = bench::bench_lstm(32, 30, 256, 11, seed)?;
+            if let Some(py) = &pytorch {
+                bench::run_pytorch_lstm(py, &script, &mut lstm, 11, threads)?;
+            }
+            let lstm_line = format!(
+                "One LSTM layer 256->256, batch 32, 30 steps, forward + backward + Adam (median of 11): varattn {:.1} ms, candle's stock LSTM {:.1} ms{}.",
+                lstm.varattn_ms,
+                lstm.candle_stock_ms,
+                lstm.pytorch_ms.map(|p| format!(", PyTorch {p:.1} ms (ratio PyTorch/varattn time {:.2})", p / lstm.varattn_ms)).unwrap_or_default()
+            );
+            eprintln!("{lstm_line}");
+            let (mut ours, mut theirs, mut layers) = (Vec::new(), Vec::new(), Vec::new());
+            for preset in &opts.presets {
+                for row in &opts.rows {
+                    let r = bench::bench_row(&opts, preset, row)?;
+                    eprintln!("varattn {preset} {row}: {:.0} tokens/s, p50 {:.0} ms", r.tokens_per_second, r.step_ms_p50);
+                    ours.push(r);
+                }
+                let l = bench::bench_output_layer(&opts, preset)?;
+                eprintln!(
+                    "output layer {preset} ({} x {} x {}): gold log-softmax {:.1} GFLOP/s, plain matmul {:.1} GFLOP/s",
+                    l.rows, l.hidden, l.vocab, l.gold_log_softmax_gflops, l.matmul_gflops
+                );
+                layers.push(l);
+                if let Some(py) = &pytorch {
+                    theirs.extend(bench::run_pytorch(py, &script, &opts, preset, threads)?);
+                }
+            }
+            let md = format!(
+                "{lstm_line}\n\n{}\nOutput layer of exact enumeration (fused gold log-softmax forward + backward vs a plain matmul, same run):\n\n| preset | N x O x V | fused GFLOP/s | matmul GFLOP/s | fraction | naive [N,V] logits + grad MB |\n|---|---|---|---|---|---|\n{}\n{} threads, src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, seed {seed}, git {}.\n",
+                bench::table(&ours, &theirs),
+                layers
+                    .iter()
+                    .map(|l| format!(
+                        "| {} | {} x {} x {} | {:.1} | {:.1} | {:.2} | {:.0} |\n",
+                        l.preset, l.rows, l.hidden, l.vocab, l.gold_log_softmax_gflops, l.matmul_gflops,
+                        l.gold_log_softmax_gflops / l.matmul_gflops, l.naive_logits_mb
+                    ))
+                    .collect::<String>(),
+                threads,
+                git_revision().unwrap_or_else(|| "unknown".into()),
+            );
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let json = serde_json::json!({ "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads });
+            write_atomic(&out.join("bench.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+            let mut w = csv::Writer::from_writer(Vec::new());
+            for r in ours.iter().chain(&theirs) {
+                w.serialize(r)?;
+            }
+            write_atomic(&out.join("bench.csv"), &w.into_inner()?)?;
+            write_atomic(&out.join("bench.md"), md.as_bytes())?;
+            println!("{md}");
         }
         Command::Data { command: DataCommand::Prepare { name, cache } } => {
             let dir = cache_dir(cache);

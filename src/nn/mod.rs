@@ -1,6 +1,7 @@
 //! Neural-network building blocks of our own.
 pub mod gold_log_softmax;
 pub mod lstm;
+pub mod lstm_fused;
 
 pub use gold_log_softmax::{gold_log_softmax, gold_log_softmax_naive};
 

@@ -70,7 +70,11 @@ pub struct OutputLayerBench {
     pub rows: usize,
     pub hidden: usize,
     pub vocab: usize,
+    /// Useful work (6·N·O·V: the forward matmul and the two of the backward pass) per second.
     pub gold_log_softmax_gflops: f64,
+    /// Executed work per second: 8·N·O·V, counting the backward pass's recomputation of the
+    /// logits (the price of not keeping `[N, V]`).
+    pub gold_log_softmax_executed_gflops: f64,
     pub matmul_gflops: f64,
     /// Bytes the naive `[N, V]` f32 logits would take (twice: values and gradient).
     pub naive_logits_mb: f64,
@@ -110,8 +114,19 @@ fn synthetic_pairs(n: usize, src_len: usize, tgt_len: usize, vocab: usize, rng: 
 }
 
 /// Times `warmup + steps` training steps of one row at one preset.
+///
+/// A row `kmax-K` trains the `exact` row's model with the K-Max objective (K most probable
+/// alignments), whose cost grows with K rather than S.
 pub fn bench_row(opts: &BenchOptions, preset: &str, row: &str) -> Result<StepBench> {
-    let cfg = row_config(&opts.config_dir, row, preset)?;
+    let cfg = match row.strip_prefix("kmax-") {
+        Some(k) => {
+            let k: usize = k.parse().with_context(|| format!("bench: row `{row}`: K must be a number"))?;
+            let mut cfg = row_config(&opts.config_dir, "exact", preset)?;
+            cfg.objective = crate::objective::ObjectiveKind::KMax { k };
+            cfg
+        }
+        None => row_config(&opts.config_dir, row, preset)?,
+    };
     let vocab = cfg.data.bpe_vocab;
     if vocab <= 4 || opts.tgt_len < 2 || opts.src_len == 0 {
         bail!("bench: need a vocabulary above 4 ({vocab}), src_len >= 1 and tgt_len >= 2")
@@ -200,6 +215,7 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
         hidden: o,
         vocab: v,
         gold_log_softmax_gflops: 3.0 * flops / fused / 1e9,
+        gold_log_softmax_executed_gflops: 4.0 * flops / fused / 1e9,
         matmul_gflops: flops / plain / 1e9,
         naive_logits_mb: 2.0 * (n * v * 4) as f64 / (1024.0 * 1024.0),
     })
@@ -293,6 +309,13 @@ pub fn run_pytorch_lstm(python: &Path, script: &Path, lstm: &mut LstmBench, reps
     Ok(())
 }
 
+/// The objectives bench/nmt_reference.py implements.
+pub const REFERENCE_OBJECTIVES: [&str; 4] = ["soft", "exact", "var-enum", "var-sample"];
+
+fn reference_rows(rows: &[String]) -> Vec<String> {
+    rows.iter().filter(|r| REFERENCE_OBJECTIVES.contains(&r.as_str())).cloned().collect()
+}
+
 /// Runs the PyTorch reference (`bench/nmt_reference.py`) with `python` on the same sizes and
 /// thread count; returns its rows.
 pub fn run_pytorch(python: &Path, script: &Path, opts: &BenchOptions, preset: &str, threads: usize) -> Result<Vec<StepBench>> {
@@ -319,8 +342,11 @@ pub fn run_pytorch(python: &Path, script: &Path, opts: &BenchOptions, preset: &s
     .into_iter()
     .map(|(k, v)| (format!("--{k}"), v.to_string()))
     .chain([("--dropout".into(), m.dropout.to_string()), ("--init".into(), m.init.to_string())])
-    .chain([("--lr".into(), cfg.train.lr.to_string()), ("--objectives".into(), opts.rows.join(","))])
+    .chain([("--lr".into(), cfg.train.lr.to_string()), ("--objectives".into(), reference_rows(&opts.rows).join(","))])
     .collect();
+    if reference_rows(&opts.rows).is_empty() {
+        return Ok(Vec::new());
+    }
     let mut cmd = std::process::Command::new(python);
     cmd.arg(script);
     for (k, v) in &args {

@@ -41,7 +41,7 @@
 //! (c and h after its last real step) in the c and h slots.
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
-use gemm::Parallelism;
+use super::gemm::matmul_into;
 
 /// Element types the kernels run in.
 trait Real: WithDType + num_traits::Float {
@@ -68,64 +68,6 @@ fn contiguous<'a, T: WithDType>(op: &str, s: &'a CpuStorage, l: &Layout) -> Resu
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
         None => bail!("{op}: inputs must be contiguous"),
-    }
-}
-
-/// Same threading rule as candle's CPU matmul.
-fn parallelism() -> Parallelism {
-    let n = candle_core::utils::get_num_threads();
-    if n > 1 {
-        Parallelism::Rayon(n)
-    } else {
-        Parallelism::None
-    }
-}
-
-/// dst[m×n] (row stride `dst_rs`) = `keep`·dst + lhs[m×k] · rhs[k×n], all with explicit strides
-/// (row stride, column stride).
-#[allow(clippy::too_many_arguments)]
-fn matmul_into<T: Real>(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [T],
-    dst_rs: usize,
-    keep: bool,
-    lhs: &[T],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[T],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    // Bounds: the last element each operand touches must lie inside its slice.
-    assert!((m - 1) * dst_rs + n <= dst.len());
-    if k > 0 {
-        assert!((m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
-        assert!((k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
-    }
-    // SAFETY: the asserts above keep every access in bounds; gemm reads lhs/rhs and writes dst.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            keep,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if keep { T::one() } else { T::zero() },
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism(),
-        )
     }
 }
 

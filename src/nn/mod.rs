@@ -1,4 +1,5 @@
 //! Neural-network building blocks of our own.
+mod gemm;
 pub mod gold_log_softmax;
 pub mod lstm;
 pub mod lstm_fused;

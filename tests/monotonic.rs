@@ -288,7 +288,7 @@ fn vimco_bound_increases_with_k_below_the_log_marginal() {
     assert!(log_marginal - bounds[0] > 1e-3);
     // the estimator's reported bound is an unbiased estimate of E[L_K] (K = 3)
     let copies = 4000;
-    let batch = batch_of(&[letters.clone()], &[labels.clone()], copies);
+    let batch = batch_of(std::slice::from_ref(&letters), std::slice::from_ref(&labels), copies);
     let (scores, _) = m.score_paths(&batch, 3, PathChoice::Sample(&mut SeededRng::new(21))).unwrap();
     let e = monotonic_estimate(&MonotonicEstimator::Vimco { samples: 3 }, &scores, None, &mut MonotonicState::default(), false, 0.0).unwrap();
     let mean = e.estimate.metrics.objective_sum / copies as f64;

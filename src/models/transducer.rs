@@ -231,6 +231,8 @@ impl Transducer {
 
     /// Runs q and p along K decision sequences per word (sampled from q, or given) and returns
     /// the per-step scores `[K, B, S]` and the decisions `[K][B][S]`.
+    // rows r = k * B + b index several parallel per-row arrays at once
+    #[allow(clippy::needless_range_loop)]
     pub fn score_paths(&self, batch: &TransducerBatch, k: usize, mut choice: PathChoice<'_>) -> Result<(SequenceScores, Vec<Vec<Vec<u8>>>)> {
         let dev = batch.letters.device().clone();
         let b = batch.len();
@@ -354,10 +356,10 @@ impl Transducer {
                 prev_b[r] = bi[r];
             }
         }
-        for r in 0..kb {
+        for (r, &emitted) in n.iter().enumerate() {
             let w = r % b;
-            if n[r] != batch.labels[w].len() {
-                candle_core::bail!("word {w}: the decisions emit {} of {} labels", n[r], batch.labels[w].len())
+            if emitted != batch.labels[w].len() {
+                candle_core::bail!("word {w}: the decisions emit {emitted} of {} labels", batch.labels[w].len())
             }
         }
         let stack = |v: Vec<Tensor>| -> Result<Tensor> { Tensor::stack(&v, 1)?.reshape((k, b, s)) };

@@ -204,7 +204,7 @@ pub fn test_bound(model: &Transducer, words: &[EncodedWord], k: usize, batch: us
     Ok((total, labels, ok.len()))
 }
 
-/// The gradient variance of an estimator: tr Cov[ĝ_φ] = Σ_c Var(ĝ_c), the summed per-coordinate
+/// The gradient variance of an estimator: tr Cov(ĝ_φ) = Σ_c Var(ĝ_c), the summed per-coordinate
 /// sample variance, over `draws` independent estimates on one fixed batch, of the estimator's
 /// gradient of the loss (per label, no entropy bonus) with respect to the inference network's
 /// parameters (`q.*`), where the score-function estimators differ. Every estimate uses K samples

@@ -112,10 +112,10 @@ impl HubRegistry {
                 bail!("[{name}]: no splits");
             }
             if d.kind == HubKind::Translation {
-                d.translation_fields().with_context(|| format!("[{name}]"))?;
+                d.translation_fields().map_err(|e| anyhow!("[{name}]: {e}"))?;
             }
             for (split, s) in &d.splits {
-                d.source_of(s).with_context(|| format!("[{name}.splits.{split}]"))?;
+                d.source_of(s).map_err(|e| anyhow!("[{name}.splits.{split}]: {e}"))?;
                 if s.files.is_empty() == s.pattern.is_none() {
                     bail!("[{name}.splits.{split}]: give exactly one of `files` and `pattern`");
                 }

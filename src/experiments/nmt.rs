@@ -113,7 +113,7 @@ pub struct PreparedData {
 pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedData> {
     let mut corpus = match cfg.corpus.as_str() {
         "ding-de-en" => ding::prepare_ding(cache_dir)?,
-        hub => crate::data::hub_prepare::load_translation_corpus(hub, cache_dir, true).context("[data] corpus")?,
+        hub => crate::data::hub_prepare::load_translation_corpus(hub, cache_dir, true).with_context(|| format!("[data] corpus = \"{hub}\""))?,
     };
     if cfg.lowercase {
         for split in [&mut corpus.train, &mut corpus.valid, &mut corpus.test] {

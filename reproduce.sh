@@ -3,7 +3,7 @@
 #
 #   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,g2p] [--quiet]
 #
-# Builds the release binary, prepares and verifies the offline data, trains and evaluates every
+# Builds the release binary, prepares and verifies the data (offline sets; the Hub for paper), trains and evaluates every
 # run a table needs (seeds 3435, 3436, ...), and writes results/<preset>/: one Markdown and one CSV
 # file per table, figures, and each run's directory under results/<preset>/runs/. Finished runs
 # are skipped and interrupted runs resume from their checkpoints, so rerunning after a kill
@@ -11,7 +11,7 @@
 # Environment: VARATTN_BIN (use this binary instead of building one), VARATTN_RESULTS (results
 # root instead of ./results), VARATTN_CACHE (data cache, default ~/.cache/varattn).
 #   demo  every objective on a synthetic reversal task (seconds)
-#   nmt   Deng et al. Tables 1-3 (NMT columns) on the ding-de-en corpus
+#   nmt   Deng et al. Tables 1-3 (NMT columns) on ding-de-en (paper preset: IWSLT14 from the Hub)
 #   vqa   Deng et al. Table 1 (VQA columns) on easy-VQA, with low-data and noisy conditions
 #   g2p   Lawson et al.'s hard monotonic alignments (REINFORCE, NVIL, VIMCO, per-step VIMCO) on the
 #         CMU Pronouncing Dictionary, clean and noisy letters
@@ -56,8 +56,13 @@ results="${VARATTN_RESULTS:-results}"
 out="$results/$preset"
 mkdir -p "$out"
 
-echo "== data: ding-de-en"
-"$bin" data prepare ding-de-en
+# The NMT corpus of the preset (configs/nmt/presets.toml): ding-de-en offline, iwslt14-de-en from
+# the Hugging Face Hub for `paper` (HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE and
+# HF_HUB_OFFLINE=1 are honoured).
+nmt_corpus=$(sed -n "/^\[$preset\]/,/^\[/p" configs/nmt/presets.toml | grep -o 'corpus = "[^"]*"' | head -n 1 | cut -d'"' -f2)
+nmt_corpus=${nmt_corpus:-ding-de-en}
+echo "== data: $nmt_corpus"
+"$bin" data prepare "$nmt_corpus"
 
 if wants demo; then
   echo "== demo: every objective on the synthetic reversal task"
@@ -80,7 +85,7 @@ run_rows() {
 }
 
 if wants nmt; then
-  echo "== NMT (Deng et al. Tables 1-3) on ding-de-en, preset $preset, $seeds seed(s)"
+  echo "== NMT (Deng et al. Tables 1-3) on $nmt_corpus, preset $preset, $seeds seed(s)"
   run_rows nmt soft exact hard-enum hard-sample relaxed-dirichlet var-enum var-sample gumbel rws
 fi
 

@@ -301,7 +301,7 @@ fn main() -> Result<()> {
 
 /// `varattn selftest`: see [`varattn::selftest`].
 fn selftest(device: &str, seed: u64, steps: usize, cache: PathBuf, configs: &Path, out: Option<PathBuf>) -> Result<()> {
-    use varattn::selftest::{compare_training, compare_with_cpu, comparison_table, training_table, TRAIN_TOLERANCE};
+    use varattn::selftest::{compare_training, compare_with_cpu, comparison_table, training_table, TRAIN_OBJECTIVE_TOLERANCE, TRAIN_PARAMETER_TOLERANCE};
     let dev = varattn::selftest::device_from_name(device)?;
     println!("varattn selftest: {dev:?} against the CPU, seed {seed}");
     let start = std::time::Instant::now();
@@ -330,7 +330,7 @@ fn selftest(device: &str, seed: u64, steps: usize, cache: PathBuf, configs: &Pat
     };
     let ttable = training_table(&train);
     if !train.is_empty() {
-        println!("\ntraining, {steps} steps per smoke row (tolerance {TRAIN_TOLERANCE:.0e}):\n{ttable}");
+        println!("\ntraining, {steps} steps per smoke row (tolerance {TRAIN_OBJECTIVE_TOLERANCE:.0e} on the objective, {TRAIN_PARAMETER_TOLERANCE:.0e} on the parameters):\n{ttable}");
     }
     for s in &skipped {
         println!("skipped: {s}");
@@ -351,6 +351,7 @@ fn selftest(device: &str, seed: u64, steps: usize, cache: PathBuf, configs: &Pat
             "training": train.iter().map(|t| serde_json::json!({
                 "task": t.task, "row": t.row, "steps": t.steps, "objective_cpu": t.objective_cpu,
                 "objective_device": t.objective_device, "parameter_difference": t.parameter_difference,
+                "worst_parameter": t.worst_parameter, "worst_parameter_difference": t.worst_parameter_difference,
                 "seconds_cpu": t.seconds_cpu, "seconds_device": t.seconds_device, "ok": t.ok(),
             })).collect::<Vec<_>>(),
             "training_mismatches": train_bad,

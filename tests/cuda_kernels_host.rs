@@ -69,7 +69,8 @@ fn cuda_special_functions_port_matches_the_rust_scalars() {
         f64::INFINITY, f64::NEG_INFINITY, f64::NAN,
     ];
     xs.extend((0..200).map(|i| 0.013 + 0.157 * i as f64));
-    let mut ops: Vec<(i32, &str, fn(f64) -> f64, f64)> = vec![
+    type Scalar = fn(f64) -> f64;
+    let mut ops: Vec<(i32, &str, Scalar, f64)> = vec![
         (0, "lgamma", scalar::lgamma, 1e-13),
         (1, "digamma", scalar::digamma, 1e-13),
         (2, "trigamma", scalar::trigamma, 1e-13),

@@ -48,9 +48,9 @@ fn forward_chunked(h: &Tensor, w: &Tensor, b: &Tensor, gold: &[u32]) -> Result<V
     Ok(out)
 }
 
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 /// Chunked forward with device tensor ops (any device; used on CUDA): for each chunk,
 /// z = H Wᵀ + b, ℓ = z_y - (m + log Σ_v exp(z_v - m)) with m the row maximum. Returns `[N]`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 fn forward_chunked_device(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Result<Tensor> {
     let n = h.dim(0)?;
     let v = w.dim(0)?;

@@ -35,11 +35,17 @@ fn layout_info(dev: &CudaDevice, layout: &Layout) -> Result<Option<CudaSlice<usi
     Ok(Some(dev.clone_htod(&info)?))
 }
 
+/// Threads per block. The kernels loop over a grid stride, and 256 threads leave room for any
+/// register count the driver's JIT may choose (the gamma kernel uses 64 registers per thread with
+/// ptxas 13.0, exactly the limit at 1024 threads per block).
+const BLOCK: u32 = 256;
+
 fn launch_config(n: usize) -> Result<LaunchConfig> {
     if n == 0 || n > u32::MAX as usize {
         candle_core::bail!("varattn CUDA kernels take 1 to {} elements, got {n}", u32::MAX)
     }
-    Ok(LaunchConfig::for_num_elems(n as u32))
+    let blocks = (n as u32).div_ceil(BLOCK).min(65_535 * 32);
+    Ok(LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 })
 }
 
 fn special_typed<T: DeviceRepr>(kernel: &str, op: SpecialOp, src: &CudaSlice<T>, layout: &Layout, dev: &CudaDevice) -> Result<CudaSlice<T>> {

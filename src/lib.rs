@@ -26,6 +26,7 @@ pub mod objective;
 pub mod report;
 pub mod rng;
 pub mod nn;
+pub mod selftest;
 pub mod special;
 pub mod train;
 

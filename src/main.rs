@@ -71,6 +71,9 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Collect finished runs of a preset into the papers' tables (Markdown + CSV under
     /// results/<preset>/) and print which of the paper's claims hold.
@@ -80,6 +83,30 @@ enum Command {
         /// Results root.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+    },
+    /// Check a device against the CPU: every distribution, special-function op and objective
+    /// forward and backward (f32 and f64, same inputs and seeded noise), then a few training
+    /// steps of NMT and VQA smoke rows; prints the comparison tables and fails on any difference
+    /// beyond the stated tolerance.
+    Selftest {
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 3435)]
+        seed: u64,
+        /// Training steps per smoke row (0: skip the training check).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// Data cache for the training check (default: $VARATTN_CACHE or ~/.cache/varattn); rows
+        /// whose data is not there are skipped with a message.
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Folder with the nmt/ and vqa/ row configs.
+        #[arg(long, default_value = "configs")]
+        configs: PathBuf,
+        /// Write the tables (selftest.md) and a JSON summary (selftest.json) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Data sets.
     Data {
@@ -186,7 +213,8 @@ fn main() -> Result<()> {
                 println!("{score}");
             }
         }
-        Command::Train { config, preset, seed, out, cache, fresh, stop_after_steps, quiet } => {
+        Command::Train { config, preset, seed, out, cache, fresh, stop_after_steps, quiet, device } => {
+            let device = varattn::selftest::device_from_name(&device)?;
             let task = config.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             let task = match task.as_str() {
                 "nmt" | "vqa" | "g2p" => task,
@@ -215,7 +243,7 @@ fn main() -> Result<()> {
                 out_dir: out.clone(),
                 cache_dir: cache_dir(cache),
                 stop_after_steps,
-                device: candle_core::Device::Cpu,
+                device,
                 progress: !quiet,
             };
             let stopped = || println!("{name}: stopped after {} steps; checkpoint in {}", stop_after_steps.unwrap_or(0), out.display());
@@ -388,6 +416,7 @@ fn main() -> Result<()> {
             write_atomic(&out.join("bench.md"), md.as_bytes())?;
             println!("{md}");
         }
+        Command::Selftest { device, seed, steps, cache, configs, out } => selftest(&device, seed, steps, cache_dir(cache), &configs, out)?,
         Command::Data { command: DataCommand::Prepare { name, cache } } => {
             let dir = cache_dir(cache);
             match name.as_str() {
@@ -412,5 +441,75 @@ fn main() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `varattn selftest`: see [`varattn::selftest`].
+fn selftest(device: &str, seed: u64, steps: usize, cache: PathBuf, configs: &Path, out: Option<PathBuf>) -> Result<()> {
+    use varattn::selftest::{compare_training, compare_with_cpu, comparison_table, training_table, TRAIN_OBJECTIVE_TOLERANCE, TRAIN_PARAMETER_TOLERANCE};
+    let dev = varattn::selftest::device_from_name(device)?;
+    println!("varattn selftest: {dev:?} against the CPU, seed {seed}");
+    let start = std::time::Instant::now();
+    let rows = compare_with_cpu(&dev, seed)?;
+    let ops_seconds = start.elapsed().as_secs_f64();
+    let table = comparison_table(&rows);
+    let bad: Vec<_> = rows.iter().filter(|r| !r.ok()).collect();
+    let worst = |dt: candle_core::DType| rows.iter().filter(|r| r.dtype == dt).map(|r| r.difference).fold(0.0, f64::max);
+    println!("{table}");
+    println!(
+        "{} quantities compared in {ops_seconds:.1} s; worst relative difference {:.2e} (f32, tolerance {:.0e}), {:.2e} (f64, tolerance {:.0e}); {} mismatches",
+        rows.len(),
+        worst(candle_core::DType::F32),
+        varattn::selftest::tolerance(candle_core::DType::F32),
+        worst(candle_core::DType::F64),
+        varattn::selftest::tolerance(candle_core::DType::F64),
+        bad.len()
+    );
+    let (train, skipped) = if steps > 0 {
+        let work = std::env::temp_dir().join(format!("varattn-selftest-{}", std::process::id()));
+        let r = compare_training(&dev, configs, &cache, steps, seed, &work);
+        let _ = std::fs::remove_dir_all(&work);
+        r?
+    } else {
+        (vec![], vec!["training check: skipped (--steps 0)".to_string()])
+    };
+    let ttable = training_table(&train);
+    if !train.is_empty() {
+        println!("\ntraining, {steps} steps per smoke row (tolerance {TRAIN_OBJECTIVE_TOLERANCE:.0e} on the objective, {TRAIN_PARAMETER_TOLERANCE:.0e} on the parameters):\n{ttable}");
+    }
+    for s in &skipped {
+        println!("skipped: {s}");
+    }
+    let train_bad = train.iter().filter(|t| !t.ok()).count();
+    if let Some(dir) = out {
+        let md = format!("# varattn selftest on {dev:?}\n\n{table}\n{ttable}\n{}", skipped.iter().map(|s| format!("skipped: {s}\n")).collect::<String>());
+        write_atomic(&dir.join("selftest.md"), md.as_bytes())?;
+        let summary = serde_json::json!({
+            "device": format!("{dev:?}"),
+            "seed": seed,
+            "git_revision": git_revision(),
+            "quantities": rows.len(),
+            "mismatches": bad.len(),
+            "worst_f32": worst(candle_core::DType::F32),
+            "worst_f64": worst(candle_core::DType::F64),
+            "ops_seconds": ops_seconds,
+            "training": train.iter().map(|t| serde_json::json!({
+                "task": t.task, "row": t.row, "steps": t.steps, "objective_cpu": t.objective_cpu,
+                "objective_device": t.objective_device, "parameter_difference": t.parameter_difference,
+                "worst_parameter": t.worst_parameter, "worst_parameter_difference": t.worst_parameter_difference,
+                "seconds_cpu": t.seconds_cpu, "seconds_device": t.seconds_device, "ok": t.ok(),
+            })).collect::<Vec<_>>(),
+            "training_mismatches": train_bad,
+            "skipped": skipped,
+        });
+        write_atomic(&dir.join("selftest.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    }
+    if !bad.is_empty() || train_bad > 0 {
+        for r in &bad {
+            eprintln!("MISMATCH {} ({:?}) {}: {:.3e} > {:.0e}", r.case, r.dtype, r.quantity, r.difference, r.tolerance);
+        }
+        bail!("selftest failed on {dev:?}: {} op mismatches, {train_bad} training mismatches", bad.len())
+    }
+    println!("selftest passed on {dev:?}");
     Ok(())
 }

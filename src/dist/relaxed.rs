@@ -58,7 +58,7 @@ impl RelaxedCategorical {
     pub fn rsample_straight_through(&self, rng: &mut SeededRng) -> Result<Tensor> {
         let y = self.rsample(rng)?;
         let idx = y.argmax_keepdim(D::Minus1)?;
-        let hard = y.zeros_like()?.scatter_add(&idx, &y.ones_like()?.narrow(D::Minus1, 0, 1)?, D::Minus1)?;
+        let hard = y.zeros_like()?.scatter_add(&idx, &y.ones_like()?.narrow(D::Minus1, 0, 1)?.contiguous()?, D::Minus1)?;
         (hard - y.detach())? + y
     }
 

@@ -9,7 +9,9 @@
 //! forward:  ℓ_n = z_{n,y_n} - log Σ_v exp z_{n,v},  z_n = W h_n + b
 //! backward: ∂ℓ_n/∂z_n = onehot(y_n) - softmax(z_n);  ∂h_n = Wᵀ ∂z_n,  ∂W = Σ_n ∂z_n h_nᵀ,  ∂b = Σ_n ∂z_n
 //!
-//! Memory is O(N·d + chunk·V) instead of O(N·V).
+//! Memory is O(N·d + chunk·V) instead of O(N·V). On the CPU each chunk's rows are walked one by
+//! one; on a CUDA device ([`forward_chunked_device`], [`backward_chunked_device`]) each chunk is a
+//! cuBLAS matmul followed by candle's reductions on the device, so nothing is copied to the host.
 use candle_core::backend::BackendStorage;
 use super::gemm::matmul_into;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
@@ -92,11 +94,74 @@ fn backward_chunked(
     (dh, dw, db)
 }
 
+/// Chunked forward with device tensor ops (any device; used on CUDA): for each chunk,
+/// z = H Wᵀ + b, ℓ = z_y - (m + log Σ_v exp(z_v - m)) with m the row maximum. Returns `[N]`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn forward_chunked_device(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Result<Tensor> {
+    let n = h.dim(0)?;
+    let v = w.dim(0)?;
+    let step = chunk_rows(v);
+    let wt = w.t()?;
+    let mut out = Vec::with_capacity(n.div_ceil(step));
+    let mut start = 0;
+    while start < n {
+        let len = step.min(n - start);
+        let z = h.narrow(0, start, len)?.matmul(&wt)?.broadcast_add(b)?;
+        let m = z.max_keepdim(1)?;
+        let lse = (z.broadcast_sub(&m)?.exp()?.sum_keepdim(1)?.log()? + m)?;
+        let zy = z.gather(&gold.narrow(0, start, len)?.unsqueeze(1)?.contiguous()?, 1)?;
+        out.push((zy - lse)?.squeeze(1)?);
+        start += len;
+    }
+    Tensor::cat(&out, 0)
+}
+
+/// Chunked backward with device tensor ops (any device; used on CUDA): per chunk, recompute z,
+/// lse = z_y - ℓ, ∂ℓ/∂z = g (onehot(y) - exp(z - lse)); then ∂h = ∂z W, ∂W += ∂zᵀ H, ∂b += Σ ∂z.
+fn backward_chunked_device(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor, ell: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let n = h.dim(0)?;
+    let v = w.dim(0)?;
+    let step = chunk_rows(v);
+    let wt = w.t()?;
+    let mut dh = Vec::with_capacity(n.div_ceil(step));
+    let mut dw = w.zeros_like()?;
+    let mut db = b.zeros_like()?;
+    let mut start = 0;
+    while start < n {
+        let len = step.min(n - start);
+        let hc = h.narrow(0, start, len)?;
+        let y = gold.narrow(0, start, len)?.unsqueeze(1)?.contiguous()?;
+        let g = grad.narrow(0, start, len)?.unsqueeze(1)?;
+        let z = hc.matmul(&wt)?.broadcast_add(b)?;
+        let lse = (z.gather(&y, 1)? - ell.narrow(0, start, len)?.unsqueeze(1)?)?;
+        let p = z.broadcast_sub(&lse)?.exp()?;
+        let onehot = p.zeros_like()?.scatter_add(&y, &Tensor::ones((len, 1), p.dtype(), p.device())?, 1)?;
+        let dz = (onehot - p)?.broadcast_mul(&g)?;
+        dh.push(dz.matmul(w)?);
+        dw = (dw + dz.t()?.matmul(&hc)?)?;
+        db = (db + dz.sum(0)?)?;
+        start += len;
+    }
+    Ok((Tensor::cat(&dh, 0)?, dw, db))
+}
+
 /// log Σ_v exp(z_v), stably.
 fn row_log_sum_exp(row: &[f32]) -> f32 {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let s: f32 = row.iter().map(|&x| (x - m).exp()).sum();
     m + s.ln()
+}
+
+/// A tensor (no gradient) over a contiguous f32 CUDA storage, copied on the device.
+#[cfg(feature = "cuda")]
+fn cuda_tensor(s: &candle_core::CudaStorage, l: &Layout) -> Result<Tensor> {
+    if !l.is_contiguous() {
+        candle_core::bail!("gold_log_softmax: inputs must be contiguous")
+    }
+    let len = s.as_cuda_slice::<f32>()?.len();
+    let whole = candle_core::Storage::Cuda(s.try_clone(l)?);
+    let t = Tensor::from_storage(whole, len, candle_core::op::BackpropOp::none(), false);
+    t.narrow(0, l.start_offset(), l.shape().elem_count())?.reshape(l.shape())
 }
 
 /// The contiguous f32 data of a CPU storage.
@@ -137,6 +202,30 @@ impl CustomOp3 for GoldLogSoftmax {
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let h = cuda_tensor(s1, l1)?;
+        let w = cuda_tensor(s2, l2)?;
+        let b = cuda_tensor(s3, l3)?;
+        let out = forward_chunked_device(&h, &w, &b, &self.gold)?;
+        let n = out.elem_count();
+        let (storage, layout) = out.storage_and_layout();
+        match &*storage {
+            candle_core::Storage::Cuda(s) if layout.is_contiguous() && layout.start_offset() == 0 => {
+                Ok((s.try_clone(layout)?, Shape::from(n)))
+            }
+            _ => candle_core::bail!("gold_log_softmax: unexpected result storage on CUDA"),
+        }
+    }
+
     fn bwd(
         &self,
         h: &Tensor,
@@ -145,6 +234,11 @@ impl CustomOp3 for GoldLogSoftmax {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if !h.device().is_cpu() {
+            let (h, w, b) = (h.detach(), w.detach(), b.detach());
+            let (dh, dw, db) = backward_chunked_device(&h, &w, &b, &self.gold, &res.detach(), &grad.detach())?;
+            return Ok((Some(dh), Some(dw), Some(db)));
+        }
         let (n, d) = h.dims2()?;
         let v = w.dim(0)?;
         let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
@@ -168,9 +262,8 @@ impl CustomOp3 for GoldLogSoftmax {
 }
 
 /// ℓ_n = log softmax(W h_n + b)[gold_n] for `h [N, d]`, `w [V, d]`, `b [V]`, `gold [N]` (u32).
-/// Differentiable in h, W and b. On the CPU it runs chunked with O(N·d + chunk·V) memory; on
-/// other devices it falls back to the plain composition (log-softmax, gather) until a fused
-/// kernel lands. (Its backward pass reads tensors back to the host, so it is CPU-only too.)
+/// Differentiable in h, W and b. On the CPU and on CUDA devices (f32) it runs chunked with
+/// O(N·d + chunk·V) memory; otherwise it falls back to the plain composition (log-softmax, gather).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -186,7 +279,7 @@ impl CustomOp3 for GoldLogSoftmax {
 /// ```
 pub fn gold_log_softmax(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Result<Tensor> {
     let gold = gold.to_dtype(DType::U32)?.contiguous()?;
-    if h.device().is_cpu() && h.dtype() == DType::F32 {
+    if (h.device().is_cpu() || h.device().is_cuda()) && h.dtype() == DType::F32 {
         h.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, GoldLogSoftmax { gold })
     } else {
         gold_log_softmax_naive(h, w, b, &gold)
@@ -239,6 +332,39 @@ mod tests {
             for (a, b) in ga.iter().zip(gb) {
                 assert!((a - b).abs() < 1e-4, "gradient {a} vs {b}");
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn device_tensor_path_matches_the_row_loop() -> Result<()> {
+        // the chunked tensor-op forward and backward that CUDA runs, here on the CPU, against the
+        // CPU row loop, with several chunks
+        let dev = Device::Cpu;
+        let mut rng = SeededRng::new(3);
+        let v = CHUNK_ELEMS / 4 + 3; // at most 3 rows per chunk
+        let (n, d) = (7, 3);
+        let h = rng.normal((n, d), &dev)?;
+        let w = rng.normal((v, d), &dev)?;
+        let b = rng.normal(v, &dev)?;
+        let gold: Vec<u32> = (0..n).map(|_| rng.next_index(v) as u32).collect();
+        let y = Tensor::new(gold.as_slice(), &dev)?;
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let row_loop = forward_chunked(&flat(&h)?, &flat(&w)?, &flat(&b)?, &gold, n, d);
+        let row_loop = Tensor::new(row_loop.as_slice(), &dev)?;
+        let tensor_ops = forward_chunked_device(&h, &w, &b, &y)?;
+        // f32 sums over ~1M classes in another order: ~1e-4 relative apart
+        let diff = (&row_loop - &tensor_ops)?.abs()?.max(0)?.to_scalar::<f32>()?;
+        let scale = row_loop.abs()?.max(0)?.to_scalar::<f32>()?;
+        assert!(diff <= 1e-3 * scale, "forward differs by {diff} (scale {scale})");
+        let g = rng.normal(n, &dev)?;
+        let op = GoldLogSoftmax { gold: y.clone() };
+        let (dh, dw, db) = op.bwd(&h, &w, &b, &row_loop, &g)?;
+        let (eh, ew, eb) = backward_chunked_device(&h, &w, &b, &y, &row_loop, &g)?;
+        for (a, e, what) in [(dh.unwrap(), eh, "h"), (dw.unwrap(), ew, "W"), (db.unwrap(), eb, "b")] {
+            let diff = (&a - &e)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            let scale = e.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(diff <= 5e-3 * scale, "gradient of {what} differs by {diff} (scale {scale})");
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 //!
 //! candle has no lgamma, digamma, log1p or softplus op and no gamma sampler; the Dirichlet and
 //! Weibull/Gamma distributions need all of them, differentiably.
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod ops;
 pub mod scalar;
 

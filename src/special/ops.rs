@@ -8,8 +8,9 @@
 //! | [`log1p`] | ln(1 + x) | g / (1 + x) |
 //! | [`gamma_rsample`] | z ~ Gamma(α, 1) | (dz/dα) · g, implicit reparameterisation |
 //!
-//! The forward passes run on the CPU (f32, f64, f16 and bf16 storage, any layout), evaluated in
-//! f64. On a CUDA device these ops report "no cuda implementation" until the CUDA kernels land.
+//! The forward passes run on the CPU (f32, f64, f16 and bf16 storage, any layout) and, with the
+//! `cuda` feature, on CUDA devices (f32 and f64, any layout; kernels in src/special/cuda/, a port
+//! of [`scalar`](super::scalar)); both evaluate in f64.
 //!
 //! ```
 //! use candle_core::{Tensor, Var, Device};
@@ -80,6 +81,20 @@ impl CustomOp1 for Special {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let op = *self;
         Ok((map_float(storage, layout, |x| op.eval(x))?, layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, storage: &candle_core::CudaStorage, layout: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::{special_fwd, SpecialOp};
+        let op = match self {
+            Special::Lgamma => SpecialOp::Lgamma,
+            Special::Polygamma(0) => SpecialOp::Digamma,
+            Special::Polygamma(1) => SpecialOp::Trigamma,
+            Special::Polygamma(_) => SpecialOp::Tetragamma,
+            Special::Softplus => SpecialOp::Softplus,
+            Special::Log1p => SpecialOp::Log1p,
+        };
+        Ok((special_fwd(op, storage, layout)?, layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -165,6 +180,17 @@ impl CustomOp2 for GammaSampleGrad {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         Ok((map_float2(s1, l1, s2, l2, scalar::standard_gamma_grad)?, l1.shape().clone()))
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let out = super::cuda::gamma_fwd(super::cuda::GammaMode::SampleGrad, s1, l1, s2, l2)?;
+        Ok((out, l1.shape().clone()))
+    }
 }
 
 impl CustomOp2 for ImplicitGamma {
@@ -173,6 +199,17 @@ impl CustomOp2 for ImplicitGamma {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         Ok((map_float2(s1, l1, s2, l2, |_, z| z)?, l1.shape().clone()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let out = super::cuda::gamma_fwd(super::cuda::GammaMode::Identity, s1, l1, s2, l2)?;
+        Ok((out, l1.shape().clone()))
     }
     fn bwd(&self, alpha: &Tensor, z: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dz_dalpha = alpha.apply_op2_no_bwd(z, &GammaSampleGrad)?;

@@ -1,8 +1,10 @@
 //! Neural-network building blocks of our own.
 pub mod gold_log_softmax;
+pub mod grad_reverse;
 pub mod lstm;
 
 pub use gold_log_softmax::{gold_log_softmax, gold_log_softmax_naive};
+pub use grad_reverse::grad_reverse;
 
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};

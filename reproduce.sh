@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate varattn's result tables.
 #
-#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt] [--quiet]
+#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,vqa-bayes] [--quiet]
 #
 # Builds the release binary, prepares and verifies the offline data, trains and evaluates every
 # run a table needs (seeds 3435, 3436, ...), and writes results/<preset>/: one Markdown and one CSV
@@ -13,12 +13,13 @@
 #   demo  every objective on a synthetic reversal task (seconds)
 #   nmt   Deng et al. Tables 1-3 (NMT columns) on the ding-de-en corpus
 #   vqa   Deng et al. Table 1 (VQA columns) on easy-VQA, with low-data and noisy conditions
+#   vqa-bayes  alignment attention (AA-CT/GAN/OT) and Bayesian attention (BAM, BABN) on easy-VQA
 set -euo pipefail
 cd "$(dirname "$0")"
 
 preset=cpu
 seeds=1
-only=demo,nmt,vqa
+only=demo,nmt,vqa,vqa-bayes
 quiet=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --only) only="${2:?--only needs a value}"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
     --quiet) quiet=--quiet; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -87,6 +88,12 @@ if wants vqa; then
   "$bin" data prepare easy-vqa
   run_rows vqa soft exact hard-enum hard-sample var-enum var-sample relaxed-dirichlet gumbel rws \
     soft-lowdata exact-lowdata var-enum-lowdata
+fi
+
+if wants vqa-bayes; then
+  echo "== VQA: alignment attention and Bayesian attention (Zhang et al. 2021; Fan et al. 2020), preset $preset, $seeds seed(s)"
+  "$bin" data prepare easy-vqa
+  run_rows vqa multihead aa-ct aa-gan aa-ot bam bam-contextual multihead-2hop babn
 fi
 
 echo "== tables"

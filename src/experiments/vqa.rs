@@ -267,9 +267,11 @@ pub fn evaluate(
         }
         if let (Some((passes, alpha, _)), Some(prng), Some(arng)) = (uncertainty, pass_rng.as_mut(), attn_rng.as_mut()) {
             let mut samples: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(passes); idx.len()];
+            let regions = model.regions(&b.images)?;
             for _ in 0..passes {
                 let mut nrng = eps_state.map(SeededRng::from_state);
-                let out = model.forward_sampled(&b, Some(&mut *prng), noise.map(|(s, _)| s).zip(nrng.as_mut()), Some(&mut *arng), false)?;
+                let noise = noise.map(|(s, _)| s).zip(nrng.as_mut());
+                let out = model.forward_from_regions(&b, regions.clone(), Some(&mut *prng), noise, Some(&mut *arng), false)?;
                 let probs = predict_log_probs(kind, &out)?.exp()?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
                 for (s, p) in samples.iter_mut().zip(probs) {
                     s.push(p);

@@ -13,6 +13,13 @@
 //!   embedding of the gold answer.
 //!
 //! The "noisy" condition adds N(0, σ²) noise to the region features at test time.
+//!
+//! `[model.attention]` extends the attention (soft objective only): H heads (each reads its own
+//! context, the answer layer reads [q; c_1; ..; c_H]), L stacked hops (hop l+1's query
+//! u ← u + tanh(W_u c̄^(l))), Bayesian weights (BAM/BABN, [`crate::attention::bayesian`]) and an
+//! alignment-attention regulariser on every hop's per-head queries and keys
+//! ([`crate::objective::alignment_attention`]). With one head and nothing else the model is the
+//! plain one above, parameter for parameter.
 use crate::attention::multihead::Projected;
 use crate::attention::{bayesian_layers, head_contexts, AttentionConfig, BayesKind, MlpAttention, PriorConfig};
 use crate::dist::Categorical;
@@ -162,12 +169,25 @@ impl VqaModel {
     pub fn forward_sampled(
         &self,
         batch: &VqaBatch,
+        rng: Option<&mut SeededRng>,
+        noise: Option<(f64, &mut SeededRng)>,
+        attention_rng: Option<&mut SeededRng>,
+        training_terms: bool,
+    ) -> Result<VqaOutputs<'_>> {
+        self.forward_from_regions(batch, self.regions(&batch.images)?, rng, noise, attention_rng, training_terms)
+    }
+
+    /// [`VqaModel::forward_sampled`] from region features already computed by
+    /// [`VqaModel::regions`] (the CNN is deterministic: repeated stochastic passes share it).
+    pub fn forward_from_regions(
+        &self,
+        batch: &VqaBatch,
+        mut regions: Tensor,
         mut rng: Option<&mut SeededRng>,
         noise: Option<(f64, &mut SeededRng)>,
         attention_rng: Option<&mut SeededRng>,
         training_terms: bool,
     ) -> Result<VqaOutputs<'_>> {
-        let mut regions = self.regions(&batch.images)?;
         if let Some((sigma, nrng)) = noise {
             if sigma > 0.0 {
                 let eps = nrng.normal(regions.shape(), regions.device())?;

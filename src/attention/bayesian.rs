@@ -15,7 +15,6 @@
 //!   and layer l's Weibull mean is softmax(s^(l) + c_l · ln w^(l+1)), c_l a learned gate.
 use crate::dist::{Gamma, KlDivergence, Weibull};
 use crate::rng::SeededRng;
-use crate::dist::Distribution;
 use candle_core::{Result, Tensor, D};
 use serde::{Deserialize, Serialize};
 
@@ -57,8 +56,9 @@ fn one() -> f64 {
     1.0
 }
 
-/// Smallest mean weight handed to the Weibull (keeps ln λ finite in f32).
-const MIN_MEAN: f64 = 1e-30;
+/// Smallest mean weight and prior shape (keeps ln λ, α/λ and ψ(α) and their gradients finite
+/// in f32).
+const MIN_MEAN: f64 = 1e-12;
 
 /// One layer's Weibull attention: the variational distribution, the unnormalised weights used
 /// (a sample, or the mean) and the normalised attention w = S / Σ S.
@@ -74,11 +74,21 @@ pub fn weibull_attention(logits: &Tensor, shape_k: f64, rng: Option<&mut SeededR
     let mean = candle_nn::ops::softmax(logits, D::Minus1)?.clamp(MIN_MEAN, 1.0)?;
     let q = Weibull::with_mean(shape_k, &mean)?;
     let unnormalised = match rng {
-        Some(r) => q.rsample(r)?,
+        Some(r) => weibull_rsample(&q, r)?,
         None => mean.clone(),
     };
     let weights = unnormalised.broadcast_div(&unnormalised.sum_keepdim(D::Minus1)?)?;
     Ok(WeibullAttention { q, unnormalised, weights })
+}
+
+/// S = λ E^(1/k) with E = -ln(1 - u) ~ Exp(1) formed in f64 on the host (E in [1e-12, 27.6]),
+/// so that no f32 rounding of u to 0 or 1 gives E = 0 or ∞ (a zero or infinite weight, a NaN
+/// gradient).
+fn weibull_rsample(q: &Weibull, rng: &mut SeededRng) -> Result<Tensor> {
+    let n = q.lambda.elem_count();
+    let e: Vec<f32> = (0..n).map(|_| -(-rng.next_uniform()).ln_1p() as f32).collect();
+    let e = Tensor::from_vec(e, q.lambda.shape(), q.lambda.device())?.to_dtype(q.lambda.dtype())?;
+    q.lambda.mul(&e.log()?.div(&q.k)?.exp()?)
 }
 
 /// Contextual prior shape α_i = β · softmax_i(prior_logits) over the keys (last dimension).

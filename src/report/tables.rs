@@ -268,7 +268,10 @@ pub fn vqa_bayes_table(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers
                 _ => "–".into(),
             },
             paper(paper_numbers, name, "seconds_per_step"),
-            rs[0].parameters.to_string(),
+            match rs[0].parameters {
+                0 => "–".into(), // results written before the count was recorded
+                n => n.to_string(),
+            },
             rs.iter().map(|r| r.seed.to_string()).collect::<Vec<_>>().join(" "),
         ]);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate varattn's result tables.
 #
-#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,g2p] [--quiet]
+#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p] [--quiet]
 #
 # Builds the release binary, prepares and verifies the data (offline sets; the Hub for paper), trains and evaluates every
 # run a table needs (seeds 3435, 3436, ...), and writes results/<preset>/: one Markdown and one CSV
@@ -13,6 +13,7 @@
 #   demo  every objective on a synthetic reversal task (seconds)
 #   nmt   Deng et al. Tables 1-3 (NMT columns) on ding-de-en (paper preset: IWSLT14 from the Hub)
 #   vqa   Deng et al. Table 1 (VQA columns) on easy-VQA, with low-data and noisy conditions
+#   vqa-bayes  alignment attention (AA-CT/GAN/OT) and Bayesian attention (BAM, BABN) on easy-VQA
 #   g2p   Lawson et al.'s hard monotonic alignments (REINFORCE, NVIL, VIMCO, per-step VIMCO) on the
 #         CMU Pronouncing Dictionary, clean and noisy letters
 set -euo pipefail
@@ -20,7 +21,7 @@ cd "$(dirname "$0")"
 
 preset=cpu
 seeds=1
-only=demo,nmt,vqa,g2p
+only=demo,nmt,vqa,vqa-bayes,g2p
 quiet=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -94,6 +95,12 @@ if wants vqa; then
   "$bin" data prepare easy-vqa
   run_rows vqa soft exact hard-enum hard-sample var-enum var-sample relaxed-dirichlet gumbel rws \
     soft-lowdata exact-lowdata var-enum-lowdata
+fi
+
+if wants vqa-bayes; then
+  echo "== VQA: alignment attention and Bayesian attention (Zhang et al. 2021; Fan et al. 2020), preset $preset, $seeds seed(s)"
+  "$bin" data prepare easy-vqa
+  run_rows vqa multihead aa-ct aa-gan aa-ot bam bam-contextual multihead-2hop babn
 fi
 
 if wants g2p; then

@@ -14,6 +14,7 @@
 //!
 //! Every random draw goes through [`rng::SeededRng`].
 pub mod bench;
+pub mod attention;
 pub mod config;
 pub mod data;
 pub mod demo;

@@ -43,7 +43,8 @@ fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
     assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), finished_at);
     for table in [
         "table1-nmt.md", "table1-nmt.csv", "table2-kmax.md", "table3-nmt.md", "claims-nmt.md", "demo/table.md", "nmt-valid-ppl.png",
-        "nmt-ppl-vs-k.png", "table1-vqa.md", "table1-vqa.csv", "claims-vqa.md", "table-g2p.md", "table-g2p.csv", "claims-g2p.md",
+        "nmt-ppl-vs-k.png", "table1-vqa.md", "table1-vqa.csv", "claims-vqa.md", "table-g2p.md", "table-g2p.csv", "claims-g2p.md", "vqa-aa-bam.md", "vqa-aa-bam.csv",
+        "claims-vqa-aa-bam.md",
     ] {
         assert!(results.join("smoke").join(table).exists(), "missing {table}");
     }
@@ -53,4 +54,6 @@ fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
     assert_eq!(v1.lines().count(), 13, "header + twelve rows:\n{v1}");
     let g = std::fs::read_to_string(results.join("smoke/table-g2p.csv")).unwrap();
     assert_eq!(g.lines().count(), 5, "header + four estimators:\n{g}");
+    let v2 = std::fs::read_to_string(results.join("smoke/vqa-aa-bam.csv")).unwrap();
+    assert_eq!(v2.lines().count(), 10, "header + soft + eight attention rows:\n{v2}");
 }

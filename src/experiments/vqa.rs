@@ -9,7 +9,7 @@ use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::easy_vqa::{self, EasyVqa, QuestionVocab, VqaExample};
 use crate::dist::{Dirichlet, Distribution};
-use crate::eval::calibration::expected_calibration_error;
+use crate::eval::calibration::{expected_calibration_error, pavpu};
 use crate::io::{git_revision, write_atomic};
 use crate::models::vqa::{VqaBatch, VqaModel, VqaModelConfig, VqaOutputs};
 use crate::objective::{estimate, held_out_metrics, AlignmentOutputs, Estimate, EstimatorState, Metrics, ObjectiveKind};
@@ -42,6 +42,17 @@ pub struct VqaEvalConfig {
     pub noise_sigma: f64,
     /// How many test questions get an attention picture.
     pub pictures: usize,
+    /// Stochastic forward passes per test question for PAvPU (0 = no PAvPU): MC dropout, plus
+    /// Weibull-sampled attention for Bayesian attention.
+    #[serde(default)]
+    pub uncertainty_passes: usize,
+    /// Level of the two-sample t-test that flags a prediction uncertain.
+    #[serde(default = "default_pavpu_alpha")]
+    pub pavpu_alpha: f64,
+}
+
+fn default_pavpu_alpha() -> f64 {
+    0.05
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +76,15 @@ pub struct VqaMetrics {
     pub ece: f64,
     pub prior_entropy: f64,
     pub questions: usize,
+    /// PAvPU from `eval.uncertainty_passes` stochastic passes (top-two t-test), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pavpu: Option<f64>,
+    /// Accuracy of the mean prediction over those passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mc_accuracy: Option<f64>,
+    /// Fraction of predictions flagged uncertain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertain_fraction: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,8 +101,21 @@ pub struct VqaResult {
     pub noise_sigma: f64,
     pub train_questions_per_second: f64,
     pub train_seconds: f64,
+    /// Optimiser steps taken (0 in results written before this field existed).
+    #[serde(default)]
+    pub train_steps: usize,
+    /// Trainable parameters.
+    #[serde(default)]
+    pub parameters: usize,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
+}
+
+impl VqaResult {
+    /// Training seconds per optimiser step, if the step count is known.
+    pub fn seconds_per_step(&self) -> Option<f64> {
+        (self.train_steps > 0).then(|| self.train_seconds / self.train_steps as f64)
+    }
 }
 
 /// The data set with its question vocabulary, splits limited as configured.
@@ -181,7 +214,19 @@ fn prediction_weights(kind: &ObjectiveKind, out: &VqaOutputs) -> Result<Option<T
     })
 }
 
-/// NLL, accuracy, ECE and prior entropy over a split, optionally with noisy region features.
+/// log p(a | x, question) `[B, A]` as the row predicts: the layered attention's contexts for
+/// multi-head / Bayesian / regularised models, else as [`prediction_weights`] says.
+fn predict_log_probs(kind: &ObjectiveKind, out: &VqaOutputs) -> Result<Tensor> {
+    if out.layers().is_some() {
+        Ok(out.layered_answer_log_probs()?)
+    } else {
+        Ok(out.answer_distribution(prediction_weights(kind, out)?.as_ref())?)
+    }
+}
+
+/// NLL, accuracy, ECE and prior entropy over a split, optionally with noisy region features;
+/// with `uncertainty = Some((passes, alpha, seed))` also PAvPU from that many stochastic passes.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     model: &VqaModel,
     kind: &ObjectiveKind,
@@ -189,18 +234,30 @@ pub fn evaluate(
     split_test: bool,
     batch: usize,
     noise: Option<(f64, u64)>,
+    uncertainty: Option<(usize, f64, u64)>,
     device: &Device,
 ) -> Result<VqaMetrics> {
     let split = if split_test { Split::Test } else { Split::Valid };
     let n = data.examples(split).len();
     let mut m = Metrics::default();
     let (mut conf, mut correct) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut mc_correct, mut uncertain) = (Vec::new(), Vec::new());
     let mut noise_rng = noise.map(|(_, seed)| SeededRng::new(seed).fork(77));
+    let mut pass_rng = uncertainty.map(|(_, _, seed)| SeededRng::new(seed).fork(78));
+    let mut attn_rng = uncertainty.map(|(_, _, seed)| SeededRng::new(seed).fork(79));
     for idx in batches(n, batch, None) {
         let b = data.batch(split, &idx, device)?;
+        // the noisy condition draws the noise once per batch, shared by every pass
+        let eps_state = noise_rng.as_ref().map(|r| r.state());
         let out = model.forward(&b, None, noise.map(|(s, _)| s).zip(noise_rng.as_mut()))?;
-        m.add(&held_out_metrics(kind, &out)?);
-        let lp = out.answer_distribution(prediction_weights(kind, &out)?.as_ref())?;
+        if out.layers().is_some() {
+            let lf = out.layered_gold_log_prob()?;
+            let ent = out.layered_entropy()?;
+            m.add(&crate::objective::soft_regularised(&lf, &ent, None, None)?.metrics);
+        } else {
+            m.add(&held_out_metrics(kind, &out)?);
+        }
+        let lp = predict_log_probs(kind, &out)?;
         let pred = lp.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let top = lp.max(D::Minus1)?.exp()?.to_vec1::<f32>()?;
         let gold = b.answers.to_vec1::<u32>()?;
@@ -208,14 +265,36 @@ pub fn evaluate(
             correct.push(p == g);
             conf.push(*c as f64);
         }
+        if let (Some((passes, alpha, _)), Some(prng), Some(arng)) = (uncertainty, pass_rng.as_mut(), attn_rng.as_mut()) {
+            let mut samples: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(passes); idx.len()];
+            let regions = model.regions(&b.images)?;
+            for _ in 0..passes {
+                let mut nrng = eps_state.map(SeededRng::from_state);
+                let noise = noise.map(|(s, _)| s).zip(nrng.as_mut());
+                let out = model.forward_from_regions(&b, regions.clone(), Some(&mut *prng), noise, Some(&mut *arng), false)?;
+                let probs = predict_log_probs(kind, &out)?.exp()?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+                for (s, p) in samples.iter_mut().zip(probs) {
+                    s.push(p);
+                }
+            }
+            for (s, g) in samples.iter().zip(&gold) {
+                let (top1, unc) = crate::eval::calibration::top_two_uncertainty(s, alpha);
+                mc_correct.push(top1 as u32 == *g);
+                uncertain.push(unc);
+            }
+        }
     }
     let acc = correct.iter().filter(|&&c| c).count() as f64 / n.max(1) as f64;
+    let with_passes = uncertainty.is_some() && n > 0;
     Ok(VqaMetrics {
         nll: m.nll_sum.unwrap_or(f64::NAN) / m.tokens,
         accuracy: acc,
         ece: expected_calibration_error(&conf, &correct, 15),
         prior_entropy: m.prior_entropy(),
         questions: n,
+        pavpu: with_passes.then(|| pavpu(&mc_correct, &uncertain)),
+        mc_accuracy: with_passes.then(|| mc_correct.iter().filter(|&&c| c).count() as f64 / n as f64),
+        uncertain_fraction: with_passes.then(|| uncertain.iter().filter(|&&u| u).count() as f64 / n as f64),
     })
 }
 
@@ -241,11 +320,23 @@ impl TrainTask for VqaTask<'_> {
         estimator: &mut EstimatorState,
     ) -> Result<Estimate> {
         let b = self.data.batch(Split::Train, idx, self.device)?;
-        let out = self.model.forward(&b, Some(dropout), None)?;
-        Ok(estimate(kind, &out, estimator, noise)?)
+        if self.model.cfg.attention.is_plain() {
+            let out = self.model.forward(&b, Some(dropout), None)?;
+            return Ok(estimate(kind, &out, estimator, noise)?);
+        }
+        // multi-head / Bayesian / regularised attention: soft attention with the sampled
+        // weights, KL(q ‖ p) of the weights, λ · alignment regulariser
+        let out = self.model.forward_sampled(&b, Some(dropout), None, Some(noise), true)?;
+        let layers = out.layers().context("layered attention missing")?;
+        Ok(crate::objective::soft_regularised(
+            &out.layered_gold_log_prob()?,
+            &out.layered_entropy()?.detach(),
+            layers.kl.as_ref(),
+            layers.alignment.as_ref(),
+        )?)
     }
     fn validate(&self) -> Result<f64> {
-        Ok(evaluate(self.model, &self.objective, self.data, false, self.batch, None, self.device)?.nll)
+        Ok(evaluate(self.model, &self.objective, self.data, false, self.batch, None, None, self.device)?.nll)
     }
 }
 
@@ -253,6 +344,15 @@ impl TrainTask for VqaTask<'_> {
 pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<Option<VqaResult>> {
     let hash = config_hash(merged);
     let dev = &opts.device;
+    if !cfg.model.attention.is_plain() && cfg.objective != ObjectiveKind::Soft {
+        anyhow::bail!(
+            "{}: model.attention (heads {}, hops {}, bayes/alignment) works with objective = {{ kind = \"soft\" }} only (got {:?})",
+            cfg.name,
+            cfg.model.attention.heads,
+            cfg.model.attention.hops,
+            cfg.objective
+        )
+    }
     let data = prepare_data(&cfg.data, &opts.cache_dir, opts.seed)?;
     let mut ps = ParamStore::new(opts.seed, cfg.model.init, dev);
     let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;
@@ -260,8 +360,10 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     let task = VqaTask { model: &model, data: &data, batch: cfg.train.batch, objective: cfg.objective, seed: opts.seed, device: dev };
     let loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
-    let test = evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, None, dev)?;
-    let test_noisy = evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, Some((cfg.eval.noise_sigma, opts.seed)), dev)?;
+    let unc = (cfg.eval.uncertainty_passes > 0).then_some((cfg.eval.uncertainty_passes, cfg.eval.pavpu_alpha, opts.seed));
+    let test = evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, None, unc, dev)?;
+    let test_noisy =
+        evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, Some((cfg.eval.noise_sigma, opts.seed)), unc, dev)?;
     attention_pictures(&model, &cfg.objective, &data, cfg.eval.pictures, opts)?;
     let result = VqaResult {
         name: cfg.name.clone(),
@@ -276,6 +378,8 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
         noise_sigma: cfg.eval.noise_sigma,
         train_questions_per_second: st.train_tokens / st.train_seconds.max(1e-9),
         train_seconds: st.train_seconds,
+        train_steps: st.step,
+        parameters: ps.count(),
         epochs: st.epoch,
         history: st.history,
     };
@@ -293,7 +397,7 @@ fn attention_pictures(model: &VqaModel, kind: &ObjectiveKind, data: &PreparedVqa
     let b = data.batch(Split::Test, &idx, &opts.device)?;
     let out = model.forward(&b, None, None)?;
     let w = out.prior_probs()?.to_vec2::<f32>()?;
-    let pred = out.answer_distribution(prediction_weights(kind, &out)?.as_ref())?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let pred = predict_log_probs(kind, &out)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
     for (k, e) in data.data.test[..n].iter().enumerate() {
         let img = data.data.test_image(e.image_id).context("missing test image")?;
         let caption = format!("Q: {}\nA: {} (gold: {})", e.question, data.data.answers[pred[k] as usize], e.answer);

@@ -13,7 +13,17 @@
 //!   embedding of the gold answer.
 //!
 //! The "noisy" condition adds N(0, σ²) noise to the region features at test time.
+//!
+//! `[model.attention]` extends the attention (soft objective only): H heads (each reads its own
+//! context, the answer layer reads [q; c_1; ..; c_H]), L stacked hops (hop l+1's query
+//! u ← u + tanh(W_u c̄^(l))), Bayesian weights (BAM/BABN, [`crate::attention::bayesian`]) and an
+//! alignment-attention regulariser on every hop's per-head queries and keys
+//! ([`crate::objective::alignment_attention`]). With one head and nothing else the model is the
+//! plain one above, parameter for parameter.
+use crate::attention::multihead::Projected;
+use crate::attention::{bayesian_layers, head_contexts, AttentionConfig, BayesKind, MlpAttention, PriorConfig};
 use crate::dist::Categorical;
+use crate::objective::alignment_attention::AlignmentRegularizer;
 use crate::nn::dropout;
 use crate::nn::lstm::{Lstm, LstmConfig};
 use crate::objective::AlignmentOutputs;
@@ -35,6 +45,10 @@ pub struct VqaModelConfig {
     pub answer_emb: usize,
     pub dropout: f64,
     pub init: f64,
+    /// Heads, stacked hops, Bayesian weights, alignment regulariser (default: the plain
+    /// single-head attention of Deng et al.).
+    #[serde(default, skip_serializing_if = "AttentionConfig::is_plain")]
+    pub attention: AttentionConfig,
 }
 
 /// A batch: images `[B, 3, 64, 64]` (f32 in [0, 1]), question ids `[B, L]`, mask `[B, L]`,
@@ -53,14 +67,19 @@ pub struct VqaModel {
     cell_pos: Tensor,
     words: Embedding,
     question: Lstm,
-    att_q: Linear,
-    att_x: Linear,
-    att_v: Linear,
+    attention: MlpAttention,
     mlp1: Linear,
     mlp2: Linear,
     inf_answer: Embedding,
     inf_query: Linear,
     inf_bilinear: Linear,
+    /// Hops 2..L: attention layer and query update u ← u + tanh(W_u c) per hop.
+    hops: Vec<(MlpAttention, Linear)>,
+    /// Contextual prior g(x̃) → one logit per head, per hop.
+    prior_nets: Vec<Linear>,
+    /// BABN gates c_l, `[L]`.
+    babn_gates: Option<Tensor>,
+    alignment: Option<AlignmentRegularizer>,
 }
 
 impl VqaModel {
@@ -72,22 +91,48 @@ impl VqaModel {
         };
         let [c1, c2, c3] = cfg.channels;
         let h = cfg.question_hidden;
-        Ok(Self {
+        let att = cfg.attention;
+        let mut model = Self {
             cfg: cfg.clone(),
             answers,
             convs: [conv(ps, "cnn.0", 3, c1)?, conv(ps, "cnn.1", c1, c2)?, conv(ps, "cnn.2", c2, c3)?],
             cell_pos: ps.uniform("cnn.cell_pos", &[64, c3])?,
             words: ps.embedding("words", vocab, cfg.word_emb)?,
             question: Lstm::new(ps, "question", LstmConfig { input: cfg.word_emb, hidden: h, layers: 1, bidirectional: false, dropout: 0.0 })?,
-            att_q: ps.linear("attention.w_q", h, cfg.attn_hidden, false)?,
-            att_x: ps.linear("attention.w_x", c3, cfg.attn_hidden, true)?,
-            att_v: ps.linear("attention.v", cfg.attn_hidden, 1, false)?,
-            mlp1: ps.linear("answer.mlp1", h + c3, cfg.mlp_hidden, true)?,
+            attention: MlpAttention::new(ps, "attention", h, c3, cfg.attn_hidden, att.heads)?,
+            mlp1: ps.linear("answer.mlp1", h + att.heads * att.hops * c3, cfg.mlp_hidden, true)?,
             mlp2: ps.linear("answer.mlp2", cfg.mlp_hidden, answers, true)?,
             inf_answer: ps.embedding("inference.answer", answers, cfg.answer_emb)?,
             inf_query: ps.linear("inference.query", h + cfg.answer_emb, c3, false)?,
             inf_bilinear: ps.linear("inference.bilinear", c3, c3, false)?,
-        })
+            hops: vec![],
+            prior_nets: vec![],
+            babn_gates: None,
+            alignment: None,
+        };
+        // parameters beyond the plain attention come last, so plain rows draw the same init
+        for l in 2..=att.hops {
+            let a = MlpAttention::new(ps, &format!("attention.hop{l}"), h, c3, cfg.attn_hidden, att.heads)?;
+            let u = ps.linear(&format!("attention.hop{l}.update"), att.heads * c3, h, true)?;
+            model.hops.push((a, u));
+        }
+        if let Some(b) = &att.bayes {
+            if matches!(b.prior, PriorConfig::Contextual { .. }) {
+                for l in 1..=att.hops {
+                    model.prior_nets.push(ps.linear(&format!("attention.prior{l}"), c3, att.heads, true)?);
+                }
+            }
+            if b.kind == BayesKind::Babn {
+                if att.hops < 2 {
+                    candle_core::bail!("model.attention.bayes.kind = \"babn\" needs model.attention.hops >= 2 (got {})", att.hops)
+                }
+                model.babn_gates = Some(ps.uniform("attention.babn_gates", &[att.hops])?);
+            }
+        }
+        if let Some(a) = att.alignment {
+            model.alignment = Some(AlignmentRegularizer::new(ps, "alignment", a, cfg.attn_hidden / att.heads)?);
+        }
+        Ok(model)
     }
 
     /// Region features `[B, 64, C]` of images `[B, 3, 64, 64]`.
@@ -112,10 +157,37 @@ impl VqaModel {
     pub fn forward(
         &self,
         batch: &VqaBatch,
-        mut rng: Option<&mut SeededRng>,
+        rng: Option<&mut SeededRng>,
         noise: Option<(f64, &mut SeededRng)>,
     ) -> Result<VqaOutputs<'_>> {
-        let mut regions = self.regions(&batch.images)?;
+        self.forward_sampled(batch, rng, noise, None, false)
+    }
+
+    /// [`VqaModel::forward`] with stochastic attention: `attention_rng` draws the Weibull weights
+    /// of Bayesian attention (mean weights without it); `training_terms` also computes the KL of
+    /// the weights and the alignment regulariser (its key subsample drawn from `attention_rng`).
+    pub fn forward_sampled(
+        &self,
+        batch: &VqaBatch,
+        rng: Option<&mut SeededRng>,
+        noise: Option<(f64, &mut SeededRng)>,
+        attention_rng: Option<&mut SeededRng>,
+        training_terms: bool,
+    ) -> Result<VqaOutputs<'_>> {
+        self.forward_from_regions(batch, self.regions(&batch.images)?, rng, noise, attention_rng, training_terms)
+    }
+
+    /// [`VqaModel::forward_sampled`] from region features already computed by
+    /// [`VqaModel::regions`] (the CNN is deterministic: repeated stochastic passes share it).
+    pub fn forward_from_regions(
+        &self,
+        batch: &VqaBatch,
+        mut regions: Tensor,
+        mut rng: Option<&mut SeededRng>,
+        noise: Option<(f64, &mut SeededRng)>,
+        attention_rng: Option<&mut SeededRng>,
+        training_terms: bool,
+    ) -> Result<VqaOutputs<'_>> {
         if let Some((sigma, nrng)) = noise {
             if sigma > 0.0 {
                 let eps = nrng.normal(regions.shape(), regions.device())?;
@@ -126,16 +198,87 @@ impl VqaModel {
         let emb = dropout(&self.words.forward(&batch.questions)?, self.cfg.dropout, rng)?;
         let (_, finals) = self.question.forward(&emb, Some(&batch.question_mask), None)?;
         let q = finals[0].0.clone(); // [B, H]
-        let keys = self.att_x.forward(&regions)?; // [B,S,A]
-        let prior_scores = self
-            .att_v
-            .forward(&keys.broadcast_add(&self.att_q.forward(&q)?.unsqueeze(1)?)?.tanh()?)?
-            .squeeze(D::Minus1)?; // [B,S]
+        let projected = self.attention.project(&q, &regions)?;
+        let scores = self.attention.scores(&projected)?; // [B,H,S]
+        let prior_scores = if self.attention.heads == 1 { scores.squeeze(1)? } else { scores.mean(1)? }; // [B,S]
         let a = self.inf_answer.forward(&batch.answers)?;
         let query = self.inf_query.forward(&Tensor::cat(&[&q, &a], 1)?)?; // [B,C]
         let posterior_scores =
             self.inf_bilinear.forward(&regions)?.matmul(&query.unsqueeze(2)?)?.squeeze(D::Minus1)?; // [B,S]
-        Ok(VqaOutputs { model: self, q, regions, prior_scores, posterior_scores, gold: batch.answers.clone() })
+        let layers = if self.cfg.attention.is_plain() {
+            None
+        } else {
+            Some(self.layered_attention(&q, &regions, projected, scores, attention_rng, training_terms)?)
+        };
+        Ok(VqaOutputs { model: self, q, regions, prior_scores, posterior_scores, gold: batch.answers.clone(), layers })
+    }
+
+    /// Multi-head, multi-hop, Bayesian or regularised attention: the upward deterministic pass
+    /// (hop l+1's query u ← u + tanh(W_u c̄^(l)) from hop l's mean context), then the weights
+    /// of every hop (softmax; or Weibull samples with `rng`, means without, for BAM/BABN), their
+    /// KL to the prior, and the alignment regulariser on every hop's per-head queries and keys.
+    fn layered_attention(
+        &self,
+        q: &Tensor,
+        regions: &Tensor,
+        first: Projected,
+        first_scores: Tensor,
+        mut rng: Option<&mut SeededRng>,
+        training: bool,
+    ) -> Result<LayeredAttention> {
+        let att = &self.cfg.attention;
+        let mut projected = vec![first];
+        let mut scores = vec![first_scores];
+        let mut u = q.clone();
+        for (a, update) in &self.hops {
+            let mean = candle_nn::ops::softmax(scores.last().unwrap(), D::Minus1)?;
+            u = (u + update.forward(&head_contexts(&mean, regions)?)?.tanh()?)?;
+            let p = a.project(&u, regions)?;
+            scores.push(a.scores(&p)?);
+            projected.push(p);
+        }
+        let (weights, kl) = match &att.bayes {
+            None => (scores.iter().map(|s| candle_nn::ops::softmax(s, D::Minus1)).collect::<Result<Vec<_>>>()?, None),
+            Some(b) => {
+                let prior_logits: Vec<Option<Tensor>> = if self.prior_nets.is_empty() {
+                    vec![None; scores.len()]
+                } else {
+                    self.prior_nets.iter().map(|n| n.forward(regions)?.transpose(1, 2)?.contiguous().map(Some)).collect::<Result<_>>()?
+                };
+                let gates: Vec<Tensor> = match &self.babn_gates {
+                    Some(g) => (0..scores.len()).map(|l| g.narrow(0, l, 1)).collect::<Result<_>>()?,
+                    None => vec![],
+                };
+                let (layers, kl) = bayesian_layers(b, &scores, &gates, &prior_logits, rng.as_deref_mut(), training)?;
+                let kl = kl.map(|k| k.sum(D::Minus1)).transpose()?.map(|k| k * b.kl_weight).transpose()?; // [B]
+                (layers.into_iter().map(|l| l.weights).collect(), kl)
+            }
+        };
+        let alignment = match (&self.alignment, training) {
+            (Some(reg), true) => {
+                let mut qs = vec![];
+                let mut ks = vec![];
+                for (a, p) in std::iter::once(&self.attention).chain(self.hops.iter().map(|(a, _)| a)).zip(&projected) {
+                    let (hq, hk) = a.head_sets(p)?;
+                    let hk = match (reg.cfg.max_keys, rng.as_deref_mut()) {
+                        (Some(m), Some(r)) if m < hk.dim(1)? => {
+                            let n = hk.dim(1)?;
+                            let mut idx: Vec<u32> = (0..n as u32).collect();
+                            r.shuffle(&mut idx);
+                            idx.truncate(m);
+                            hk.index_select(&Tensor::new(idx.as_slice(), hk.device())?, 1)?
+                        }
+                        _ => hk,
+                    };
+                    qs.push(hq);
+                    ks.push(hk);
+                }
+                Some((reg.loss(&Tensor::cat(&qs, 0)?, &Tensor::cat(&ks, 0)?)? * reg.cfg.weight)?)
+            }
+            _ => None,
+        };
+        let context = Tensor::cat(&weights.iter().map(|w| head_contexts(w, regions)).collect::<Result<Vec<_>>>()?, 1)?;
+        Ok(LayeredAttention { weights, context, kl, alignment })
     }
 
     /// Answer log-probabilities `[..., A]` for question states `q [..., H]` and contexts
@@ -155,6 +298,19 @@ pub struct VqaOutputs<'a> {
     prior_scores: Tensor,
     posterior_scores: Tensor,
     gold: Tensor,
+    layers: Option<LayeredAttention>,
+}
+
+/// The attention of a multi-head / multi-hop / Bayesian / regularised model for one batch.
+pub struct LayeredAttention {
+    /// Weights per hop `[B, H, S]` (sampled in training for Bayesian attention, else the mean).
+    pub weights: Vec<Tensor>,
+    /// Concatenated per-hop, per-head contexts `[B, L·H·C]`.
+    pub context: Tensor,
+    /// kl_weight · Σ_{hops, heads, regions} KL(q(S) ‖ p(S)) per question `[B]` (Bayesian, training).
+    pub kl: Option<Tensor>,
+    /// λ · alignment regulariser (scalar; training).
+    pub alignment: Option<Tensor>,
 }
 
 impl VqaOutputs<'_> {
@@ -180,9 +336,45 @@ impl VqaOutputs<'_> {
         }
     }
 
-    /// The prior's attention weights `[B, S]`.
+    /// The prior's attention weights `[B, S]` (multi-head/hop models: the first hop's weights
+    /// averaged over heads).
     pub fn prior_probs(&self) -> Result<Tensor> {
-        Categorical::from_logits(&self.prior_scores, None)?.probs()
+        match &self.layers {
+            Some(l) => l.weights[0].mean(1),
+            None => Categorical::from_logits(&self.prior_scores, None)?.probs(),
+        }
+    }
+
+    /// The layered attention of a model that is not the plain single-head one.
+    pub fn layers(&self) -> Option<&LayeredAttention> {
+        self.layers.as_ref()
+    }
+
+    /// log f(x, c) `[B, A]` with the layered attention's concatenated contexts.
+    pub fn layered_answer_log_probs(&self) -> Result<Tensor> {
+        match &self.layers {
+            Some(l) => self.model.answer_log_probs(&self.q, &l.context),
+            None => candle_core::bail!("the plain attention model has no layered attention"),
+        }
+    }
+
+    /// log f(x, c) of the gold answers `[B]` (layered attention).
+    pub fn layered_gold_log_prob(&self) -> Result<Tensor> {
+        self.gold_of(&self.layered_answer_log_probs()?)
+    }
+
+    /// Mean entropy of the attention weights per question `[B]`, averaged over hops and heads.
+    pub fn layered_entropy(&self) -> Result<Tensor> {
+        let l = self.layers.as_ref().ok_or_else(|| candle_core::Error::Msg("no layered attention".into()))?;
+        let mut total: Option<Tensor> = None;
+        for w in &l.weights {
+            let h = w.clamp(1e-30, 1.0)?.log()?.mul(w)?.sum(D::Minus1)?.neg()?.mean(D::Minus1)?; // [B]
+            total = Some(match total {
+                Some(t) => (t + h)?,
+                None => h,
+            });
+        }
+        total.unwrap() / l.weights.len() as f64
     }
 }
 

@@ -1,10 +1,12 @@
 //! Neural-network building blocks of our own.
 mod gemm;
 pub mod gold_log_softmax;
+pub mod grad_reverse;
 pub mod lstm;
 pub mod lstm_fused;
 
 pub use gold_log_softmax::{gold_log_softmax, gold_log_softmax_naive};
+pub use grad_reverse::grad_reverse;
 
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};

@@ -29,6 +29,7 @@
 //! Sequences of binary emit/skip decisions (the online monotonic transducer of Lawson et al.
 //! 2018) have their own estimators — REINFORCE, NVIL, VIMCO and the per-step leave-one-out
 //! baseline — in [`monotonic_estimate`] (module `monotonic`).
+pub mod alignment_attention;
 mod dispatch;
 mod enumerate;
 mod monotonic;
@@ -173,6 +174,37 @@ impl ObjectiveKind {
                 | ObjectiveKind::Vimco { .. }
         )
     }
+}
+
+/// Soft attention with extra terms, for attention whose weights w are stochastic or regularised
+/// (BAM/BABN, alignment attention): per step t the objective is log f(x, c(w_t)) - KL_t (KL_t =
+/// the weighted KL(q(S) ‖ p(S)) of the attention weights, if any) and
+/// loss = -(Σ_t objective_t) / T + penalty (e.g. λ · alignment regulariser). `attention_entropy`
+/// `[...]` is reported as the prior entropy; the KL term is annealed by
+/// [`Estimate::loss_with_kl_weight`].
+pub fn soft_regularised(
+    log_f: &Tensor,
+    attention_entropy: &Tensor,
+    kl: Option<&Tensor>,
+    penalty: Option<&Tensor>,
+) -> Result<Estimate> {
+    let value = match kl {
+        Some(k) => (log_f - k)?,
+        None => log_f.clone(),
+    };
+    let mut est = Parts {
+        prior_entropy: attention_entropy.clone(),
+        mask: None,
+        surrogate: value.clone(),
+        value,
+        log_lik: Some(log_f.clone()),
+        kl: kl.cloned(),
+    }
+    .finish()?;
+    if let Some(p) = penalty {
+        est.loss = (est.loss + p)?;
+    }
+    Ok(est)
 }
 
 /// The token mask as a tensor of the per-step shape and dtype of `like`.

@@ -274,6 +274,58 @@ pub fn g2p_table(results: &BTreeMap<String, Vec<G2pResult>>) -> Table {
     Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
 }
 
+/// The rows of the alignment-attention / Bayesian-attention table, in table order: the plain
+/// single-head soft row for reference, the multi-head base, AA-CT, AA-GAN, AA-OT, BAM (constant
+/// and contextual prior), the two-hop base and BABN.
+pub const VQA_BAYES_ROWS: [&str; 9] =
+    ["soft", "multihead", "aa-ct", "aa-gan", "aa-ot", "bam", "bam-contextual", "multihead-2hop", "babn"];
+
+/// Zhang et al. (2021) / Fan et al. (2020) on easy-VQA: clean and noisy accuracy, NLL, ECE,
+/// PAvPU and seconds per training step, beside the paper's MCAN VQA-v2 numbers.
+pub fn vqa_bayes_table(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &toml::Value) -> Table {
+    let header = [
+        "row", "accuracy %", "paper acc", "NLL", "ECE", "PAvPU %", "paper PAvPU", "noisy accuracy %", "paper noisy acc", "noisy NLL",
+        "noisy ECE", "noisy PAvPU %", "paper noisy PAvPU", "s/step", "× base", "paper s/step", "params", "seeds",
+    ];
+    let base = results.get("multihead").and_then(|rs| {
+        let v: Vec<f64> = rs.iter().filter_map(|r| r.seconds_per_step()).collect();
+        (!v.is_empty()).then(|| mean_std(&v).0)
+    });
+    let mut rows = vec![];
+    for name in VQA_BAYES_ROWS {
+        let Some(rs) = results.get(name) else { continue };
+        let f = |g: &dyn Fn(&VqaResult) -> Option<f64>| rs.iter().filter_map(g).filter(|x| x.is_finite()).collect::<Vec<f64>>();
+        let step = f(&|r| r.seconds_per_step());
+        rows.push(vec![
+            name.to_string(),
+            fmt_ms(&f(&|r| Some(100.0 * r.test.accuracy)), 2),
+            paper(paper_numbers, name, "accuracy"),
+            fmt_ms(&f(&|r| Some(r.test.nll)), 3),
+            fmt_ms(&f(&|r| Some(r.test.ece)), 3),
+            fmt_ms(&f(&|r| r.test.pavpu.map(|p| 100.0 * p)), 2),
+            paper(paper_numbers, name, "pavpu"),
+            fmt_ms(&f(&|r| Some(100.0 * r.test_noisy.accuracy)), 2),
+            paper(paper_numbers, name, "noisy_accuracy"),
+            fmt_ms(&f(&|r| Some(r.test_noisy.nll)), 3),
+            fmt_ms(&f(&|r| Some(r.test_noisy.ece)), 3),
+            fmt_ms(&f(&|r| r.test_noisy.pavpu.map(|p| 100.0 * p)), 2),
+            paper(paper_numbers, name, "noisy_pavpu"),
+            fmt_ms(&step, 3),
+            match (base, step.is_empty()) {
+                (Some(b), false) => format!("{:.2}", mean_std(&step).0 / b),
+                _ => "–".into(),
+            },
+            paper(paper_numbers, name, "seconds_per_step"),
+            match rs[0].parameters {
+                0 => "–".into(), // results written before the count was recorded
+                n => n.to_string(),
+            },
+            rs.iter().map(|r| r.seed.to_string()).collect::<Vec<_>>().join(" "),
+        ]);
+    }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+}
+
 /// Lawson et al.'s orderings: the multi-sample estimators reach a lower PER than REINFORCE, and
 /// the gap grows when the task is harder (noisy letters); VIMCO's gradient variance is lower.
 pub fn g2p_claims(results: &BTreeMap<String, Vec<G2pResult>>) -> Vec<Claim> {
@@ -317,6 +369,46 @@ pub fn g2p_claims(results: &BTreeMap<String, Vec<G2pResult>>) -> Vec<Claim> {
             ),
         });
     }
+    out
+}
+/// The orderings Zhang et al. (2021) and Fan et al. (2020) report, checked on this run's means.
+pub fn vqa_bayes_claims(results: &BTreeMap<String, Vec<VqaResult>>) -> Vec<Claim> {
+    let metric = |n: &str, g: &dyn Fn(&VqaResult) -> Option<f64>| {
+        let v: Vec<f64> = results.get(n)?.iter().filter_map(g).collect();
+        (!v.is_empty()).then(|| mean_std(&v).0)
+    };
+    let mut out = vec![];
+    let mut cmp = |a: &str, b: &str, what: &str, label: &str, higher: bool, g: &dyn Fn(&VqaResult) -> Option<f64>| {
+        let (va, vb) = (metric(a, g), metric(b, g));
+        let rel = if higher { ">" } else { "<" };
+        out.push(Claim {
+            claim: format!("{what}: {label}({a}) {rel} {label}({b})"),
+            holds: va.zip(vb).map(|(x, y)| if higher { x > y } else { x < y }),
+            detail: format!("{} vs {}", va.map(|v| format!("{v:.4}")).unwrap_or("–".into()), vb.map(|v| format!("{v:.4}")).unwrap_or("–".into())),
+        });
+    };
+    let acc = |r: &VqaResult| Some(r.test.accuracy);
+    let noisy = |r: &VqaResult| Some(r.test_noisy.accuracy);
+    let pav = |r: &VqaResult| r.test.pavpu;
+    let npav = |r: &VqaResult| r.test_noisy.pavpu;
+    let ece = |r: &VqaResult| Some(r.test.ece);
+    let step = |r: &VqaResult| r.seconds_per_step();
+    cmp("aa-ct", "multihead", "AA-CT improves accuracy (AA Table: 67.01 vs 66.74)", "acc", true, &acc);
+    cmp("aa-gan", "multihead", "AA-GAN improves accuracy (66.92 vs 66.74)", "acc", true, &acc);
+    cmp("aa-ct", "multihead", "AA-CT is more robust to noisy features (64.57 vs 63.58)", "noisy acc", true, &noisy);
+    cmp("aa-gan", "multihead", "AA-GAN is more robust to noisy features (64.28 vs 63.58)", "noisy acc", true, &noisy);
+    cmp("aa-ct", "aa-gan", "AA-CT beats AA-GAN on noisy features (64.57 vs 64.28)", "noisy acc", true, &noisy);
+    cmp("aa-ct", "multihead", "AA-CT improves PAvPU (72.21 vs 71.96)", "PAvPU", true, &pav);
+    cmp("aa-ct", "multihead", "AA-CT improves noisy PAvPU (69.98 vs 68.29)", "noisy PAvPU", true, &npav);
+    cmp("aa-ot", "multihead", "AA-OT improves accuracy", "acc", true, &acc);
+    cmp("multihead", "aa-gan", "AA-GAN costs more per step than the base (0.31 vs 0.25 s)", "s/step", false, &step);
+    cmp("aa-gan", "aa-ct", "AA-CT costs more per step than AA-GAN (0.36 vs 0.31 s)", "s/step", false, &step);
+    cmp("bam", "multihead", "BAM improves accuracy (Fan et al.)", "acc", true, &acc);
+    cmp("bam", "multihead", "BAM is better calibrated", "ECE", false, &ece);
+    cmp("bam", "multihead", "BAM improves PAvPU", "PAvPU", true, &pav);
+    cmp("bam-contextual", "bam", "the contextual prior beats the constant prior", "acc", true, &acc);
+    cmp("babn", "multihead-2hop", "BABN improves accuracy over its deterministic base", "acc", true, &acc);
+    cmp("babn", "multihead-2hop", "BABN improves PAvPU over its deterministic base", "PAvPU", true, &pav);
     out
 }
 

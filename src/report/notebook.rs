@@ -5,6 +5,10 @@
 //! output of that MIME type. The figures of [`super::plot`] are written as PNG files; [`show_png`]
 //! prints such a file as an `image/png` block (base64), so the picture is stored in the notebook
 //! and renders wherever notebooks do, without a font or SVG renderer on the reader's side.
+//!
+//! evcxr 0.22 keeps one rich output per MIME type and cell (a second figure printed by the same
+//! cell replaces the first, and a figure hides a Markdown table of the same cell): show one figure
+//! or table per cell.
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 

@@ -7,8 +7,9 @@
 #   notebooks/run.sh [--update] [NOTEBOOK.ipynb ...]     (default: every notebooks/*.ipynb)
 #
 # Each notebook is executed by `jupyter nbconvert --execute --to notebook --allow-errors` (no
-# per-cell timeout; every cell runs and errors are recorded, then judged below) into a temporary copy; with --update the executed copies, outputs and figures included, are
-# written back into notebooks/.
+# per-cell timeout; every cell runs, errors are recorded and judged afterwards) into a temporary
+# copy; with --update the executed copies, outputs and figures included, are written back into
+# notebooks/. A failed notebook's executed copy is kept under $EVCXR_TMPDIR/failed/.
 #
 # Installs what is missing, and only that:
 #   * evcxr_jupyter 0.22.0   `cargo install --locked evcxr_jupyter --version 0.22.0` (~/.cargo/bin);
@@ -17,10 +18,10 @@
 #                            environment at $VARATTN_NB_VENV (default <repo>/.cache/notebooks/venv,
 #                            git-ignored).
 #
-# One evcxr build directory for all notebooks: EVCXR_TMPDIR (default <cargo target dir>/evcxr-notebooks),
-# seeded with the repository's Cargo.lock, so varattn and its dependencies compile once (the
-# first notebook) at the opt-level the notebooks set with `:opt 2`, and every later notebook only
-# compiles its own cells. Notebooks run one after another (the build directory is shared).
+# One evcxr build directory for all notebooks: EVCXR_TMPDIR (default
+# <cargo target dir>/evcxr-notebooks), seeded with the repository's Cargo.lock, so varattn and its
+# dependencies compile once (the first notebook) at the opt-level the notebooks set with `:opt 2`,
+# and every later notebook only compiles its own cells. Notebooks run one after another (the build directory is shared).
 #
 # Environment: VARATTN_CACHE (data cache the NMT/VQA notebooks prepare data into; default
 # ~/.cache/varattn), VARATTN_NB_VENV, EVCXR_TMPDIR, CARGO_TARGET_DIR.
@@ -36,7 +37,7 @@ notebooks=()
 for arg in "$@"; do
   case "$arg" in
     --update) update=1 ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *.ipynb) notebooks+=("$(cd "$(dirname "$arg")" && pwd)/$(basename "$arg")") ;;
     *) echo "run.sh: unknown argument '$arg' (expected --update or a .ipynb file)" >&2; exit 2 ;;
   esac

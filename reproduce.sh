@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate varattn's result tables.
 #
-#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt] [--quiet]
+#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,g2p] [--quiet]
 #
-# Builds the release binary, prepares and verifies the offline data, trains and evaluates every
+# Builds the release binary, prepares and verifies the data (offline sets; the Hub for paper), trains and evaluates every
 # run a table needs (seeds 3435, 3436, ...), and writes results/<preset>/: one Markdown and one CSV
 # file per table, figures, and each run's directory under results/<preset>/runs/. Finished runs
 # are skipped and interrupted runs resume from their checkpoints, so rerunning after a kill
@@ -11,14 +11,16 @@
 # Environment: VARATTN_BIN (use this binary instead of building one), VARATTN_RESULTS (results
 # root instead of ./results), VARATTN_CACHE (data cache, default ~/.cache/varattn).
 #   demo  every objective on a synthetic reversal task (seconds)
-#   nmt   Deng et al. Tables 1-3 (NMT columns) on the ding-de-en corpus
+#   nmt   Deng et al. Tables 1-3 (NMT columns) on ding-de-en (paper preset: IWSLT14 from the Hub)
 #   vqa   Deng et al. Table 1 (VQA columns) on easy-VQA, with low-data and noisy conditions
+#   g2p   Lawson et al.'s hard monotonic alignments (REINFORCE, NVIL, VIMCO, per-step VIMCO) on the
+#         CMU Pronouncing Dictionary, clean and noisy letters
 set -euo pipefail
 cd "$(dirname "$0")"
 
 preset=cpu
 seeds=1
-only=demo,nmt,vqa
+only=demo,nmt,vqa,g2p
 quiet=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --only) only="${2:?--only needs a value}"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
     --quiet) quiet=--quiet; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,8 +56,13 @@ results="${VARATTN_RESULTS:-results}"
 out="$results/$preset"
 mkdir -p "$out"
 
-echo "== data: ding-de-en"
-"$bin" data prepare ding-de-en
+# The NMT corpus of the preset (configs/nmt/presets.toml): ding-de-en offline, iwslt14-de-en from
+# the Hugging Face Hub for `paper` (HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE and
+# HF_HUB_OFFLINE=1 are honoured).
+nmt_corpus=$(sed -n "/^\[$preset\]/,/^\[/p" configs/nmt/presets.toml | grep -o 'corpus = "[^"]*"' | head -n 1 | cut -d'"' -f2)
+nmt_corpus=${nmt_corpus:-ding-de-en}
+echo "== data: $nmt_corpus"
+"$bin" data prepare "$nmt_corpus"
 
 if wants demo; then
   echo "== demo: every objective on the synthetic reversal task"
@@ -78,7 +85,7 @@ run_rows() {
 }
 
 if wants nmt; then
-  echo "== NMT (Deng et al. Tables 1-3) on ding-de-en, preset $preset, $seeds seed(s)"
+  echo "== NMT (Deng et al. Tables 1-3) on $nmt_corpus, preset $preset, $seeds seed(s)"
   run_rows nmt soft exact hard-enum hard-sample relaxed-dirichlet var-enum var-sample gumbel rws
 fi
 
@@ -87,6 +94,13 @@ if wants vqa; then
   "$bin" data prepare easy-vqa
   run_rows vqa soft exact hard-enum hard-sample var-enum var-sample relaxed-dirichlet gumbel rws \
     soft-lowdata exact-lowdata var-enum-lowdata
+fi
+
+if wants g2p; then
+  echo "== G2P (Lawson et al. hard monotonic alignments) on cmudict, preset $preset, $seeds seed(s)"
+  "$bin" data prepare cmudict
+  run_rows g2p reinforce nvil vimco vimco-per-step \
+    reinforce-noisy nvil-noisy vimco-noisy vimco-per-step-noisy
 fi
 
 echo "== tables"

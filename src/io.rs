@@ -32,6 +32,47 @@ pub fn default_cache_dir() -> std::path::PathBuf {
     })
 }
 
+/// A file written through a temporary sibling and renamed into place by [`AtomicFile::commit`],
+/// for outputs too big to hold in memory; dropped without commit, it leaves nothing behind.
+pub struct AtomicFile {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    writer: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl AtomicFile {
+    /// Starts writing `path` (parent directories are created).
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+        let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
+        let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+        let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(Self { path: path.to_path_buf(), tmp, writer: Some(std::io::BufWriter::new(f)) })
+    }
+
+    /// The buffered writer of the temporary file.
+    pub fn writer(&mut self) -> &mut impl Write {
+        self.writer.as_mut().expect("AtomicFile used after commit")
+    }
+
+    /// Flushes and renames the temporary file to the final path.
+    pub fn commit(mut self) -> Result<()> {
+        let w = self.writer.take().expect("AtomicFile committed twice");
+        let f = w.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {}", self.tmp.display(), e.error()))?;
+        f.sync_all().ok();
+        std::fs::rename(&self.tmp, &self.path).with_context(|| format!("renaming {} to {}", self.tmp.display(), self.path.display()))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Lower-case hex SHA-256 of `bytes` (manifest checksums).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -67,5 +108,20 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn atomic_file_appears_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.txt");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.writer().write_all(b"line\n").unwrap();
+        assert!(!path.exists());
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"line\n");
+        let mut g = AtomicFile::create(&dir.path().join("dropped.txt")).unwrap();
+        g.writer().write_all(b"x").unwrap();
+        drop(g);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -13,6 +13,7 @@
 //!   know nothing of estimators.
 //!
 //! Every random draw goes through [`rng::SeededRng`].
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod demo;

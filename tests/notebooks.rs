@@ -6,13 +6,20 @@
 //! the kernel; later runs reuse both.
 mod common;
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+
+/// Writes to the real stderr, past the test harness's output capture, so that the line shows in
+/// `cargo test` (and CI) output even when the test passes.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 #[test]
 fn every_notebook_executes_headless_without_error() {
     if std::env::var_os("VARATTN_SKIP_NOTEBOOKS").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: VARATTN_SKIP_NOTEBOOKS=1, the notebooks were not executed");
+        say("tests/notebooks.rs: SKIPPED because VARATTN_SKIP_NOTEBOOKS=1: the notebooks were not executed");
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -25,6 +32,6 @@ fn every_notebook_executes_headless_without_error() {
         .current_dir(root)
         .status()
         .unwrap_or_else(|e| panic!("could not start {}: {e}", script.display()));
-    eprintln!("notebooks/run.sh finished in {:.0} s", start.elapsed().as_secs_f64());
+    say(&format!("tests/notebooks.rs: notebooks/run.sh finished in {:.0} s", start.elapsed().as_secs_f64()));
     assert!(status.success(), "notebooks/run.sh failed ({status}); see its output above");
 }

@@ -43,7 +43,7 @@ fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
     assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), finished_at);
     for table in [
         "table1-nmt.md", "table1-nmt.csv", "table2-kmax.md", "table3-nmt.md", "claims-nmt.md", "demo/table.md", "nmt-valid-ppl.png",
-        "nmt-ppl-vs-k.png", "table1-vqa.md", "table1-vqa.csv", "claims-vqa.md",
+        "nmt-ppl-vs-k.png", "table1-vqa.md", "table1-vqa.csv", "claims-vqa.md", "table-g2p.md", "table-g2p.csv", "claims-g2p.md",
     ] {
         assert!(results.join("smoke").join(table).exists(), "missing {table}");
     }
@@ -51,4 +51,6 @@ fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
     assert_eq!(t1.lines().count(), 10, "header + nine rows:\n{t1}");
     let v1 = std::fs::read_to_string(results.join("smoke/table1-vqa.csv")).unwrap();
     assert_eq!(v1.lines().count(), 13, "header + twelve rows:\n{v1}");
+    let g = std::fs::read_to_string(results.join("smoke/table-g2p.csv")).unwrap();
+    assert_eq!(g.lines().count(), 5, "header + four estimators:\n{g}");
 }

@@ -163,9 +163,15 @@ impl ParallelCorpus {
 
     /// Reads `dir/{train,valid,test}.{de,en}` (as written by [`prepare_ding`]).
     pub fn read_dir(dir: &Path) -> Result<Self> {
+        Self::read_dir_langs(dir, "de", "en")
+    }
+
+    /// Reads `dir/{train,valid,test}.{src,tgt}`: line i of `<split>.<src>` is the source of
+    /// pair i, line i of `<split>.<tgt>` its target (e.g. `en`, `de` for English->German).
+    pub fn read_dir_langs(dir: &Path, src: &str, tgt: &str) -> Result<Self> {
         let read = |split: &str| -> Result<Vec<Pair>> {
-            let p_de = dir.join(format!("{split}.de"));
-            let p_en = dir.join(format!("{split}.en"));
+            let p_de = dir.join(format!("{split}.{src}"));
+            let p_en = dir.join(format!("{split}.{tgt}"));
             let de =
                 fs::read_to_string(&p_de).with_context(|| format!("reading {}", p_de.display()))?;
             let en =

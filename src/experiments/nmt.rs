@@ -24,8 +24,13 @@ use std::path::Path;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NmtDataConfig {
-    /// Corpus name (`ding-de-en`).
+    /// Corpus name: `ding-de-en` (offline) or a translation set of datasets/hub.toml
+    /// (`iwslt14-de-en`, `iwslt2017-de-en`, `wmt14-de-en`, `wmt16-de-en`, `wmt17-de-en`).
     pub corpus: String,
+    /// Lower-case both sides before BPE (fairseq's IWSLT14 preprocessing; the paper's BLEU is
+    /// on lower-cased text).
+    #[serde(default)]
+    pub lowercase: bool,
     pub bpe_vocab: usize,
     /// Training pairs with a side longer than this many subwords are dropped (counted).
     pub max_len: usize,
@@ -102,12 +107,24 @@ pub struct PreparedData {
     pub dropped_too_long: usize,
 }
 
+/// The corpus named by `[data] corpus` (the offline ding-de-en, or a Hub translation set read
+/// from its prepared text files), its joint BPE (learnt once on train, cached beside the
+/// corpus) and the id-encoded splits.
 pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedData> {
-    if cfg.corpus != "ding-de-en" {
-        bail!("unknown corpus `{}` in [data] (known: ding-de-en)", cfg.corpus)
+    let mut corpus = match cfg.corpus.as_str() {
+        "ding-de-en" => ding::prepare_ding(cache_dir)?,
+        hub => crate::data::hub_prepare::load_translation_corpus(hub, cache_dir, true).with_context(|| format!("[data] corpus = \"{hub}\""))?,
+    };
+    if cfg.lowercase {
+        for split in [&mut corpus.train, &mut corpus.valid, &mut corpus.test] {
+            for p in split.iter_mut() {
+                p.src = p.src.to_lowercase();
+                p.tgt = p.tgt.to_lowercase();
+            }
+        }
     }
-    let corpus = ding::prepare_ding(cache_dir)?;
-    let bpe_path = cache_dir.join("ding-de-en").join(format!("bpe-{}.json", cfg.bpe_vocab));
+    let lc = if cfg.lowercase { "-lc" } else { "" };
+    let bpe_path = cache_dir.join(&cfg.corpus).join(format!("bpe-{}{lc}.json", cfg.bpe_vocab));
     let tokenizer = if bpe_path.exists() {
         ding::load_bpe(&bpe_path)?
     } else {

@@ -1,5 +1,7 @@
 //! Models: what produces the prior p, the posterior q and log f(x, i). Models know nothing of
-//! estimators; they implement [`crate::objective::AlignmentOutputs`].
+//! estimators; the attention models implement [`crate::objective::AlignmentOutputs`], the
+//! online monotonic transducer hands per-step scores to [`crate::objective::monotonic_estimate`].
 pub mod nmt;
 pub mod reversal;
 pub mod vqa;
+pub mod transducer;

@@ -11,10 +11,12 @@
 //!
 //! Memory is O(N·d + chunk·V) instead of O(N·V).
 use candle_core::backend::BackendStorage;
+use super::gemm::matmul_into;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
 
-/// Rows per chunk are chosen so that one chunk of logits holds at most this many floats.
-const CHUNK_ELEMS: usize = 1 << 22;
+/// Rows per chunk are chosen so that one chunk of logits holds at most this many floats (2 MiB:
+/// the chunk stays in cache between the matmul that writes it and the passes that read it).
+const CHUNK_ELEMS: usize = 1 << 19;
 
 struct GoldLogSoftmax {
     gold: Tensor,
@@ -24,26 +26,70 @@ fn chunk_rows(v: usize) -> usize {
     (CHUNK_ELEMS / v.max(1)).max(1)
 }
 
-/// Chunked forward on CPU tensors: returns `[N]`. Each chunk's logits z = H Wᵀ + b come from one
-/// matmul; ℓ_n = z_{n,y_n} - max_n - log Σ_v exp(z_{n,v} - max_n) is then one pass per row.
-fn forward_chunked(h: &Tensor, w: &Tensor, b: &Tensor, gold: &[u32]) -> Result<Vec<f32>> {
-    let (n, _) = h.dims2()?;
-    let v = w.dim(0)?;
+/// z[0..len] = H[start..start+len] Wᵀ (row stride V) into the reused chunk buffer.
+fn chunk_logits(z: &mut [f32], h: &[f32], w: &[f32], start: usize, len: usize, d: usize, v: usize) {
+    matmul_into((len, v, d), z, v, false, &h[start * d..], (d, 1), w, (1, d));
+}
+
+/// Chunked forward: returns ℓ `[N]`. Each chunk's logits z = H Wᵀ (+ b) come from one matmul
+/// into a reused buffer; ℓ_n = z_{n,y_n} - m_n - log Σ_v exp(z_{n,v} - m_n) is one pass per row.
+fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize) -> Vec<f32> {
+    let v = bias.len();
     let step = chunk_rows(v);
-    let wt = w.t()?;
-    let bias = b.to_vec1::<f32>()?;
+    let mut z = vec![0f32; step.min(n) * v];
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let len = step.min(n - start);
-        let mut z = h.narrow(0, start, len)?.matmul(&wt)?.flatten_all()?.to_vec1::<f32>()?;
-        for (r, row) in z.chunks_exact_mut(v).enumerate() {
-            row.iter_mut().zip(&bias).for_each(|(x, b)| *x += b);
+        chunk_logits(&mut z, h, w, start, len, d, v);
+        for (r, row) in z[..len * v].chunks_exact_mut(v).enumerate() {
+            row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
             out.push(row[gold[start + r] as usize] - row_log_sum_exp(row));
         }
         start += len;
     }
-    Ok(out)
+    out
+}
+
+/// Chunked backward from the upstream gradient g `[N]`: per chunk, recompute z, turn it in place
+/// into ∂ℓ/∂z = g (onehot(y) - exp(z - lse)) with lse = z_y - ℓ read off the forward result, then
+/// ∂H[chunk] = ∂z W and ∂W += ∂zᵀ H[chunk] (two matmuls into the outputs), ∂b += Σ_rows ∂z.
+#[allow(clippy::too_many_arguments)]
+fn backward_chunked(
+    h: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    gold: &[u32],
+    ell: &[f32],
+    g: &[f32],
+    n: usize,
+    d: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let v = bias.len();
+    let step = chunk_rows(v);
+    let mut z = vec![0f32; step.min(n) * v];
+    let (mut dh, mut dw, mut db) = (vec![0f32; n * d], vec![0f32; v * d], vec![0f32; v]);
+    let mut start = 0;
+    while start < n {
+        let len = step.min(n - start);
+        chunk_logits(&mut z, h, w, start, len, d, v);
+        for (r, row) in z[..len * v].chunks_exact_mut(v).enumerate() {
+            let k = start + r;
+            let y = gold[k] as usize;
+            let lse = row[y] + bias[y] - ell[k];
+            for ((x, bv), dbv) in row.iter_mut().zip(bias).zip(db.iter_mut()) {
+                *x = -g[k] * (*x + bv - lse).exp();
+                *dbv += *x;
+            }
+            row[y] += g[k];
+            db[y] += g[k];
+        }
+        let zc = &z[..len * v];
+        matmul_into((len, d, v), &mut dh[start * d..], d, false, zc, (v, 1), w, (d, 1));
+        matmul_into((v, d, len), &mut dw, d, true, zc, (1, v), &h[start * d..], (d, 1));
+        start += len;
+    }
+    (dh, dw, db)
 }
 
 /// log Σ_v exp(z_v), stably.
@@ -53,15 +99,15 @@ fn row_log_sum_exp(row: &[f32]) -> f32 {
     m + s.ln()
 }
 
-fn tensor_from_storage(s: &CpuStorage, l: &Layout) -> Result<Tensor> {
-    let data: Vec<f32> = match s {
+/// The contiguous f32 data of a CPU storage.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match s {
         CpuStorage::F32(v) => match l.contiguous_offsets() {
-            Some((a, b)) => v[a..b].to_vec(),
+            Some((a, b)) => Ok(&v[a..b]),
             None => candle_core::bail!("gold_log_softmax: inputs must be contiguous"),
         },
         other => candle_core::bail!("gold_log_softmax: f32 only, got {:?}", other.dtype()),
-    };
-    Tensor::from_vec(data, l.shape(), &Device::Cpu)
+    }
 }
 
 impl CustomOp3 for GoldLogSoftmax {
@@ -78,12 +124,16 @@ impl CustomOp3 for GoldLogSoftmax {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let h = tensor_from_storage(s1, l1)?;
-        let w = tensor_from_storage(s2, l2)?;
-        let b = tensor_from_storage(s3, l3)?;
+        let (n, d) = l1.shape().dims2()?;
+        let (v, d2) = l2.shape().dims2()?;
+        if d2 != d || l3.shape().dims() != [v] {
+            candle_core::bail!("gold_log_softmax: shapes {:?}, {:?}, {:?} do not fit [N, d], [V, d], [V]", l1.shape(), l2.shape(), l3.shape())
+        }
         let gold = self.gold.to_device(&Device::Cpu)?.to_vec1::<u32>()?;
-        let out = forward_chunked(&h, &w, &b, &gold)?;
-        let n = out.len();
+        if gold.len() != n || gold.iter().any(|&y| y as usize >= v) {
+            candle_core::bail!("gold_log_softmax: {} gold classes for {n} rows, all must be below V = {v}", gold.len())
+        }
+        let out = forward_chunked(f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?, &gold, n, d);
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
@@ -95,41 +145,25 @@ impl CustomOp3 for GoldLogSoftmax {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Per chunk: recompute z, then in one pass per row
-        // ∂ℓ/∂z = g (onehot(y) - exp(z - lse)), with lse = z_y - ℓ read off the forward result.
-        let (h, w, b) = (h.detach(), w.detach(), b.detach());
-        let (n, _) = h.dims2()?;
+        let (n, d) = h.dims2()?;
         let v = w.dim(0)?;
-        let step = chunk_rows(v);
-        let wt = w.t()?;
-        let gold = self.gold.to_vec1::<u32>()?;
-        let ell = res.to_vec1::<f32>()?;
-        let g = grad.to_vec1::<f32>()?;
-        let bias = b.to_vec1::<f32>()?;
-        let mut dh = Vec::with_capacity(n.div_ceil(step));
-        let mut dw = w.zeros_like()?;
-        let mut db = b.zeros_like()?;
-        let mut start = 0;
-        while start < n {
-            let len = step.min(n - start);
-            let hc = h.narrow(0, start, len)?;
-            let mut z = hc.matmul(&wt)?.flatten_all()?.to_vec1::<f32>()?;
-            for (r, row) in z.chunks_exact_mut(v).enumerate() {
-                let k = start + r;
-                let y = gold[k] as usize;
-                let lse = row[y] + bias[y] - ell[k];
-                for (x, bv) in row.iter_mut().zip(&bias) {
-                    *x = -g[k] * (*x + bv - lse).exp();
-                }
-                row[y] += g[k];
-            }
-            let dz = Tensor::from_vec(z, (len, v), h.device())?;
-            dh.push(dz.matmul(&w)?);
-            dw = (dw + dz.t()?.matmul(&hc)?)?;
-            db = (db + dz.sum(0)?)?;
-            start += len;
-        }
-        Ok((Some(Tensor::cat(&dh, 0)?), Some(dw), Some(db)))
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let (dh, dw, db) = backward_chunked(
+            &flat(h)?,
+            &flat(w)?,
+            &flat(b)?,
+            &self.gold.to_vec1::<u32>()?,
+            &flat(res)?,
+            &flat(grad)?,
+            n,
+            d,
+        );
+        let dev = h.device();
+        Ok((
+            Some(Tensor::from_vec(dh, (n, d), dev)?),
+            Some(Tensor::from_vec(dw, (v, d), dev)?),
+            Some(Tensor::from_vec(db, v, dev)?),
+        ))
     }
 }
 

@@ -21,13 +21,14 @@
 //!
 //! candle's stock LSTM multiplies `W_ih x_t` inside the time loop and copies every input slice.
 //! [`Lstm`] instead computes the input projection of all time steps of a layer and direction as
-//! one matmul before the loop, in a time-major layout so that each step is a contiguous slice,
-//! and cuts the steps out in ⌈√T⌉-step blocks (see `split_steps`). The backward direction reads
-//! its input through one gather that reverses each row within its own length. The two
-//! directions run as two loops: stacking them along the batch (one batched matmul per step)
-//! was measured no faster on the CPU, and cost extra copies. The cell update itself is the
-//! private function `lstm_cell`, which a fused kernel with a hand-written backward can replace
-//! without touching the API.
+//! one matmul before the loop, in a time-major layout. On the CPU the recurrence that follows is
+//! one fused op with a hand-written backward pass ([`super::lstm_fused`]): one graph node per
+//! layer and direction instead of some twenty per step. The backward direction reads its input
+//! through one gather that reverses each row within its own length. The decoder's
+//! [`StackedLstmCell`] steps through the fused cell update. On other devices both fall back to
+//! the same equations composed from candle ops (steps cut out in ⌈√T⌉-step blocks, see
+//! `split_steps`).
+use super::lstm_fused::{lstm_cell_fused, lstm_sequence_fused};
 use crate::rng::SeededRng;
 use crate::train::params::ParamStore;
 use candle_core::{bail, DType, Result, Tensor};
@@ -89,6 +90,15 @@ impl CellWeights {
 /// h' = σ(a_o) ⊙ tanh(c'). Everything the recurrence does per step besides the two matmuls is
 /// here, so a fused kernel with a hand-written backward can replace this one function.
 fn lstm_cell(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
+    if gates.device().is_cpu() {
+        return lstm_cell_fused(gates, c_prev);
+    }
+    lstm_cell_composed(gates, c_prev)
+}
+
+/// [`lstm_cell`] composed from candle ops (any device; the reference the fused kernel is tested
+/// against).
+fn lstm_cell_composed(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
     let hd = c_prev.dim(1)?;
     let i = sigmoid(&gates.narrow(1, 0, hd)?)?;
     let f = sigmoid(&gates.narrow(1, hd, hd)?)?;
@@ -124,6 +134,8 @@ fn split_steps(xs: &Tensor) -> Result<Vec<Tensor>> {
 /// Row lengths of a batch, the step masks, and for bidirectional layers the per-row reversal
 /// gathers.
 struct Padding {
+    /// Each row's number of real steps.
+    lengths: Vec<usize>,
     /// The smallest row length: steps before it need no masking.
     min_len: usize,
     /// (keep, drop), each `[T, B, 1]` in the input's dtype: keep = 1 at real steps and 0 at
@@ -178,7 +190,7 @@ impl Padding {
         } else {
             (None, None)
         };
-        Ok(Self { min_len, masks, rev_tm, rev })
+        Ok(Self { lengths, min_len, masks, rev_tm, rev })
     }
 }
 
@@ -300,6 +312,11 @@ fn run_direction(w: &CellWeights, x_tm: &Tensor, b: usize, pad: &Padding) -> Res
     // The input projection of every step as one matmul, time-major so that each step is one
     // contiguous slice.
     let xp = x_tm.matmul(&w.w_ih.t()?)?.broadcast_add(&w.bias()?)?.reshape((t, b, 4 * hd))?;
+    if xp.device().is_cpu() {
+        // The whole recurrence as one fused op with a hand-written backward pass.
+        let (out, state) = lstm_sequence_fused(&xp, &w.w_hh, &pad.lengths)?;
+        return Ok((out.transpose(0, 1)?.contiguous()?, state));
+    }
     let w_hh_t = w.w_hh.t()?;
     let zeros = Tensor::zeros((b, hd), x_tm.dtype(), x_tm.device())?;
     let (mut h, mut c) = (zeros.clone(), zeros);
@@ -694,71 +711,6 @@ mod tests {
         let (h_b, _) = cell.step(&x0, &s0, Some(&mut SeededRng::new(5)))?;
         assert!(max_abs_diff(&h_a, &h_plain)? > 1e-4);
         assert_eq!(max_abs_diff(&h_a, &h_b)?, 0.0);
-        Ok(())
-    }
-
-    /// Not asserted: prints ms per forward+backward (run with `--release -- --nocapture`).
-    #[test]
-    fn benchmark_forward_backward_vs_candle() -> Result<()> {
-        let dev = Device::Cpu;
-        let (b, t, d) = (32, 30, 256);
-        let reps = if cfg!(debug_assertions) { 1 } else { 11 };
-        let x = noise(&mut SeededRng::new(1), &[b, t, d])?;
-        let x_var = Var::from_tensor(&x)?;
-        // Median over `reps` runs after one warm-up.
-        let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-            f()?;
-            let mut ms = Vec::with_capacity(reps);
-            for _ in 0..reps {
-                let start = std::time::Instant::now();
-                f()?;
-                ms.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-            ms.sort_by(f64::total_cmp);
-            Ok(ms[reps / 2])
-        };
-        let mut ps = ParamStore::new(1, 0.1, &dev);
-        let ours = Lstm::new(&mut ps, "enc", cfg(d, d, 1, false, 0.0))?;
-        let w = ours.layers[0][0].clone();
-        let map: HashMap<String, Tensor> =
-            [("weight_ih_l0", &w.w_ih), ("weight_hh_l0", &w.w_hh), ("bias_ih_l0", &w.b_ih), ("bias_hh_l0", &w.b_hh)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect();
-        let vb = candle_nn::VarBuilder::from_tensors(map, DType::F32, &dev);
-        let stock = candle_nn::rnn::lstm(d, d, candle_nn::rnn::LSTMConfig::default(), vb)?;
-        let run_ours = |x: &Tensor| -> Result<()> {
-            let (out, _) = ours.forward(x, None, None)?;
-            let g = out.sum_all()?.backward()?;
-            assert!(g.get(&w.w_ih).is_some() && g.get(&w.w_hh).is_some());
-            Ok(())
-        };
-        let run_stock = |x: &Tensor| -> Result<()> {
-            let out = stock.states_to_tensor(&stock.seq(x)?)?;
-            let g = out.sum_all()?.backward()?;
-            assert!(g.get(&w.w_ih).is_some() && g.get(&w.w_hh).is_some());
-            Ok(())
-        };
-        let ms_ours = time(&mut || run_ours(&x))?;
-        let ms_stock = time(&mut || run_stock(&x))?;
-        let ms_ours_x = time(&mut || run_ours(x_var.as_tensor()))?;
-        let ms_stock_x = time(&mut || run_stock(x_var.as_tensor()))?;
-        let ms_fwd = time(&mut || ours.forward(&x, None, None).map(|_| ()))?;
-        let mut ps2 = ParamStore::new(1, 0.1, &dev);
-        let bi = Lstm::new(&mut ps2, "bi", cfg(d, d, 1, true, 0.0))?;
-        let mask = mask_from_lengths(&(0..b).map(|r| t - r % 10).collect::<Vec<_>>(), t)?;
-        let ms_bi = time(&mut || {
-            let (out, _) = bi.forward(&x, Some(&mask), None)?;
-            out.sum_all()?.backward().map(|_| ())
-        })?;
-        println!(
-            "lstm fwd+bwd, B={b} T={t} {d}->{d}, 1 layer, median of {reps}: \
-             ours {ms_ours:.1} ms vs candle stock {ms_stock:.1} ms ({:.2}x); \
-             with input gradient: ours {ms_ours_x:.1} ms vs stock {ms_stock_x:.1} ms ({:.2}x); \
-             ours forward only {ms_fwd:.1} ms; ours bidirectional with padding {ms_bi:.1} ms",
-            ms_stock / ms_ours,
-            ms_stock_x / ms_ours_x
-        );
         Ok(())
     }
 }

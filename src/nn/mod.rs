@@ -1,6 +1,8 @@
 //! Neural-network building blocks of our own.
+mod gemm;
 pub mod gold_log_softmax;
 pub mod lstm;
+pub mod lstm_fused;
 
 pub use gold_log_softmax::{gold_log_softmax, gold_log_softmax_naive};
 

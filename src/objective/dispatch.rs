@@ -33,6 +33,9 @@ pub trait AlignmentOutputs {
 pub struct EstimatorState {
     /// Moving-average reward, used by sampled objectives when no soft baseline is wanted.
     pub moving_average: Option<MovingAverage>,
+    /// Running moments and step count of the monotonic (online transducer) estimators.
+    #[serde(default)]
+    pub monotonic: MonotonicState,
 }
 
 /// Compute the configured objective from a model's outputs. REINFORCE objectives use the

@@ -25,8 +25,13 @@
 //! | RWS | [`rws`] | K samples from q, self-normalised weights |
 //! | VIMCO | [`vimco`] | log 1/K Σ_k w_k with leave-one-out signals |
 //! | K-Max | [`kmax_marginal`] | log Σ_{i ∈ top-K(p)} p_K(i) f(x, i) |
+//!
+//! Sequences of binary emit/skip decisions (the online monotonic transducer of Lawson et al.
+//! 2018) have their own estimators — REINFORCE, NVIL, VIMCO and the per-step leave-one-out
+//! baseline — in [`monotonic_estimate`] (module `monotonic`).
 mod dispatch;
 mod enumerate;
+mod monotonic;
 mod multisample;
 mod reinforce;
 mod relaxed;
@@ -36,6 +41,10 @@ pub use enumerate::{
     variational_enum,
 };
 pub use dispatch::{estimate, held_out_metrics, AlignmentOutputs, EstimatorState};
+pub use monotonic::{
+    future_returns, monotonic_estimate, vimco_per_step_signals, EntropyBonus, MonotonicEstimate, MonotonicEstimator,
+    MonotonicState, RunningMoments, SequenceScores,
+};
 pub use multisample::{rws, vimco, vimco_learning_signals};
 pub use reinforce::{hard_sample, variational_sample, Baseline, MovingAverage};
 pub use relaxed::{gumbel_softmax, variational_relaxed};

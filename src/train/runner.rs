@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 
-/// What the loop needs from an experiment.
-pub trait TrainTask {
+/// What the loop needs from an experiment. `K` is what a row trains with: an [`ObjectiveKind`]
+/// for the attention models, another estimator type for models with other latent variables
+/// (e.g. [`crate::objective::MonotonicEstimator`]).
+pub trait TrainTask<K = ObjectiveKind> {
     /// The batches of epoch `epoch` as lists of example indices (seeded by the epoch, so a
     /// resumed run sees the same order).
     fn epoch_plan(&self, epoch: usize) -> Vec<Vec<usize>>;
@@ -19,7 +21,7 @@ pub trait TrainTask {
     fn train_step(
         &self,
         batch: &[usize],
-        kind: &ObjectiveKind,
+        kind: &K,
         dropout: &mut SeededRng,
         noise: &mut SeededRng,
         estimator: &mut EstimatorState,
@@ -77,13 +79,13 @@ impl TrainConfig {
 
 /// Schedule settings of the loop.
 #[derive(Debug, Clone)]
-pub struct LoopConfig {
+pub struct LoopConfig<K = ObjectiveKind> {
     pub name: String,
-    pub objective: ObjectiveKind,
+    pub objective: K,
     pub epochs: usize,
     pub lr_decay: f64,
     pub pretrain_epochs: usize,
-    pub pretrain_objective: Option<ObjectiveKind>,
+    pub pretrain_objective: Option<K>,
     pub kl_warmup_steps: usize,
     pub checkpoint_every: usize,
     pub moving_average_baseline: Option<f64>,
@@ -96,13 +98,25 @@ pub struct LoopConfig {
 impl LoopConfig {
     /// The loop settings of a row: its `[train]` table, objective and run options.
     pub fn new(name: &str, objective: ObjectiveKind, train: &TrainConfig, config_hash: &str, opts: &RunOptions) -> Self {
+        let mut cfg = LoopConfig::with_estimator(name, objective, train, config_hash, opts);
+        cfg.pretrain_epochs = train.pretrain_epochs;
+        cfg.pretrain_objective = train.pretrain_objective;
+        cfg
+    }
+}
+
+impl<K> LoopConfig<K> {
+    /// The loop settings of a row trained with another kind of estimator `K`: no pretraining
+    /// phase (the `[train]` table's `pretrain_*` keys, which name an [`ObjectiveKind`], are
+    /// ignored; [`LoopConfig::new`] honours them).
+    pub fn with_estimator(name: &str, objective: K, train: &TrainConfig, config_hash: &str, opts: &RunOptions) -> Self {
         Self {
             name: name.to_string(),
             objective,
             epochs: train.epochs,
             lr_decay: train.lr_decay,
-            pretrain_epochs: train.pretrain_epochs,
-            pretrain_objective: train.pretrain_objective,
+            pretrain_epochs: 0,
+            pretrain_objective: None,
             kl_warmup_steps: train.kl_warmup_steps,
             checkpoint_every: train.checkpoint_every,
             moving_average_baseline: train.moving_average_baseline,
@@ -165,11 +179,11 @@ pub fn progress_bar(enabled: bool, len: u64, prefix: &str) -> indicatif::Progres
 /// Train (or resume from `out_dir/last`) until the configured epochs are done. Returns `None`
 /// when stopped early by `stop_after_steps`, else the final state; the best parameters are in
 /// `out_dir/best` (loaded back into `params` before returning).
-pub fn train(
-    task: &dyn TrainTask,
+pub fn train<K: Copy>(
+    task: &dyn TrainTask<K>,
     params: &ParamStore,
     opt: &mut Adam,
-    cfg: &LoopConfig,
+    cfg: &LoopConfig<K>,
     out_dir: &Path,
 ) -> Result<Option<TrainState>> {
     let dev = params.device().clone();
@@ -196,7 +210,10 @@ pub fn train(
             step: 0,
             dropout_rng: root.fork(2).state(),
             noise_rng: root.fork(3).state(),
-            estimator: EstimatorState { moving_average: cfg.moving_average_baseline.map(crate::objective::MovingAverage::new) },
+            estimator: EstimatorState {
+                moving_average: cfg.moving_average_baseline.map(crate::objective::MovingAverage::new),
+                ..Default::default()
+            },
             lr: opt.config.lr,
             best_valid_ppl: None,
             history: vec![],

@@ -22,6 +22,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// The data cache: `$VARATTN_CACHE`, default `~/.cache/varattn` (`./.cache/varattn` without
+/// `$HOME`). The command line's `--cache` and the notebooks use it.
+pub fn default_cache_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    std::env::var_os("VARATTN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".cache").join("varattn")
+    })
+}
+
 /// A file written through a temporary sibling and renamed into place by [`AtomicFile::commit`],
 /// for outputs too big to hold in memory; dropped without commit, it leaves nothing behind.
 pub struct AtomicFile {

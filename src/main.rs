@@ -164,12 +164,7 @@ enum DataCommand {
 }
 
 fn cache_dir(explicit: Option<PathBuf>) -> PathBuf {
-    explicit
-        .or_else(|| std::env::var_os("VARATTN_CACHE").map(PathBuf::from))
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-            home.join(".cache").join("varattn")
-        })
+    explicit.unwrap_or_else(varattn::io::default_cache_dir)
 }
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {
@@ -282,13 +277,11 @@ fn main() -> Result<()> {
             let dir = results.join(&preset);
             let nmt = tables::collect_nmt(&dir.join("runs").join("nmt"))?;
             let paper_path = Path::new("configs/nmt/paper-numbers.toml");
-            let paper: toml::Value = toml::from_str(&std::fs::read_to_string(paper_path).with_context(|| format!("reading {}", paper_path.display()))?)
-                .with_context(|| format!("parsing {}", paper_path.display()))?;
+            let paper = tables::read_paper_numbers(paper_path)?;
             let vqa = tables::collect_vqa(&dir.join("runs").join("vqa"))?;
             if !vqa.is_empty() {
                 let vpath = Path::new("configs/vqa/paper-numbers.toml");
-                let vpaper: toml::Value = toml::from_str(&std::fs::read_to_string(vpath).with_context(|| format!("reading {}", vpath.display()))?)
-                    .with_context(|| format!("parsing {}", vpath.display()))?;
+                let vpaper = tables::read_paper_numbers(vpath)?;
                 let t = tables::vqa_table1(&vqa, &vpaper);
                 t.write(
                     &dir.join("table1-vqa"),

@@ -1,3 +1,4 @@
-//! Reports: the papers' tables from finished runs, and figures.
+//! Reports: the papers' tables from finished runs, figures, and showing both in notebooks.
+pub mod notebook;
 pub mod plot;
 pub mod tables;

@@ -64,6 +64,7 @@ fn paper(p: &toml::Value, row: &str, key: &str) -> String {
 }
 
 /// A table as (header, rows) → Markdown and CSV text.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
@@ -89,6 +90,45 @@ impl Table {
         write_atomic(&stem.with_extension("md"), format!("{preamble}\n\n{}", self.markdown()).as_bytes())?;
         write_atomic(&stem.with_extension("csv"), self.csv()?.as_bytes())
     }
+
+    /// Read back a table written by [`Table::csv`] (first record = header); errors name the file
+    /// and the record.
+    pub fn read_csv(path: &Path) -> Result<Table> {
+        let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+        let header = r.headers().with_context(|| format!("{}: header", path.display()))?.iter().map(String::from).collect();
+        let rows = r
+            .records()
+            .enumerate()
+            .map(|(i, rec)| {
+                rec.map(|rec| rec.iter().map(String::from).collect())
+                    .with_context(|| format!("{}: record {}", path.display(), i + 2))
+            })
+            .collect::<Result<Vec<Vec<String>>>>()?;
+        Ok(Table { header, rows })
+    }
+
+    /// The cells of column `name`, top to bottom; errors (naming the known columns) when the
+    /// table has no such column.
+    pub fn column(&self, name: &str) -> Result<Vec<&str>> {
+        let i = self
+            .header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("no column `{name}` (columns: {})", self.header.join(", ")))?;
+        Ok(self.rows.iter().map(|r| r.get(i).map(String::as_str).unwrap_or("")).collect())
+    }
+}
+
+/// The number a table cell shows: the mean of `m ± s`, a plain number, or `None` for `–`,
+/// empty or non-numeric cells.
+pub fn cell_value(cell: &str) -> Option<f64> {
+    cell.split('±').next()?.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// The paper's numbers (`configs/<task>/paper-numbers.toml`) that the tables print beside ours.
+pub fn read_paper_numbers(path: &Path) -> Result<toml::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 fn field(rs: &[NmtResult], f: impl Fn(&NmtResult) -> Option<f64>) -> Vec<f64> {
@@ -490,5 +530,34 @@ mod tests {
         let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
         assert!((m - 2.5).abs() < 1e-12 && (s - 1.2909944487358056).abs() < 1e-12);
         assert_eq!(mean_std(&[7.0]), (7.0, 0.0));
+    }
+
+    #[test]
+    fn a_table_survives_the_csv_round_trip_and_cells_parse() {
+        let t = Table {
+            header: vec!["row".into(), "PPL".into(), "note".into()],
+            rows: vec![
+                vec!["soft".into(), "7.17 ± 0.05".into(), "a, \"quoted\" cell".into()],
+                vec!["exact".into(), "–".into(), "".into()],
+            ],
+        };
+        let dir = std::env::temp_dir().join(format!("varattn-table-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.csv");
+        std::fs::write(&path, t.csv().unwrap()).unwrap();
+        let back = Table::read_csv(&path).unwrap();
+        assert_eq!(back.header, t.header);
+        assert_eq!(back.rows, t.rows);
+        assert_eq!(back.markdown(), t.markdown());
+        let ppl: Vec<Option<f64>> = back.column("PPL").unwrap().into_iter().map(cell_value).collect();
+        assert_eq!(ppl, vec![Some(7.17), None]);
+        let err = back.column("BLEU").unwrap_err().to_string();
+        assert!(err.contains("no column `BLEU`") && err.contains("row, PPL, note"), "{err}");
+        std::fs::write(&path, "row,PPL\nsoft,1,extra\n").unwrap();
+        let err = format!("{:#}", Table::read_csv(&path).unwrap_err());
+        assert!(err.contains("t.csv: record 2"), "{err}");
+        let err = format!("{:#}", Table::read_csv(&dir.join("missing.csv")).unwrap_err());
+        assert!(err.contains("missing.csv"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

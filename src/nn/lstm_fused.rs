@@ -44,7 +44,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Ten
 use super::gemm::matmul_into;
 
 /// Element types the kernels run in.
-trait Real: WithDType + num_traits::Float {
+trait Real: WithDType + num_traits::Float + std::ops::AddAssign {
     fn storage(v: Vec<Self>) -> CpuStorage;
 }
 impl Real for f32 {
@@ -185,7 +185,8 @@ fn cell_bwd<T: Real>(res: &Tensor, c_prev: &Tensor, grad: &Tensor, n: usize, hd:
 pub fn lstm_cell_fused(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
     let hd = c.dim(1)?;
     let z = gates.contiguous()?.apply_op2(&c.contiguous()?, CellOp)?;
-    Ok((z.narrow(1, 5 * hd, hd)?, z.narrow(1, 4 * hd, hd)?))
+    // Contiguous copies: several candle ops (index_select, gather) refuse strided inputs.
+    Ok((z.narrow(1, 5 * hd, hd)?.contiguous()?, z.narrow(1, 4 * hd, hd)?.contiguous()?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,7 +261,7 @@ impl SequenceOp {
                     // constant-zero output takes none.
                     // c_s = c_{s-1} (carried): the step's own c gradient joins the carry.
                     let gc = &grad[(s * b + r) * w + 4 * hd..(s * b + r) * w + 5 * hd];
-                    dc_carry[r * hd..(r + 1) * hd].iter_mut().zip(gc).for_each(|(a, &g)| *a = *a + g);
+                    dc_carry[r * hd..(r + 1) * hd].iter_mut().zip(gc).for_each(|(a, &g)| *a += g);
                     continue;
                 }
                 let row = (s * b + r) * w;
@@ -352,7 +353,7 @@ impl CustomOp2 for SequenceOp {
 ///
 /// Returns the outputs `[T, B, H]` (h_t, zero at padded steps) and the final state (h, c), each
 /// `[B, H]`, after each row's last real step (zeros for an empty row). Differentiable in `xp` and
-/// `w_hh`. f32 or f64, CPU only.
+/// `w_hh`. f32 or f64, CPU only. The final states are contiguous; the outputs are a strided view.
 pub fn lstm_sequence_fused(xp: &Tensor, w_hh: &Tensor, lengths: &[usize]) -> Result<(Tensor, (Tensor, Tensor))> {
     let (t, b, h4) = xp.dims3()?;
     let hd = h4 / 4;
@@ -363,7 +364,7 @@ pub fn lstm_sequence_fused(xp: &Tensor, w_hh: &Tensor, lengths: &[usize]) -> Res
     let z = xp.contiguous()?.apply_op2(&w_hh.contiguous()?, op)?;
     let out = z.narrow(0, 0, t)?.narrow(2, 5 * hd, hd)?;
     let fin = z.get(t)?;
-    Ok((out, (fin.narrow(1, 5 * hd, hd)?, fin.narrow(1, 4 * hd, hd)?)))
+    Ok((out, (fin.narrow(1, 5 * hd, hd)?.contiguous()?, fin.narrow(1, 4 * hd, hd)?.contiguous()?)))
 }
 
 #[cfg(test)]
@@ -470,6 +471,20 @@ mod tests {
         let dxp = g1.get(&xp).expect("grad");
         assert_eq!(dxp.narrow(0, 2, 4)?.narrow(1, 1, 1)?.abs()?.sum_all()?.to_scalar::<f64>()?, 0.0);
         assert_eq!(dxp.narrow(1, 2, 1)?.abs()?.sum_all()?.to_scalar::<f64>()?, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn states_can_be_gathered_like_any_tensor() -> Result<()> {
+        // Beam search reorders decoder states with index_select, which needs contiguous inputs.
+        let mut rng = SeededRng::new(2);
+        let (h, c) = lstm_cell_fused(&noise(&mut rng, &[3, 8], 1.0), &noise(&mut rng, &[3, 2], 1.0))?;
+        let rows = Tensor::new(&[2u32, 0], &Device::Cpu)?;
+        assert_eq!(h.index_select(&rows, 0)?.dims(), &[2, 2]);
+        assert_eq!(c.index_select(&rows, 0)?.dims(), &[2, 2]);
+        let (_, (hf, cf)) = lstm_sequence_fused(&noise(&mut rng, &[2, 3, 8], 1.0), &noise(&mut rng, &[8, 2], 1.0), &[2, 1, 0])?;
+        assert_eq!(hf.index_select(&rows, 0)?.dims(), &[2, 2]);
+        assert_eq!(cf.index_select(&rows, 0)?.dims(), &[2, 2]);
         Ok(())
     }
 

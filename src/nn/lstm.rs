@@ -98,7 +98,7 @@ fn lstm_cell(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
 
 /// [`lstm_cell`] composed from candle ops (any device; the reference the fused kernel is tested
 /// against).
-fn lstm_cell_composed(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
+pub(crate) fn lstm_cell_composed(gates: &Tensor, c_prev: &Tensor) -> Result<(Tensor, Tensor)> {
     let hd = c_prev.dim(1)?;
     let i = sigmoid(&gates.narrow(1, 0, hd)?)?;
     let f = sigmoid(&gates.narrow(1, hd, hd)?)?;

@@ -372,18 +372,9 @@ mod tests {
     use super::*;
     use crate::rng::SeededRng;
     use candle_core::{Device, Var};
-    use candle_nn::ops::sigmoid as tsig;
 
     /// The cell composed from candle ops: the reference.
-    fn cell_reference(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-        let hd = c.dim(1)?;
-        let i = tsig(&gates.narrow(1, 0, hd)?)?;
-        let f = tsig(&gates.narrow(1, hd, hd)?)?;
-        let g = gates.narrow(1, 2 * hd, hd)?.tanh()?;
-        let o = tsig(&gates.narrow(1, 3 * hd, hd)?)?;
-        let c = ((f * c)? + (i * g)?)?;
-        Ok(((o * c.tanh()?)?, c))
-    }
+    use crate::nn::lstm::lstm_cell_composed as cell_reference;
 
     fn sequence_reference(xp: &Tensor, w_hh: &Tensor, lengths: &[usize]) -> Result<(Tensor, (Tensor, Tensor))> {
         let (t, b, h4) = xp.dims3()?;

@@ -384,6 +384,35 @@ pub fn table(ours: &[StepBench], theirs: &[StepBench]) -> String {
     s
 }
 
+/// The whole report: the LSTM line, the step table ([`table`]), the output-layer table and the
+/// run's settings line.
+pub fn markdown(lstm_line: &str, ours: &[StepBench], theirs: &[StepBench], layers: &[OutputLayerBench], settings: &str) -> String {
+    let layer_rows: String = layers
+        .iter()
+        .map(|l| {
+            format!(
+                "| {} | {} x {} x {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
+                l.preset,
+                l.rows,
+                l.hidden,
+                l.vocab,
+                l.gold_log_softmax_gflops,
+                l.gold_log_softmax_executed_gflops,
+                l.matmul_gflops,
+                l.gold_log_softmax_gflops / l.matmul_gflops,
+                l.gold_log_softmax_executed_gflops / l.matmul_gflops,
+                l.naive_logits_mb
+            )
+        })
+        .collect();
+    format!(
+        "{lstm_line}\n\n{}\nOutput layer of exact enumeration (fused gold log-softmax forward + backward vs a plain matmul, same run):\n\n\
+         | preset | N x O x V | fused GFLOP/s useful (6NOV) | executed (8NOV) | plain matmul GFLOP/s | useful / matmul | executed / matmul | naive [N,V] logits + grad MB |\n\
+         |---|---|---|---|---|---|---|---|\n{layer_rows}\n{settings}\n",
+        table(ours, theirs)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

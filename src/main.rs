@@ -400,21 +400,11 @@ fn main() -> Result<()> {
                     theirs.extend(bench::run_pytorch(py, &script, &opts, preset, threads)?);
                 }
             }
-            let md = format!(
-                "{lstm_line}\n\n{}\nOutput layer of exact enumeration (fused gold log-softmax forward + backward vs a plain matmul, same run):\n\n| preset | N x O x V | fused GFLOP/s useful (6NOV) | executed (8NOV) | plain matmul GFLOP/s | useful / matmul | executed / matmul | naive [N,V] logits + grad MB |\n|---|---|---|---|---|---|---|---|\n{}\n{} threads, src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, seed {seed}, git {}.\n",
-                bench::table(&ours, &theirs),
-                layers
-                    .iter()
-                    .map(|l| format!(
-                        "| {} | {} x {} x {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
-                        l.preset, l.rows, l.hidden, l.vocab, l.gold_log_softmax_gflops, l.gold_log_softmax_executed_gflops,
-                        l.matmul_gflops, l.gold_log_softmax_gflops / l.matmul_gflops,
-                        l.gold_log_softmax_executed_gflops / l.matmul_gflops, l.naive_logits_mb
-                    ))
-                    .collect::<String>(),
-                threads,
-                git_revision().unwrap_or_else(|| "unknown".into()),
+            let settings = format!(
+                "{threads} threads, src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, seed {seed}, git {}.",
+                git_revision().unwrap_or_else(|| "unknown".into())
             );
+            let md = bench::markdown(&lstm_line, &ours, &theirs, &layers, &settings);
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let json = serde_json::json!({ "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads });
             write_atomic(&out.join("bench.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;

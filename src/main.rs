@@ -294,6 +294,8 @@ fn main() -> Result<()> {
                 let claims = tables::vqa_claims(&vqa);
                 write_atomic(&dir.join("claims-vqa.md"), tables::claims_markdown(&claims).as_bytes())?;
                 println!("{}\n{}", t.markdown(), tables::claims_markdown(&claims));
+            } else {
+                remove_stale_tables(&dir, &["table1-vqa.md", "table1-vqa.csv", "claims-vqa.md"])?;
             }
             let g2p = tables::collect_g2p(&dir.join("runs").join("g2p"))?;
             if !g2p.is_empty() {
@@ -309,6 +311,8 @@ fn main() -> Result<()> {
                 let claims = tables::g2p_claims(&g2p);
                 write_atomic(&dir.join("claims-g2p.md"), tables::claims_markdown(&claims).as_bytes())?;
                 println!("{}\n{}", t.markdown(), tables::claims_markdown(&claims));
+            } else {
+                remove_stale_tables(&dir, &["table-g2p.md", "table-g2p.csv", "claims-g2p.md"])?;
             }
             if tables::VQA_BAYES_ROWS.iter().skip(1).any(|r| vqa.contains_key(*r)) {
                 let vpath = Path::new("configs/vqa/paper-numbers.toml");
@@ -326,9 +330,18 @@ fn main() -> Result<()> {
                 let claims = tables::vqa_bayes_claims(&vqa);
                 write_atomic(&dir.join("claims-vqa-aa-bam.md"), tables::claims_markdown(&claims).as_bytes())?;
                 println!("{}\n{}", t.markdown(), tables::claims_markdown(&claims));
+            } else {
+                remove_stale_tables(&dir, &["vqa-aa-bam.md", "vqa-aa-bam.csv", "claims-vqa-aa-bam.md"])?;
             }
             if nmt.is_empty() {
                 println!("no finished NMT runs under {}", dir.display());
+                remove_stale_tables(
+                    &dir,
+                    &[
+                        "table1-nmt.md", "table1-nmt.csv", "table2-kmax.md", "table2-kmax.csv", "table3-nmt.md", "table3-nmt.csv",
+                        "claims-nmt.md", "nmt-valid-ppl.png", "nmt-valid-ppl.svg", "nmt-ppl-vs-k.png", "nmt-ppl-vs-k.svg",
+                    ],
+                )?;
             } else {
                 // the corpus the preset trains on (configs/nmt/presets.toml), for the captions
                 let corpus = std::fs::read_to_string("configs/nmt/presets.toml")
@@ -445,6 +458,19 @@ fn main() -> Result<()> {
 }
 
 /// `varattn selftest`: see [`varattn::selftest`].
+/// Deletes the files of a table that no finished run backs any more (left from earlier runs), so
+/// that the results folder never shows numbers its runs do not support.
+fn remove_stale_tables(dir: &Path, files: &[&str]) -> Result<()> {
+    for f in files {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            println!("removed {} (no finished run backs it)", p.display());
+        }
+    }
+    Ok(())
+}
+
 fn selftest(device: &str, seed: u64, steps: usize, cache: PathBuf, configs: &Path, out: Option<PathBuf>) -> Result<()> {
     use varattn::selftest::{compare_training, compare_with_cpu, comparison_table, training_table, TRAIN_OBJECTIVE_TOLERANCE, TRAIN_PARAMETER_TOLERANCE};
     let dev = varattn::selftest::device_from_name(device)?;

@@ -52,3 +52,26 @@ fn unknown_data_set_lists_the_known_ones() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-corpus") && err.contains("ding-de-en"), "{err}");
 }
+
+#[test]
+fn report_removes_tables_that_no_run_backs() {
+    let results = tempfile::tempdir().unwrap();
+    let dir = results.path().join("cpu");
+    std::fs::create_dir_all(dir.join("runs")).unwrap();
+    let stale = ["vqa-aa-bam.md", "vqa-aa-bam.csv", "claims-vqa-aa-bam.md", "table1-nmt.md", "table-g2p.csv", "claims-vqa.md"];
+    for f in stale {
+        std::fs::write(dir.join(f), "old numbers\n").unwrap();
+    }
+    std::fs::write(dir.join("notes.md"), "not a table\n").unwrap();
+    let out = varattn()
+        .args(["report", "--preset", "cpu", "--results"])
+        .arg(results.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in stale {
+        assert!(!dir.join(f).exists(), "{f} survived a report without runs");
+    }
+    assert!(dir.join("notes.md").exists(), "a file that is not a table was removed");
+}

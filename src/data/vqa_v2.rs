@@ -70,7 +70,7 @@ impl AnswerVocab {
         }
         let mut ranked: Vec<(String, usize)> = counts.into_iter().collect();
         // stable sort over the alphabetical order: equal counts stay alphabetical
-        ranked.sort_by(|a, b| b.1.cmp(&a.1));
+        ranked.sort_by_key(|a| std::cmp::Reverse(a.1));
         ranked.truncate(n);
         let answers: Vec<String> = ranked.into_iter().map(|(a, _)| a).collect();
         let ids = answers.iter().enumerate().map(|(i, a)| (a.clone(), i)).collect();

@@ -110,6 +110,7 @@ fn by_image(rows: &[VqaV2Example], keep: &BTreeSet<i64>) -> Vec<VqaV2Example> {
 /// Prepares VQA-v2 from rows already read (`train`, `validation` as the registry names the
 /// splits): splits, limits, vocabularies, and the features (computed into the cache under
 /// `cache_dir` where missing).
+#[allow(clippy::too_many_arguments)]
 pub fn prepare_from_rows(
     cfg: &super::vqa::VqaDataConfig,
     v2: &VqaV2DataConfig,

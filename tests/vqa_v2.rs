@@ -253,3 +253,17 @@ fn pretrained_backbone_weights_resolve_from_the_model_cache_offline() {
     std::fs::write(&file, b"weights").unwrap();
     assert_eq!(hub.fetch_model("lmz/candle-dino-v2", "main", "dinov2_vits14.safetensors").unwrap(), file);
 }
+
+#[test]
+fn a_split_keeps_one_copy_of_an_image_shared_by_questions() {
+    let (train, _) = fixture(false);
+    let mut split = varattn::experiments::vqa_v2::V2Split::default();
+    for r in train {
+        split.push(r);
+    }
+    assert_eq!(split.rows.len(), 8);
+    assert!(split.rows.iter().all(|r| r.image.is_none()));
+    let mut ids: Vec<i64> = split.images.keys().copied().collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2]);
+}

@@ -36,7 +36,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Module, Tensor, D};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Seed of the fixed valid/test division of the validation images.
@@ -98,6 +98,36 @@ pub struct PreparedV2 {
     pub features: FeatureStore,
 }
 
+/// One split's rows with their images held once per image id (the validation parquet repeats
+/// an image's bytes in every question about it).
+#[derive(Debug, Default)]
+pub struct V2Split {
+    /// The rows, `image` emptied.
+    pub rows: Vec<VqaV2Example>,
+    /// Encoded image per image id.
+    pub images: HashMap<i64, Vec<u8>>,
+}
+
+impl V2Split {
+    /// Adds a row, keeping the first image bytes seen for its image id.
+    pub fn push(&mut self, mut ex: VqaV2Example) {
+        if let Some(b) = ex.image.take() {
+            self.images.entry(ex.image_id).or_insert(b);
+        }
+        self.rows.push(ex);
+    }
+
+    /// The rows and images of `split` of the registry's `vqa-v2` entry, streamed.
+    pub fn load(hub: &crate::data::hub::Hub, split: &str, progress: bool) -> Result<Self> {
+        let mut out = Self::default();
+        crate::data::hub_prepare::for_each_vqa_v2_with(hub, split, true, progress, |ex| {
+            out.push(ex);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
 fn image_ids(rows: &[VqaV2Example]) -> Vec<i64> {
     rows.iter().map(|r| r.image_id).collect::<BTreeSet<_>>().into_iter().collect()
 }
@@ -107,21 +137,20 @@ fn by_image(rows: &[VqaV2Example], keep: &BTreeSet<i64>) -> Vec<VqaV2Example> {
     rows.iter().filter(|r| keep.contains(&r.image_id)).cloned().collect()
 }
 
-/// Prepares VQA-v2 from rows already read (`train`, `validation` as the registry names the
-/// splits): splits, limits, vocabularies, and the features (computed into the cache under
+/// Prepares VQA-v2 from the splits as read (`train`, `validation` as the registry names them): splits, limits, vocabularies, and the features (computed into the cache under
 /// `cache_dir` where missing).
 #[allow(clippy::too_many_arguments)]
 pub fn prepare_from_rows(
     cfg: &super::vqa::VqaDataConfig,
     v2: &VqaV2DataConfig,
-    train_rows: Vec<VqaV2Example>,
-    validation_rows: Vec<VqaV2Example>,
+    train: V2Split,
+    validation: V2Split,
     backbone: &Backbone,
     cache_dir: &Path,
     seed: u64,
     progress: bool,
 ) -> Result<PreparedV2> {
-    let mut train_rows = train_rows;
+    let (mut train_rows, validation_rows) = (train.rows, validation.rows);
     if cfg.train_image_fraction < 1.0 {
         let mut ids = image_ids(&train_rows);
         SeededRng::new(seed).fork(4000).shuffle(&mut ids);
@@ -152,7 +181,8 @@ pub fn prepare_from_rows(
     // the features of every image the questions refer to
     let mut pending = Vec::new();
     for r in train_rows.iter().chain(&valid_rows).chain(&test_rows) {
-        let source = match (&r.image, &v2.image_dir) {
+        let bytes = train.images.get(&r.image_id).or_else(|| validation.images.get(&r.image_id));
+        let source = match (bytes, &v2.image_dir) {
             (Some(b), _) => ImageSource::Bytes(b),
             (None, Some(dir)) => ImageSource::File(dir.join(format!("{}{:012}.jpg", v2.image_prefix, r.image_id))),
             (None, None) => ImageSource::Missing,
@@ -194,8 +224,8 @@ pub fn prepare_data(cfg: &super::vqa::VqaDataConfig, cache_dir: &Path, seed: u64
     let v2 = cfg.vqa_v2.as_ref().context("data.dataset = \"vqa-v2\" needs a [data.vqa_v2] table (answers, backbone)")?;
     let backbone = load_backbone(&v2.backbone, device, progress)?;
     let hub = crate::data::hub::Hub::from_env(progress)?;
-    let train = crate::data::hub_prepare::load_vqa_v2_with(&hub, "train", true, progress)?;
-    let validation = crate::data::hub_prepare::load_vqa_v2_with(&hub, "validation", true, progress)?;
+    let train = V2Split::load(&hub, "train", progress)?;
+    let validation = V2Split::load(&hub, "validation", progress)?;
     prepare_from_rows(cfg, v2, train, validation, &backbone, cache_dir, seed, progress)
 }
 

@@ -114,8 +114,14 @@ backbone = { kind = "dinov2", depth = 1, embed_dim = 16, heads = 2, image_size =
 
     /// `varattn train --config configs/vqa/v2-tiny.toml --preset smoke` offline.
     fn train(&self, out: &str) -> Output {
+        self.train_with(out, "v2-tiny", &[])
+    }
+
+    /// `varattn train --config configs/vqa/<row>.toml --preset smoke <extra>` offline.
+    fn train_with(&self, out: &str, row: &str, extra: &[&str]) -> Output {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_varattn"));
-        c.args(["train", "--preset", "smoke", "--quiet", "--config"]).arg(self.path("configs/vqa/v2-tiny.toml"));
+        c.args(["train", "--preset", "smoke", "--quiet", "--config"]).arg(self.path(&format!("configs/vqa/{row}.toml")));
+        c.args(extra);
         c.arg("--out").arg(self.path(out)).arg("--cache").arg(self.path("data"));
         for v in ["HF_TOKEN", "HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"] {
             c.env_remove(v);
@@ -266,4 +272,38 @@ fn a_split_keeps_one_copy_of_an_image_shared_by_questions() {
     let mut ids: Vec<i64> = split.images.keys().copied().collect();
     ids.sort();
     assert_eq!(ids, vec![1, 2]);
+}
+
+#[test]
+fn an_interrupted_vqa_v2_run_resumes_to_the_same_result() {
+    // batches of 2: 4 steps per epoch, 2 epochs; the sampled answers are redrawn per epoch
+    let f = Fixture::new(false);
+    let tiny = std::fs::read_to_string(f.path("configs/vqa/v2-tiny.toml")).unwrap();
+    let row = tiny.replace("name = \"v2-tiny\"", "name = \"v2-resume\"") + "[train]\nbatch = 2\nepochs = 2\n";
+    std::fs::write(f.path("configs/vqa/v2-resume.toml"), row).unwrap();
+    assert_ok(&f.train_with("a", "v2-resume", &[]));
+    assert_ok(&f.train_with("b", "v2-resume", &["--stop-after-steps", "5"]));
+    assert!(!f.path("b/result.json").exists());
+    assert_ok(&f.train_with("b", "v2-resume", &[]));
+    let (a, b) = (f.json("a/result.json"), f.json("b/result.json"));
+    assert_eq!(a["train_steps"], 8);
+    assert_eq!(a["test"], b["test"]);
+    // every epoch's training objective and validation score (not the timings)
+    let curve = |r: &serde_json::Value| -> Vec<(f64, f64)> {
+        r["history"].as_array().unwrap().iter().map(|e| (e["train_objective_per_token"].as_f64().unwrap(), e["valid_ppl"].as_f64().unwrap())).collect()
+    };
+    assert_eq!(curve(&a), curve(&b));
+}
+
+#[test]
+fn the_vqa_v2_row_loads_with_every_preset() {
+    let row = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/vqa/v2-soft.toml");
+    for preset in ["smoke", "cpu", "paper"] {
+        let (cfg, _): (varattn::experiments::vqa::VqaConfig, toml::Value) = varattn::config::load_with_preset(&row, preset).unwrap();
+        assert_eq!(cfg.data.dataset, "vqa-v2");
+        let v2 = cfg.data.vqa_v2.unwrap();
+        v2.backbone.validate().unwrap();
+        assert_eq!((v2.backbone.regions(), v2.backbone.embed_dim), (64, 384), "{preset}");
+        assert_eq!(v2.backbone.weights.unwrap().file, "dinov2_vits14.safetensors");
+    }
 }

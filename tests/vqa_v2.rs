@@ -304,6 +304,14 @@ fn the_vqa_v2_row_loads_with_every_preset() {
         let v2 = cfg.data.vqa_v2.unwrap();
         v2.backbone.validate().unwrap();
         assert_eq!((v2.backbone.regions(), v2.backbone.embed_dim), (64, 384), "{preset}");
-        assert_eq!(v2.backbone.weights.unwrap().file, "dinov2_vits14.safetensors");
+        assert_eq!(v2.backbone.weights.as_ref().unwrap().file, "dinov2_vits14.safetensors");
     }
+    // the row's ViT-S/14 geometry with random weights (the pretrained file is not fetched
+    // here): a 224² JPEG gives an 8×8 grid of 384-vectors
+    let (cfg, _): (varattn::experiments::vqa::VqaConfig, toml::Value) = varattn::config::load_with_preset(&row, "smoke").unwrap();
+    let bb = varattn::models::backbone::BackboneConfig { weights: None, ..cfg.data.vqa_v2.unwrap().backbone };
+    let vit = varattn::models::backbone::Backbone::new(&bb, None, &candle_core::Device::Cpu).unwrap();
+    let jpeg = image_bytes([10, 200, 90], true);
+    let f = vit.features_of_encoded(&[&jpeg]).unwrap();
+    assert_eq!(f.dims(), &[1, 64, 384]);
 }

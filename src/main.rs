@@ -265,8 +265,17 @@ fn main() -> Result<()> {
                 let (cfg, merged): (VqaConfig, toml::Value) = load_with_preset(&config, &preset)?;
                 match varattn::experiments::vqa::run(&cfg, &merged, &opts)? {
                     Some(r) => println!(
-                        "{}: test NLL {:.3}, accuracy {:.3}, ECE {:.3}; noisy NLL {:.3}, accuracy {:.3}; prior entropy {:.3}; {:.0} s -> {}",
-                        r.name, r.test.nll, r.test.accuracy, r.test.ece, r.test_noisy.nll, r.test_noisy.accuracy, r.test.prior_entropy, r.train_seconds, result_path.display()
+                        "{}: test NLL {:.3}, accuracy {:.3}{}, ECE {:.3}; noisy NLL {:.3}, accuracy {:.3}; prior entropy {:.3}; {:.0} s -> {}",
+                        r.name,
+                        r.test.nll,
+                        r.test.accuracy,
+                        r.test.vqa_accuracy.map(|a| format!(", VQA accuracy {a:.3}")).unwrap_or_default(),
+                        r.test.ece,
+                        r.test_noisy.nll,
+                        r.test_noisy.accuracy,
+                        r.test.prior_entropy,
+                        r.train_seconds,
+                        result_path.display()
                     ),
                     None => stopped(),
                 }

@@ -12,9 +12,12 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
-use varattn::data::hub::{repo_folder_name, Hub, HubSettings};
+use varattn::data::hub::{Hub, HubSettings};
 use varattn::data::hub_parquet::{write_translation_parquet, write_vqa_v2_parquet, VqaV2Example};
 use varattn::io::sha256_hex;
+
+mod common;
+use common::put_cached;
 
 const COMMIT_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const COMMIT_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -64,25 +67,6 @@ fn vqa_bytes(rows: &[VqaV2Example], images: bool) -> Vec<u8> {
     let p = dir.path().join("v.parquet");
     write_vqa_v2_parquet(&p, rows, images).unwrap();
     std::fs::read(p).unwrap()
-}
-
-/// Puts `bytes` into `cache` as huggingface_hub does: blobs/<sha256>, a relative symlink
-/// snapshots/<commit>/<path> -> ../../(..)/blobs/<sha256>, and refs/<revision> = commit.
-fn put_cached(cache: &Path, repo: &str, revision: &str, commit: &str, path: &str, bytes: &[u8]) {
-    let folder = cache.join(repo_folder_name(repo));
-    let sha = sha256_hex(bytes);
-    std::fs::create_dir_all(folder.join("blobs")).unwrap();
-    std::fs::write(folder.join("blobs").join(&sha), bytes).unwrap();
-    let link = folder.join("snapshots").join(commit).join(path);
-    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-    let up = "../".repeat(2 + path.matches('/').count());
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(format!("{up}blobs/{sha}"), &link).unwrap();
-    if revision != commit {
-        let r = folder.join("refs").join(revision);
-        std::fs::create_dir_all(r.parent().unwrap()).unwrap();
-        std::fs::write(r, commit).unwrap();
-    }
 }
 
 // ---------------------------------------------------------------------------

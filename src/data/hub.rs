@@ -235,11 +235,16 @@ impl Hub {
             return resolve_offline(&self.settings.cache_dir, repo_id, revision, path);
         };
         let (owner, name) = hf_hub::split_id(repo_id);
-        let blobs_dir = self.settings.cache_dir.join(repo_folder_name(repo_id)).join("blobs");
+        self.download(client.dataset(owner, name), &repo_folder_name(repo_id), repo_id, revision, path)
+    }
+
+    /// Downloads `path` of `repo` (cache folder `folder`) into the cache, with a progress bar,
+    /// and checks a fresh LFS blob against its sha256 etag.
+    fn download<T: hf_hub::RepoType>(&self, repo: hf_hub::HFRepositorySync<T>, folder: &str, repo_id: &str, revision: &str, path: &str) -> Result<PathBuf> {
+        let blobs_dir = self.settings.cache_dir.join(folder).join("blobs");
         let blobs_before = list_names(&blobs_dir);
         let handler = ProgressBridge::new(self.progress, path);
-        let result = client
-            .dataset(owner, name)
+        let result = repo
             .download_file()
             .filename(path.to_string())
             .revision(revision.to_string())
@@ -249,6 +254,31 @@ impl Hub {
         let snapshot = result.map_err(|e| self.explain(e, repo_id, revision, path))?;
         verify_fresh_blob(&snapshot, &blobs_before)?;
         Ok(snapshot)
+    }
+
+    /// The local path of `path` in *model* repository `repo_id` at `revision` (e.g. pretrained
+    /// backbone weights), cached under `models--owner--name` as huggingface_hub does; offline,
+    /// from the cache alone.
+    pub fn fetch_model(&self, repo_id: &str, revision: &str, path: &str) -> Result<PathBuf> {
+        let model_folder = format!("models--{}", repo_id.replace('/', "--"));
+        let Some(client) = &self.client else {
+            let folder = self.settings.cache_dir.join(&model_folder);
+            let commit = if is_commit_hash(revision) {
+                Some(revision.to_string())
+            } else {
+                std::fs::read_to_string(folder.join("refs").join(revision)).ok().map(|s| s.trim().to_string())
+            };
+            let file = commit.map(|c| folder.join("snapshots").join(c).join(path));
+            return match file {
+                Some(f) if f.is_file() => Ok(f),
+                _ => bail!(
+                    "HF_HUB_OFFLINE: {path} of model {repo_id} (revision {revision}) is not in the cache {}; download it once with internet (unset HF_HUB_OFFLINE)",
+                    folder.display()
+                ),
+            };
+        };
+        let (owner, name) = hf_hub::split_id(repo_id);
+        self.download(client.model(owner, name), &model_folder, repo_id, revision, path)
     }
 
     /// The files of dataset `repo_id` at `revision` matching `pattern` (sorted): the Hub's tree

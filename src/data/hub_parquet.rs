@@ -183,6 +183,17 @@ pub const VQA_COLUMNS: [(&str, bool); 8] = [
 /// also read the `image` column's bytes (absent column: `None`). Missing required columns and
 /// wrongly typed ones are errors naming the column.
 pub fn read_vqa_v2(path: &Path, images: bool, progress: bool) -> Result<Vec<VqaV2Example>> {
+    let mut out = Vec::new();
+    for_each_vqa_v2(path, images, progress, |ex| {
+        out.push(ex);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`read_vqa_v2`] streamed: `f` gets each row in file order (so a caller can keep one copy of
+/// an image that many questions share).
+pub fn for_each_vqa_v2(path: &Path, images: bool, progress: bool, mut f: impl FnMut(VqaV2Example) -> Result<()>) -> Result<usize> {
     let reader = open_parquet(path)?;
     let root = reader.metadata().file_metadata().schema_descr().root_schema_ptr();
     let mut cols = Vec::new();
@@ -208,7 +219,6 @@ pub fn read_vqa_v2(path: &Path, images: bool, progress: bool) -> Result<Vec<VqaV
     }
     drop(reader);
     let label = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let mut out = Vec::new();
     for_each_row(path, &cols, &label, progress, |row| {
         let mut ex = VqaV2Example {
             question_id: opt_long(field(row, "question_id")).context("question_id")?.context("`question_id` is null")?,
@@ -241,10 +251,8 @@ pub fn read_vqa_v2(path: &Path, images: bool, progress: bool) -> Result<Vec<VqaV
                 Some(other) => bail!("schema mismatch: `image` is not a struct {{bytes, path}}: {other}"),
             };
         }
-        out.push(ex);
-        Ok(())
-    })?;
-    Ok(out)
+        f(ex)
+    })
 }
 
 // ---------------------------------------------------------------------------

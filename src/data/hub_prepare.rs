@@ -6,7 +6,7 @@
 //! prepared set with [`load_translation_corpus`].
 use super::ding::{normalize_text, ParallelCorpus};
 use super::hub::Hub;
-use super::hub_parquet::{for_each_translation, read_vqa_v2, VqaV2Example};
+use super::hub_parquet::{for_each_translation, for_each_vqa_v2, read_vqa_v2, VqaV2Example};
 use super::hub_registry::{HubDataset, HubKind, HubRegistry, HubSplit, SplitSource};
 use crate::io::{write_atomic, AtomicFile};
 use anyhow::{bail, Context, Result};
@@ -168,18 +168,28 @@ pub fn load_translation_corpus(name: &str, cache_dir: &Path, progress: bool) -> 
 /// order), fetched through `hub`; `images`: also the image bytes where the repository has them.
 /// A row count that differs from the registry's is a warning.
 pub fn load_vqa_v2_with(hub: &Hub, split: &str, images: bool, progress: bool) -> Result<Vec<VqaV2Example>> {
+    let mut out = Vec::new();
+    for_each_vqa_v2_with(hub, split, images, progress, |ex| {
+        out.push(ex);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`load_vqa_v2_with`] streamed: `f` gets each row; returns the row count.
+pub fn for_each_vqa_v2_with(hub: &Hub, split: &str, images: bool, progress: bool, mut f: impl FnMut(VqaV2Example) -> Result<()>) -> Result<usize> {
     let registry = HubRegistry::embedded()?;
     let ds = registry.get("vqa-v2")?;
     let s = ds.split(split).context("vqa-v2 in datasets/hub.toml")?;
     let (_, files) = fetch_split(hub, ds, s)?;
-    let mut out = Vec::new();
+    let mut rows = 0;
     for (_, local) in &files {
-        out.extend(read_vqa_v2(local, images, progress)?);
+        rows += for_each_vqa_v2(local, images, progress, &mut f)?;
     }
-    if let Some(w) = row_count_warning("vqa-v2", split, out.len(), s.rows) {
+    if let Some(w) = row_count_warning("vqa-v2", split, rows, s.rows) {
         eprintln!("{w}");
     }
-    Ok(out)
+    Ok(rows)
 }
 
 /// [`load_vqa_v2_with`] with the Hub settings of the environment (`HF_*` variables).

@@ -8,6 +8,8 @@ pub mod hub_parquet;
 pub mod hub_prepare;
 pub mod hub_registry;
 pub mod nmt;
+pub mod vqa_features;
+pub mod vqa_v2;
 
 /// One line per split, `"<name>  <count>"` (two spaces), e.g. `train  15839`, as every
 /// `varattn data prepare` prints for scripts to read.

@@ -2,5 +2,6 @@
 pub mod g2p;
 pub mod nmt;
 pub mod vqa;
+pub mod vqa_v2;
 
 pub use crate::train::runner::RunOptions;

@@ -33,6 +33,9 @@ pub struct VqaDataConfig {
     pub train_limit: Option<usize>,
     pub valid_limit: Option<usize>,
     pub test_limit: Option<usize>,
+    /// VQA-v2 settings (`dataset = "vqa-v2"` only): answer classes, backbone, feature cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vqa_v2: Option<super::vqa_v2::VqaV2DataConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +88,12 @@ pub struct VqaMetrics {
     /// Fraction of predictions flagged uncertain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncertain_fraction: Option<f64>,
+    /// VQA-v2: the official VQA accuracy of the predicted answer, over all `questions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vqa_accuracy: Option<f64>,
+    /// VQA-v2: questions with no in-vocabulary answer (no NLL; accuracy 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unanswerable: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +135,7 @@ pub struct PreparedVqa {
 
 pub fn prepare_data(cfg: &VqaDataConfig, cache_dir: &std::path::Path, seed: u64) -> Result<PreparedVqa> {
     if cfg.dataset != "easy-vqa" {
-        anyhow::bail!("unknown data set `{}` in [data] (known: easy-vqa)", cfg.dataset)
+        anyhow::bail!("unknown data set `{}` in [data] (known: easy-vqa, vqa-v2)", cfg.dataset)
     }
     let full = easy_vqa::load_easy_vqa(cache_dir, cfg.valid_fraction, easy_vqa::EASY_VQA_SEED)?;
     let mut data = if cfg.train_image_fraction < 1.0 {
@@ -196,7 +205,7 @@ impl PreparedVqa {
     }
 }
 
-fn batches(n: usize, size: usize, rng: Option<&mut SeededRng>) -> Vec<Vec<usize>> {
+pub(crate) fn batches(n: usize, size: usize, rng: Option<&mut SeededRng>) -> Vec<Vec<usize>> {
     let mut idx: Vec<usize> = (0..n).collect();
     if let Some(r) = rng {
         r.shuffle(&mut idx);
@@ -216,7 +225,7 @@ fn prediction_weights(kind: &ObjectiveKind, out: &VqaOutputs) -> Result<Option<T
 
 /// log p(a | x, question) `[B, A]` as the row predicts: the layered attention's contexts for
 /// multi-head / Bayesian / regularised models, else as [`prediction_weights`] says.
-fn predict_log_probs(kind: &ObjectiveKind, out: &VqaOutputs) -> Result<Tensor> {
+pub(crate) fn predict_log_probs(kind: &ObjectiveKind, out: &VqaOutputs) -> Result<Tensor> {
     if out.layers().is_some() {
         Ok(out.layered_answer_log_probs()?)
     } else {
@@ -250,14 +259,7 @@ pub fn evaluate(
         // the noisy condition draws the noise once per batch, shared by every pass
         let eps_state = noise_rng.as_ref().map(|r| r.state());
         let out = model.forward(&b, None, noise.map(|(s, _)| s).zip(noise_rng.as_mut()))?;
-        if out.layers().is_some() {
-            let lf = out.layered_gold_log_prob()?;
-            let ent = out.layered_entropy()?;
-            m.add(&crate::objective::soft_regularised(&lf, &ent, None, None)?.metrics);
-        } else {
-            m.add(&held_out_metrics(kind, &out)?);
-        }
-        let lp = predict_log_probs(kind, &out)?;
+        let lp = score_batch(kind, &out, &mut m)?;
         let pred = lp.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let top = lp.max(D::Minus1)?.exp()?.to_vec1::<f32>()?;
         let gold = b.answers.to_vec1::<u32>()?;
@@ -295,7 +297,48 @@ pub fn evaluate(
         pavpu: with_passes.then(|| pavpu(&mc_correct, &uncertain)),
         mc_accuracy: with_passes.then(|| mc_correct.iter().filter(|&&c| c).count() as f64 / n as f64),
         uncertain_fraction: with_passes.then(|| uncertain.iter().filter(|&&u| u).count() as f64 / n as f64),
+        vqa_accuracy: None,
+        unanswerable: None,
     })
+}
+
+/// Adds a held-out batch's metrics (gold answer NLL, prior entropy) to `m` and returns the
+/// predicted log p(a | x, question) `[B, A]`.
+pub(crate) fn score_batch(kind: &ObjectiveKind, out: &VqaOutputs, m: &mut Metrics) -> Result<Tensor> {
+    if out.layers().is_some() {
+        let lf = out.layered_gold_log_prob()?;
+        let ent = out.layered_entropy()?;
+        m.add(&crate::objective::soft_regularised(&lf, &ent, None, None)?.metrics);
+    } else {
+        m.add(&held_out_metrics(kind, out)?);
+    }
+    predict_log_probs(kind, out)
+}
+
+/// One training step's estimate from a batch and its region features: the row's objective for
+/// the plain attention; for multi-head / Bayesian / regularised attention, soft attention with
+/// the sampled weights, KL(q ‖ p) of the weights and λ · alignment regulariser.
+pub(crate) fn train_estimate(
+    model: &VqaModel,
+    b: &VqaBatch,
+    regions: Tensor,
+    kind: &ObjectiveKind,
+    dropout: &mut SeededRng,
+    noise: &mut SeededRng,
+    estimator: &mut EstimatorState,
+) -> Result<Estimate> {
+    if model.cfg.attention.is_plain() {
+        let out = model.forward_from_regions(b, regions, Some(dropout), None, None, false)?;
+        return Ok(estimate(kind, &out, estimator, noise)?);
+    }
+    let out = model.forward_from_regions(b, regions, Some(dropout), None, Some(noise), true)?;
+    let layers = out.layers().context("layered attention missing")?;
+    Ok(crate::objective::soft_regularised(
+        &out.layered_gold_log_prob()?,
+        &out.layered_entropy()?.detach(),
+        layers.kl.as_ref(),
+        layers.alignment.as_ref(),
+    )?)
 }
 
 struct VqaTask<'a> {
@@ -320,30 +363,16 @@ impl TrainTask for VqaTask<'_> {
         estimator: &mut EstimatorState,
     ) -> Result<Estimate> {
         let b = self.data.batch(Split::Train, idx, self.device)?;
-        if self.model.cfg.attention.is_plain() {
-            let out = self.model.forward(&b, Some(dropout), None)?;
-            return Ok(estimate(kind, &out, estimator, noise)?);
-        }
-        // multi-head / Bayesian / regularised attention: soft attention with the sampled
-        // weights, KL(q ‖ p) of the weights, λ · alignment regulariser
-        let out = self.model.forward_sampled(&b, Some(dropout), None, Some(noise), true)?;
-        let layers = out.layers().context("layered attention missing")?;
-        Ok(crate::objective::soft_regularised(
-            &out.layered_gold_log_prob()?,
-            &out.layered_entropy()?.detach(),
-            layers.kl.as_ref(),
-            layers.alignment.as_ref(),
-        )?)
+        let regions = self.model.regions(&b.images)?;
+        train_estimate(self.model, &b, regions, kind, dropout, noise, estimator)
     }
     fn validate(&self) -> Result<f64> {
         Ok(evaluate(self.model, &self.objective, self.data, false, self.batch, None, None, self.device)?.nll)
     }
 }
 
-/// Train (or resume) and evaluate one (config, seed).
-pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<Option<VqaResult>> {
-    let hash = config_hash(merged);
-    let dev = &opts.device;
+/// Multi-head / Bayesian / regularised attention trains with the soft objective only.
+fn check_attention(cfg: &VqaConfig) -> Result<()> {
     if !cfg.model.attention.is_plain() && cfg.objective != ObjectiveKind::Soft {
         anyhow::bail!(
             "{}: model.attention (heads {}, hops {}, bayes/alignment) works with objective = {{ kind = \"soft\" }} only (got {:?})",
@@ -353,6 +382,17 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
             cfg.objective
         )
     }
+    Ok(())
+}
+
+/// Train (or resume) and evaluate one (config, seed).
+pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<Option<VqaResult>> {
+    check_attention(cfg)?;
+    if cfg.data.dataset == "vqa-v2" {
+        return super::vqa_v2::run(cfg, merged, opts);
+    }
+    let hash = config_hash(merged);
+    let dev = &opts.device;
     let data = prepare_data(&cfg.data, &opts.cache_dir, opts.seed)?;
     let mut ps = ParamStore::new(opts.seed, cfg.model.init, dev);
     let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;
@@ -365,26 +405,42 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     let test_noisy =
         evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, Some((cfg.eval.noise_sigma, opts.seed)), unc, dev)?;
     attention_pictures(&model, &cfg.objective, &data, cfg.eval.pictures, opts)?;
-    let result = VqaResult {
-        name: cfg.name.clone(),
-        seed: opts.seed,
-        preset: opts.preset.clone(),
-        config_hash: hash,
-        git_revision: git_revision(),
-        device: format!("{dev:?}"),
-        train_image_fraction: cfg.data.train_image_fraction,
-        test,
-        test_noisy,
-        noise_sigma: cfg.eval.noise_sigma,
-        train_questions_per_second: st.train_tokens / st.train_seconds.max(1e-9),
-        train_seconds: st.train_seconds,
-        train_steps: st.step,
-        parameters: ps.count(),
-        epochs: st.epoch,
-        history: st.history,
-    };
-    write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
+    let result = VqaResult::finished(cfg, hash, opts, st, ps.count(), test, test_noisy)?;
     Ok(Some(result))
+}
+
+impl VqaResult {
+    /// The result of a finished run, written to `<out>/result.json`.
+    pub(crate) fn finished(
+        cfg: &VqaConfig,
+        config_hash: String,
+        opts: &RunOptions,
+        st: runner::TrainState,
+        parameters: usize,
+        test: VqaMetrics,
+        test_noisy: VqaMetrics,
+    ) -> Result<Self> {
+        let result = VqaResult {
+            name: cfg.name.clone(),
+            seed: opts.seed,
+            preset: opts.preset.clone(),
+            config_hash,
+            git_revision: git_revision(),
+            device: format!("{:?}", opts.device),
+            train_image_fraction: cfg.data.train_image_fraction,
+            test,
+            test_noisy,
+            noise_sigma: cfg.eval.noise_sigma,
+            train_questions_per_second: st.train_tokens / st.train_seconds.max(1e-9),
+            train_seconds: st.train_seconds,
+            train_steps: st.step,
+            parameters,
+            epochs: st.epoch,
+            history: st.history,
+        };
+        write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
+        Ok(result)
+    }
 }
 
 /// The prior's attention over the 8×8 cells drawn on the first `n` test images.

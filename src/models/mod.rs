@@ -2,6 +2,7 @@
 //! estimators; the attention models implement [`crate::objective::AlignmentOutputs`], the
 //! online monotonic transducer hands per-step scores to [`crate::objective::monotonic_estimate`].
 pub mod nmt;
+pub mod backbone;
 pub mod reversal;
 pub mod vqa;
 pub mod transducer;

@@ -1,6 +1,7 @@
 //! Configuration files: a row of a paper table is a TOML file; a preset (smoke, cpu, paper)
 //! supplies the sizes. `load_with_preset` deep-merges the row file over the preset's table and
-//! deserialises with unknown keys rejected, naming the file and key.
+//! deserialises with unknown keys rejected, naming the file and key. A row may also hold
+//! `[presets.<name>]` tables: settings of that row under that preset only, merged last.
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -45,7 +46,21 @@ pub fn load_with_preset<T: DeserializeOwned>(row: &Path, preset: &str) -> Result
             bail!("{}: no preset `{preset}` (known: {})", presets_file.display(), known.join(", "))
         }
     };
-    merge(&mut merged, read_toml(row)?);
+    let mut row_value = read_toml(row)?;
+    let per_preset = row_value.as_table_mut().and_then(|t| t.remove("presets"));
+    merge(&mut merged, row_value);
+    if let Some(per_preset) = per_preset {
+        let Some(table) = per_preset.as_table() else {
+            bail!("{}: `presets` must be a table of preset names ([presets.cpu], ...)", row.display())
+        };
+        let known = presets.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        if let Some(unknown) = table.keys().find(|k| !known.contains(k)) {
+            bail!("{}: [presets.{unknown}] names no preset of {} (known: {})", row.display(), presets_file.display(), known.join(", "))
+        }
+        if let Some(over) = table.get(preset) {
+            merge(&mut merged, over.clone());
+        }
+    }
     let typed: T = merged
         .clone()
         .try_into()
@@ -95,5 +110,41 @@ mod tests {
         assert!(err.contains("zz") && err.contains("row.toml"), "{err}");
         let err = load_with_preset::<Cfg>(&row, "huge").unwrap_err().to_string();
         assert!(err.contains("huge") && err.contains("small"), "{err}");
+    }
+
+    #[test]
+    fn per_preset_row_settings_apply_to_their_preset_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("presets.toml"), "[small]
+a = 1
+inner = { x = 1, y = 2 }
+[big]
+a = 10
+inner = { x = 10, y = 20 }
+").unwrap();
+        let row = dir.path().join("row.toml");
+        std::fs::write(&row, "[inner]
+y = 5
+
+[presets.big.inner]
+x = 99
+").unwrap();
+        let (c, merged): (Cfg, _) = load_with_preset(&row, "big").unwrap();
+        assert_eq!((c.a, c.inner.x, c.inner.y), (10, 99, 5));
+        assert!(merged.get("presets").is_none(), "the per-preset tables stay out of the merged config");
+        let (c, _): (Cfg, _) = load_with_preset(&row, "small").unwrap();
+        assert_eq!((c.a, c.inner.x, c.inner.y), (1, 1, 5));
+        // the same settings written for every preset give the same merged config (and hash)
+        std::fs::write(&row, "[inner]
+y = 5
+x = 99
+").unwrap();
+        let (_, plain): (Cfg, _) = load_with_preset(&row, "big").unwrap();
+        assert_eq!(config_hash(&plain), config_hash(&merged));
+        std::fs::write(&row, "[presets.huge.inner]
+x = 1
+").unwrap();
+        let err = load_with_preset::<Cfg>(&row, "small").unwrap_err().to_string();
+        assert!(err.contains("presets.huge") && err.contains("row.toml"), "{err}");
     }
 }

@@ -71,16 +71,22 @@ if wants demo; then
 fi
 
 # run_rows TASK ROW...: train and evaluate each row of configs/TASK for every seed (finished runs
-# are skipped, interrupted ones resume).
+# are skipped, interrupted ones resume). A run that fails (e.g. a NaN loss) is reported and the
+# other rows still run; the script exits non-zero at the end, after the tables.
+failed=()
 run_rows() {
   local task=$1; shift
   for row in "$@"; do
     for ((i = 0; i < seeds; i++)); do
       seed=$((3435 + i))
       t0=$(date +%s)
-      "$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" $quiet \
-        --out "$out/runs/$task/$row/seed-$seed"
-      echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
+      if "$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" $quiet \
+        --out "$out/runs/$task/$row/seed-$seed"; then
+        echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
+      else
+        echo "   ($task $row, seed $seed: FAILED after $(( $(date +%s) - t0 )) s; the other rows go on)" >&2
+        failed+=("$task/$row seed $seed")
+      fi
     done
   done
 }
@@ -113,3 +119,7 @@ fi
 echo "== tables"
 "$bin" report --preset "$preset" --results "$results"
 echo "== done in $(( $(date +%s) - start )) s; tables under $out/"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "reproduce.sh: ${#failed[@]} run(s) failed (their rows are missing from the tables): ${failed[*]}" >&2
+  exit 1
+fi

@@ -21,7 +21,7 @@ use crate::objective::{
     monotonic_estimate, EntropyBonus, Estimate, EstimatorState, MonotonicEstimator, MonotonicState,
 };
 use crate::rng::SeededRng;
-use crate::train::runner::{self, EpochRecord, LoopConfig, TrainConfig, TrainTask};
+use crate::train::runner::{self, epoch_batches, index_batches, EpochRecord, LoopConfig, TrainConfig, TrainTask};
 use crate::train::{Adam, ParamStore};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, D};
@@ -167,18 +167,10 @@ fn make_batch(words: &[EncodedWord], idx: &[usize], device: &Device) -> Result<T
     Ok(TransducerBatch::new(&letters, &labels, device)?)
 }
 
-fn batches(n: usize, size: usize, rng: Option<&mut SeededRng>) -> Vec<Vec<usize>> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    if let Some(r) = rng {
-        r.shuffle(&mut idx);
-    }
-    idx.chunks(size.max(1)).map(|c| c.to_vec()).collect()
-}
-
 /// Phoneme error rate of greedy decoding over `words`.
 pub fn evaluate_per(model: &Transducer, words: &[EncodedWord], batch: usize, device: &Device) -> Result<f64> {
     let mut hyps = Vec::with_capacity(words.len());
-    for idx in batches(words.len(), batch, None) {
+    for idx in index_batches(words.len(), batch, None) {
         hyps.extend(model.greedy_decode(&make_batch(words, &idx, device)?)?);
     }
     let to_s = |v: &[u32]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -193,7 +185,7 @@ pub fn evaluate_per(model: &Transducer, words: &[EncodedWord], batch: usize, dev
 pub fn test_bound(model: &Transducer, words: &[EncodedWord], k: usize, batch: usize, rng: &mut SeededRng, device: &Device) -> Result<(f64, f64, usize)> {
     let ok: Vec<EncodedWord> = words.iter().filter(|w| w.labels.len() <= w.letters.len()).cloned().collect();
     let (mut total, mut labels) = (0.0, 0.0);
-    for idx in batches(ok.len(), (batch / k.max(1)).max(1), None) {
+    for idx in index_batches(ok.len(), (batch / k.max(1)).max(1), None) {
         let b = make_batch(&ok, &idx, device)?;
         let (scores, _) = model.score_paths(&b, k, PathChoice::Sample(rng))?;
         let log_w = (scores.log_p.sum(D::Minus1)? - scores.log_q.sum(D::Minus1)?)?.detach();
@@ -263,7 +255,7 @@ struct G2pTask<'a> {
 
 impl TrainTask<MonotonicEstimator> for G2pTask<'_> {
     fn epoch_plan(&self, epoch: usize) -> Vec<Vec<usize>> {
-        batches(self.data.train.len(), self.batch, Some(&mut SeededRng::new(self.seed).fork(1000 + epoch as u64)))
+        epoch_batches(self.data.train.len(), self.batch, self.seed, epoch)
     }
     fn train_step(
         &self,

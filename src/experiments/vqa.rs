@@ -14,7 +14,7 @@ use crate::io::{git_revision, write_atomic};
 use crate::models::vqa::{VqaBatch, VqaModel, VqaModelConfig, VqaOutputs};
 use crate::objective::{estimate, held_out_metrics, AlignmentOutputs, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
-use crate::train::runner::{self, EpochRecord, LoopConfig, TrainConfig, TrainTask};
+use crate::train::runner::{self, epoch_batches, index_batches, EpochRecord, LoopConfig, TrainConfig, TrainTask};
 use crate::train::{Adam, ParamStore};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -205,14 +205,6 @@ impl PreparedVqa {
     }
 }
 
-pub(crate) fn batches(n: usize, size: usize, rng: Option<&mut SeededRng>) -> Vec<Vec<usize>> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    if let Some(r) = rng {
-        r.shuffle(&mut idx);
-    }
-    idx.chunks(size).map(|c| c.to_vec()).collect()
-}
-
 /// Prediction weights for soft-context rows: the prior for soft, the Dirichlet prior mean for
 /// the relaxed row, none (exact marginal) for latent rows.
 fn prediction_weights(kind: &ObjectiveKind, out: &VqaOutputs) -> Result<Option<Tensor>> {
@@ -254,7 +246,7 @@ pub fn evaluate(
     let mut noise_rng = noise.map(|(_, seed)| SeededRng::new(seed).fork(77));
     let mut pass_rng = uncertainty.map(|(_, _, seed)| SeededRng::new(seed).fork(78));
     let mut attn_rng = uncertainty.map(|(_, _, seed)| SeededRng::new(seed).fork(79));
-    for idx in batches(n, batch, None) {
+    for idx in index_batches(n, batch, None) {
         let b = data.batch(split, &idx, device)?;
         // the noisy condition draws the noise once per batch, shared by every pass
         let eps_state = noise_rng.as_ref().map(|r| r.state());
@@ -352,7 +344,7 @@ struct VqaTask<'a> {
 
 impl TrainTask for VqaTask<'_> {
     fn epoch_plan(&self, epoch: usize) -> Vec<Vec<usize>> {
-        batches(self.data.data.train.len(), self.batch, Some(&mut SeededRng::new(self.seed).fork(1000 + epoch as u64)))
+        epoch_batches(self.data.data.train.len(), self.batch, self.seed, epoch)
     }
     fn train_step(
         &self,

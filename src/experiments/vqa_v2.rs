@@ -17,7 +17,7 @@
 //!   leave-one-out accuracy of the argmax over all questions (0 for unanswerable ones); ECE of
 //!   the argmax's probability against argmax == g. PAvPU passes and attention pictures are not
 //!   computed for VQA-v2.
-use super::vqa::{batches, score_batch, train_estimate, VqaConfig, VqaMetrics, VqaResult};
+use super::vqa::{score_batch, train_estimate, VqaConfig, VqaMetrics, VqaResult};
 use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::easy_vqa::QuestionVocab;
@@ -30,7 +30,7 @@ use crate::models::backbone::{Backbone, BackboneConfig};
 use crate::models::vqa::{VqaBatch, VqaModel};
 use crate::objective::{Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
-use crate::train::runner::{self, LoopConfig, TrainTask};
+use crate::train::runner::{self, epoch_batches, index_batches, LoopConfig, TrainTask};
 use crate::train::{Adam, ParamStore};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Module, Tensor, D};
@@ -277,7 +277,7 @@ pub fn evaluate(m: &V2Model, kind: &ObjectiveKind, data: &PreparedV2, test: bool
     let mut metrics = Metrics::default();
     let (mut conf, mut correct, mut vqa_sum) = (Vec::new(), Vec::new(), 0.0);
     let mut noise_rng = noise.map(|(_, seed)| SeededRng::new(seed).fork(77));
-    for idx in batches(answerable.len(), batch, None) {
+    for idx in index_batches(answerable.len(), batch, None) {
         let sel: Vec<&V2Question> = idx.iter().map(|&i| answerable[i]).collect();
         let gold: Vec<u32> = sel.iter().map(|q| q.counts.as_ref().map_or(0, |c| c.most_common() as u32)).collect();
         let b = m.batch(data, &sel, gold.clone(), device)?;
@@ -323,7 +323,7 @@ impl TrainTask for V2Task<'_> {
         let mut rng = SeededRng::new(self.seed).fork(3000 + epoch as u64);
         *self.sampled.borrow_mut() =
             self.data.train.iter().map(|q| q.counts.as_ref().map_or(0, |c| c.sample(&mut rng) as u32)).collect();
-        batches(self.data.train.len(), self.batch, Some(&mut SeededRng::new(self.seed).fork(1000 + epoch as u64)))
+        epoch_batches(self.data.train.len(), self.batch, self.seed, epoch)
     }
     fn train_step(
         &self,

@@ -138,6 +138,21 @@ pub struct EpochRecord {
     pub lr: f64,
 }
 
+/// Index batches of 0..n in chunks of `size` (at least 1): in order, or shuffled by `rng`.
+pub fn index_batches(n: usize, size: usize, rng: Option<&mut SeededRng>) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    if let Some(r) = rng {
+        r.shuffle(&mut idx);
+    }
+    idx.chunks(size.max(1)).map(|c| c.to_vec()).collect()
+}
+
+/// The shuffled batch plan of training epoch `epoch` of a run seeded with `seed` (RNG stream
+/// 1000 + epoch, so a resumed run replays the same plan).
+pub fn epoch_batches(n: usize, size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+    index_batches(n, size, Some(&mut SeededRng::new(seed).fork(1000 + epoch as u64)))
+}
+
 /// Everything besides tensors needed to resume exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {

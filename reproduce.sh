@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Regenerate varattn's result tables.
 #
-#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p] [--quiet]
+#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p]
+#                  [--jobs N] [--quiet]
 #
 # Builds the release binary, prepares and verifies the data (offline sets; the Hub for paper), trains and evaluates every
 # run a table needs (seeds 3435, 3436, ...), and writes results/<preset>/: one Markdown and one CSV
 # file per table, figures, and each run's directory under results/<preset>/runs/. Finished runs
 # are skipped and interrupted runs resume from their checkpoints, so rerunning after a kill
 # finishes without redoing work.
+# --jobs N trains N runs at once, each on cores/N threads (RAYON_NUM_THREADS), its output in
+# results/<preset>/logs/; default: one job per core for smoke and cpu (the models are small, so one
+# thread per run uses a core better than two threads on one run), one job for paper. A run's result
+# does not depend on the number of jobs or threads.
 # Environment: VARATTN_BIN (use this binary instead of building one), VARATTN_RESULTS (results
 # root instead of ./results), VARATTN_CACHE (data cache, default ~/.cache/varattn).
 #   demo  every objective on a synthetic reversal task (seconds)
@@ -23,6 +28,7 @@ preset=cpu
 seeds=1
 only=demo,nmt,vqa,vqa-bayes,g2p
 quiet=
+jobs=
 while [ $# -gt 0 ]; do
   case "$1" in
     --preset) preset="${2:?--preset needs a value}"; shift 2 ;;
@@ -31,8 +37,10 @@ while [ $# -gt 0 ]; do
     --seeds=*) seeds="${1#*=}"; shift ;;
     --only) only="${2:?--only needs a value}"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
+    --jobs) jobs="${2:?--jobs needs a value}"; shift 2 ;;
+    --jobs=*) jobs="${1#*=}"; shift ;;
     --quiet) quiet=--quiet; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,6 +51,11 @@ case "$preset" in
   *) echo "reproduce.sh: unknown preset '$preset' (smoke, cpu or paper)" >&2; exit 2 ;;
 esac
 case "$seeds" in ''|*[!0-9]*) echo "reproduce.sh: --seeds takes a positive number" >&2; exit 2 ;; esac
+cores=$(nproc 2>/dev/null || echo 1)
+if [ -z "$jobs" ]; then
+  if [ "$preset" = paper ]; then jobs=1; else jobs=$cores; fi
+fi
+case "$jobs" in ''|0|*[!0-9]*) echo "reproduce.sh: --jobs takes a positive number" >&2; exit 2 ;; esac
 wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 start=$(date +%s)
@@ -72,20 +85,48 @@ fi
 
 # run_rows TASK ROW...: train and evaluate each row of configs/TASK for every seed (finished runs
 # are skipped, interrupted ones resume). A run that fails (e.g. a NaN loss) is reported and the
-# other rows still run; the script exits non-zero at the end, after the tables.
-failed=()
+# other rows still run; the script exits non-zero at the end, after the tables. With --jobs N > 1
+# the runs go to a pool of N background jobs whose output goes to $out/logs/.
+failed_list=$(mktemp)
+trap 'rm -f "$failed_list"' EXIT
+if [ "$jobs" -gt 1 ]; then
+  # a kill or Ctrl-C of the script stops the runs it started (they resume on the next call)
+  trap 'kill $(jobs -p) 2>/dev/null; wait; rm -f "$failed_list"; exit 130' INT TERM
+  export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-$(( cores / jobs > 0 ? cores / jobs : 1 ))}
+  mkdir -p "$out/logs"
+  echo "== $jobs jobs at once, $RAYON_NUM_THREADS thread(s) each; their output: $out/logs/"
+fi
+run_one() {
+  local task=$1 row=$2 seed=$3 t0 log
+  t0=$(date +%s)
+  local cmd=("$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" $quiet
+    --out "$out/runs/$task/$row/seed-$seed")
+  if [ "$jobs" -gt 1 ]; then
+    log="$out/logs/$task-$row-seed-$seed.log"
+    "${cmd[@]}" >"$log" 2>&1 &
+    local child=$!
+    trap 'kill "$child" 2>/dev/null; wait "$child"; exit 130' INT TERM
+    if wait "$child"; then
+      echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
+      return
+    fi
+    tail -n 5 "$log" | sed 's/^/   | /' >&2
+  elif "${cmd[@]}"; then
+    echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
+    return
+  fi
+  echo "   ($task $row, seed $seed: FAILED after $(( $(date +%s) - t0 )) s; the other rows go on)" >&2
+  echo "$task/$row seed $seed" >>"$failed_list"
+}
 run_rows() {
   local task=$1; shift
   for row in "$@"; do
     for ((i = 0; i < seeds; i++)); do
-      seed=$((3435 + i))
-      t0=$(date +%s)
-      if "$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" $quiet \
-        --out "$out/runs/$task/$row/seed-$seed"; then
-        echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
+      if [ "$jobs" -gt 1 ]; then
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+        run_one "$task" "$row" $((3435 + i)) &
       else
-        echo "   ($task $row, seed $seed: FAILED after $(( $(date +%s) - t0 )) s; the other rows go on)" >&2
-        failed+=("$task/$row seed $seed")
+        run_one "$task" "$row" $((3435 + i))
       fi
     done
   done
@@ -116,10 +157,11 @@ if wants g2p; then
     reinforce-noisy nvil-noisy vimco-noisy vimco-per-step-noisy
 fi
 
+wait
 echo "== tables"
 "$bin" report --preset "$preset" --results "$results"
 echo "== done in $(( $(date +%s) - start )) s; tables under $out/"
-if [ ${#failed[@]} -gt 0 ]; then
-  echo "reproduce.sh: ${#failed[@]} run(s) failed (their rows are missing from the tables): ${failed[*]}" >&2
+if [ -s "$failed_list" ]; then
+  echo "reproduce.sh: $(wc -l <"$failed_list") run(s) failed (their rows are missing from the tables): $(paste -sd, "$failed_list")" >&2
   exit 1
 fi

@@ -102,12 +102,18 @@ run_one() {
   local cmd=("$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" $quiet
     --out "$out/runs/$task/$row/seed-$seed")
   if [ "$jobs" -gt 1 ]; then
+    # appended, so that a rerun that skips or resumes the run keeps the earlier output
     log="$out/logs/$task-$row-seed-$seed.log"
-    "${cmd[@]}" >"$log" 2>&1 &
+    echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) ${cmd[*]}" >>"$log"
+    "${cmd[@]}" >>"$log" 2>&1 &
     local child=$!
     trap 'kill "$child" 2>/dev/null; wait "$child"; exit 130' INT TERM
     if wait "$child"; then
-      echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
+      if tail -n 1 "$log" | grep -q ': finished already'; then
+        echo "   ($task $row, seed $seed: finished already)"
+      else
+        echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
+      fi
       return
     fi
     tail -n 5 "$log" | sed 's/^/   | /' >&2

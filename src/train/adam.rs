@@ -19,9 +19,15 @@
 //! assert!(w.as_tensor().sqr()?.sum_all()?.to_scalar::<f32>()? < 1e-3);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
+//!
+//! On the CPU the update of each f32/f64 parameter is one pass over its values, in place (the
+//! moments live in host vectors), with the same floating-point operations in the same order as
+//! the composed tensor expression used on other devices, so both give bit-identical parameters
+//! (tested); the composed form allocates about fifteen temporaries per parameter and step.
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Result, Tensor, Var};
+use candle_core::{bail, CpuStorage, DType, Device, InplaceOp1, Layout, Result, Storage, Tensor, Var, WithDType};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -43,10 +49,58 @@ impl Default for AdamConfig {
     }
 }
 
+/// The first and second moment estimates (m, v) of one parameter: host vectors, updated in
+/// place, for an f32/f64 parameter on the CPU; tensors otherwise.
+enum Moments {
+    F32 { m: Vec<f32>, v: Vec<f32> },
+    F64 { m: Vec<f64>, v: Vec<f64> },
+    Tensors { m: Tensor, v: Tensor },
+}
+
+impl Moments {
+    /// Zero moments for `p`, on the host when `host` and `p` is an f32/f64 CPU tensor.
+    fn zeros(p: &Tensor, host: bool) -> Result<Self> {
+        let n = p.elem_count();
+        Ok(match (host, p.device(), p.dtype()) {
+            (true, Device::Cpu, DType::F32) => Self::F32 { m: vec![0.0; n], v: vec![0.0; n] },
+            (true, Device::Cpu, DType::F64) => Self::F64 { m: vec![0.0; n], v: vec![0.0; n] },
+            _ => Self::Tensors { m: p.zeros_like()?, v: p.zeros_like()? },
+        })
+    }
+
+    /// (m, v) as tensors of `p`'s shape.
+    fn tensors(&self, p: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (cpu, shape) = (&Device::Cpu, p.shape());
+        Ok(match self {
+            Self::F32 { m, v } => (Tensor::from_slice(m, shape, cpu)?, Tensor::from_slice(v, shape, cpu)?),
+            Self::F64 { m, v } => (Tensor::from_slice(m, shape, cpu)?, Tensor::from_slice(v, shape, cpu)?),
+            Self::Tensors { m, v } => (m.clone(), v.clone()),
+        })
+    }
+
+    /// Replace (m, v) by tensors already converted to `p`'s dtype and device.
+    fn set(&mut self, m_new: &Tensor, v_new: &Tensor) -> Result<()> {
+        match self {
+            Self::F32 { m, v } => {
+                *m = m_new.flatten_all()?.to_vec1()?;
+                *v = v_new.flatten_all()?.to_vec1()?;
+            }
+            Self::F64 { m, v } => {
+                *m = m_new.flatten_all()?.to_vec1()?;
+                *v = v_new.flatten_all()?.to_vec1()?;
+            }
+            Self::Tensors { m, v } => {
+                *m = m_new.clone();
+                *v = v_new.clone();
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct Adam {
     params: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    moments: Vec<Moments>,
     step: u64,
     pub config: AdamConfig,
 }
@@ -54,9 +108,14 @@ pub struct Adam {
 impl Adam {
     /// Named parameters (names are used to save and restore the state).
     pub fn new(params: Vec<(String, Var)>, config: AdamConfig) -> Result<Self> {
-        let m = params.iter().map(|(_, p)| p.as_tensor().zeros_like()).collect::<Result<Vec<_>>>()?;
-        let v = m.clone();
-        Ok(Self { params, m, v, step: 0, config })
+        Self::build(params, config, true)
+    }
+
+    /// `host = false` keeps every moment as a tensor and updates with the composed expression
+    /// (what non-CPU devices use); the tests compare the two.
+    fn build(params: Vec<(String, Var)>, config: AdamConfig, host: bool) -> Result<Self> {
+        let moments = params.iter().map(|(_, p)| Moments::zeros(p.as_tensor(), host)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { params, moments, step: 0, config })
     }
 
     pub fn step_count(&self) -> u64 {
@@ -72,10 +131,14 @@ impl Adam {
     /// One update from precomputed gradients; returns the global gradient norm before clipping.
     /// Parameters that received no gradient are left alone.
     pub fn step(&mut self, grads: &GradStore) -> Result<f64> {
-        let gs: Vec<Option<Tensor>> = self.params.iter().map(|(_, p)| grads.get(p).cloned()).collect();
+        let gs = self
+            .params
+            .iter()
+            .map(|(_, p)| grads.get(p).map(|g| g.contiguous()).transpose())
+            .collect::<Result<Vec<Option<Tensor>>>>()?;
         let mut sq = 0.0;
         for g in gs.iter().flatten() {
-            sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            sq += sum_of_squares(g)?;
         }
         let norm = sq.sqrt();
         if !norm.is_finite() {
@@ -89,20 +152,27 @@ impl Adam {
         let c = self.config;
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        let coeffs = Coeffs { scale, beta1: c.beta1, beta2: c.beta2, inv_bc1: 1.0 / bc1, inv_bc2: 1.0 / bc2, eps: c.eps, lr: c.lr, lr_wd: c.lr * c.weight_decay };
         for (i, g) in gs.into_iter().enumerate() {
             let Some(g) = g else { continue };
-            let g = (g * scale)?;
-            self.m[i] = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            self.v[i] = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let mhat = (&self.m[i] / bc1)?;
-            let vhat = (&self.v[i] / bc2)?;
-            let update = (mhat / (vhat.sqrt()? + c.eps)?)?;
             let p = &self.params[i].1;
-            let mut next = (p.as_tensor() - (update * c.lr)?)?;
-            if c.weight_decay > 0.0 {
-                next = (next - (p.as_tensor() * (c.lr * c.weight_decay))?)?;
+            match &mut self.moments[i] {
+                Moments::F32 { m, v } => update_in_place(p, &g, m, v, &coeffs)?,
+                Moments::F64 { m, v } => update_in_place(p, &g, m, v, &coeffs)?,
+                Moments::Tensors { m, v } => {
+                    let g = (g * scale)?;
+                    *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+                    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                    let mhat = (&*m / bc1)?;
+                    let vhat = (&*v / bc2)?;
+                    let update = (mhat / (vhat.sqrt()? + c.eps)?)?;
+                    let mut next = (p.as_tensor() - (update * c.lr)?)?;
+                    if c.weight_decay > 0.0 {
+                        next = (next - (p.as_tensor() * (c.lr * c.weight_decay))?)?;
+                    }
+                    p.set(&next)?;
+                }
             }
-            p.set(&next)?;
         }
         Ok(norm)
     }
@@ -111,11 +181,12 @@ impl Adam {
     /// safetensors checkpoint.
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
-        for (i, (name, _)) in self.params.iter().enumerate() {
-            out.insert(format!("adam.m.{name}"), self.m[i].clone());
-            out.insert(format!("adam.v.{name}"), self.v[i].clone());
+        for (i, (name, p)) in self.params.iter().enumerate() {
+            let (m, v) = self.moments[i].tensors(p.as_tensor())?;
+            out.insert(format!("adam.m.{name}"), m);
+            out.insert(format!("adam.v.{name}"), v);
         }
-        let dev = self.m.first().map(|t| t.device().clone()).unwrap_or(candle_core::Device::Cpu);
+        let dev = self.params.first().map(|(_, p)| p.device().clone()).unwrap_or(Device::Cpu);
         out.insert("adam.step".into(), Tensor::new(&[self.step as f64], &dev)?);
         Ok(out)
     }
@@ -124,7 +195,7 @@ impl Adam {
     /// its shape.
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         for (i, (name, p)) in self.params.iter().enumerate() {
-            for (kind, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
+            let [m, v] = ["m", "v"].map(|kind| -> Result<Tensor> {
                 let key = format!("adam.{kind}.{name}");
                 let t = tensors
                     .get(&key)
@@ -132,8 +203,9 @@ impl Adam {
                 if t.dims() != p.as_tensor().dims() {
                     candle_core::bail!("optimiser state `{key}` has shape {:?}, parameter has {:?}", t.dims(), p.as_tensor().dims())
                 }
-                *slot = t.to_dtype(p.as_tensor().dtype())?.to_device(p.as_tensor().device())?;
-            }
+                t.to_dtype(p.as_tensor().dtype())?.to_device(p.as_tensor().device())
+            });
+            self.moments[i].set(&m?, &v?)?;
         }
         let step = tensors
             .get("adam.step")
@@ -141,6 +213,113 @@ impl Adam {
         self.step = step.to_dtype(DType::F64)?.to_vec1::<f64>()?[0] as u64;
         Ok(())
     }
+}
+
+/// Σ g² in f64, summed in element order from 0 (what `g.to_dtype(F64)?.sqr()?.sum_all()` computes
+/// on the CPU, without its two temporaries); `g` contiguous.
+fn sum_of_squares(g: &Tensor) -> Result<f64> {
+    let (storage, layout) = g.storage_and_layout();
+    let range = layout.start_offset()..layout.start_offset() + g.elem_count();
+    let squares = |xs: &mut dyn Iterator<Item = f64>| xs.fold(0.0, |s, x| s + x * x);
+    match &*storage {
+        Storage::Cpu(CpuStorage::F32(d)) => Ok(squares(&mut d[range].iter().map(|&x| x as f64))),
+        Storage::Cpu(CpuStorage::F64(d)) => Ok(squares(&mut d[range].iter().copied())),
+        _ => {
+            drop(storage);
+            g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()
+        }
+    }
+}
+
+/// The scalars of one Adam step, in f64 (each is cast to the parameter's dtype, as candle's
+/// `tensor * f64` does).
+struct Coeffs {
+    scale: f64,
+    beta1: f64,
+    beta2: f64,
+    inv_bc1: f64,
+    inv_bc2: f64,
+    eps: f64,
+    lr: f64,
+    lr_wd: f64,
+}
+
+/// Element types of the in-place update.
+trait HostFloat: WithDType + num_traits::Float {
+    fn values_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
+    fn values(s: &CpuStorage) -> Option<&[Self]>;
+}
+
+impl HostFloat for f32 {
+    fn values_mut(s: &mut CpuStorage) -> Option<&mut [f32]> {
+        if let CpuStorage::F32(d) = s { Some(d) } else { None }
+    }
+    fn values(s: &CpuStorage) -> Option<&[f32]> {
+        if let CpuStorage::F32(d) = s { Some(d) } else { None }
+    }
+}
+
+impl HostFloat for f64 {
+    fn values_mut(s: &mut CpuStorage) -> Option<&mut [f64]> {
+        if let CpuStorage::F64(d) = s { Some(d) } else { None }
+    }
+    fn values(s: &CpuStorage) -> Option<&[f64]> {
+        if let CpuStorage::F64(d) = s { Some(d) } else { None }
+    }
+}
+
+/// One Adam step of a parameter, in place: the operations of the composed expression in
+/// [`Adam::step`], element by element (`x * k + 0` where candle computes `affine(k, 0)`).
+struct AdamInPlace<'a, T> {
+    g: &'a [T],
+    m: RefCell<&'a mut [T]>,
+    v: RefCell<&'a mut [T]>,
+    k: &'a Coeffs,
+}
+
+impl<T: HostFloat> InplaceOp1 for AdamInPlace<'_, T> {
+    fn name(&self) -> &'static str {
+        "adam-in-place"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let n = self.g.len();
+        if !layout.is_contiguous() || layout.shape().elem_count() != n {
+            bail!("adam-in-place: parameter not contiguous or of {} values (expected {n})", layout.shape().elem_count())
+        }
+        let Some(values) = T::values_mut(storage) else { bail!("adam-in-place: parameter dtype differs from its moments") };
+        let p = &mut values[layout.start_offset()..layout.start_offset() + n];
+        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
+        let (m, v) = (&mut **m, &mut **v);
+        let c = |x: f64| T::from_f64(x);
+        let (zero, one) = (T::zero(), T::one());
+        let (scale, b1, one_b1, b2, one_b2) = (c(self.k.scale), c(self.k.beta1), c(1.0 - self.k.beta1), c(self.k.beta2), c(1.0 - self.k.beta2));
+        let (inv_bc1, inv_bc2, eps, lr, lr_wd) = (c(self.k.inv_bc1), c(self.k.inv_bc2), c(self.k.eps), c(self.k.lr), c(self.k.lr_wd));
+        let decay = self.k.lr_wd > 0.0;
+        // zipped slices (no bounds checks) so that the loop vectorises
+        for (((p, &g), m), v) in p.iter_mut().zip(self.g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * scale + zero;
+            *m = (*m * b1 + zero) + (g * one_b1 + zero);
+            *v = (*v * b2 + zero) + ((g * g) * one_b2 + zero);
+            let update = (*m * inv_bc1 + zero) / ((*v * inv_bc2 + zero).sqrt() * one + eps);
+            let next = *p - (update * lr + zero);
+            *p = if decay { next - (*p * lr_wd + zero) } else { next };
+        }
+        Ok(())
+    }
+}
+
+/// The in-place update of an f32/f64 CPU parameter `p` from its contiguous gradient `g`.
+fn update_in_place<T: HostFloat>(p: &Var, g: &Tensor, m: &mut [T], v: &mut [T], k: &Coeffs) -> Result<()> {
+    let (storage, layout) = g.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { bail!("adam: gradient of a CPU parameter is not on the CPU") };
+    let Some(values) = T::values(cpu) else { bail!("adam: gradient dtype {:?} differs from the parameter's", g.dtype()) };
+    let n = m.len();
+    if g.elem_count() != n {
+        bail!("adam: gradient has {} values, parameter {n}", g.elem_count())
+    }
+    let op = AdamInPlace { g: &values[layout.start_offset()..layout.start_offset() + n], m: RefCell::new(m), v: RefCell::new(v), k };
+    p.as_tensor().inplace_op1(&op)
 }
 
 #[cfg(test)]
@@ -201,6 +380,62 @@ mod tests {
             w.as_tensor().to_vec1::<f64>()
         };
         assert_eq!(run(None)?, run(Some(4))?);
+        Ok(())
+    }
+
+    /// Parameters after `steps` updates of a loss with uneven gradients (clipping active on some
+    /// steps, weight decay on), with the in-place host update or the composed tensor expression.
+    fn trained<T: WithDType>(host: bool, steps: usize, resume_at: Option<usize>) -> Result<Vec<Vec<T>>> {
+        let mut rng = crate::rng::SeededRng::new(7);
+        let dt = T::DTYPE;
+        let ws = [vec![3usize, 5], vec![7]]
+            .iter()
+            .map(|d| Var::from_tensor(&rng.uniform(d.clone(), &Device::Cpu)?.affine(4.0, -2.0)?.to_dtype(dt)?))
+            .collect::<Result<Vec<_>>>()?;
+        let named = |ws: &[Var]| ws.iter().enumerate().map(|(i, w)| (format!("w{i}"), w.clone())).collect::<Vec<_>>();
+        let cfg = AdamConfig { lr: 0.03, weight_decay: 0.01, max_grad_norm: Some(2.0), ..Default::default() };
+        let mut opt = Adam::build(named(&ws), cfg, host)?;
+        let loss = |ws: &[Var]| -> Result<Tensor> {
+            let a = (ws[0].as_tensor().sqr()?.sum_all()? * 0.3)?;
+            let b = ws[1].as_tensor().sin()?.sum_all()?;
+            let c = (ws[0].as_tensor().sum_all()? * ws[1].as_tensor().sum_all()?)?;
+            a + b + c
+        };
+        for i in 0..steps {
+            if Some(i) == resume_at {
+                // a fresh optimiser of the other kind continues from the saved state
+                let state = opt.state_tensors()?;
+                opt = Adam::build(named(&ws), cfg, !host)?;
+                opt.load_state(&state)?;
+            }
+            opt.backward_step(&loss(&ws)?)?;
+        }
+        ws.iter().map(|w| w.as_tensor().flatten_all()?.to_vec1::<T>()).collect()
+    }
+
+    #[test]
+    fn in_place_update_is_bit_identical_to_the_composed_expression() -> Result<()> {
+        assert!(matches!(Moments::zeros(&Tensor::zeros(2, DType::F32, &Device::Cpu)?, true)?, Moments::F32 { .. }));
+        let host = trained::<f32>(true, 25, None)?;
+        let composed = trained::<f32>(false, 25, None)?;
+        assert_eq!(host, composed, "f32 parameters differ");
+        assert_ne!(host, trained::<f32>(true, 24, None)?, "the steps change the parameters");
+        assert_eq!(trained::<f64>(true, 25, None)?, trained::<f64>(false, 25, None)?, "f64 parameters differ");
+        // state saved by one kind and loaded into the other resumes exactly
+        assert_eq!(trained::<f32>(true, 25, Some(11))?, host);
+        assert_eq!(trained::<f32>(false, 25, Some(11))?, host);
+        Ok(())
+    }
+
+    #[test]
+    fn sum_of_squares_matches_candle() -> Result<()> {
+        let mut rng = crate::rng::SeededRng::new(3);
+        let g = rng.uniform((301, 17), &Device::Cpu)?.affine(10.0, -5.0)?;
+        let reference = g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        assert_eq!(sum_of_squares(&g)?, reference);
+        // a strided view is summed in its logical order once made contiguous
+        let t = g.t()?.contiguous()?;
+        assert_eq!(sum_of_squares(&t)?, t.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?);
         Ok(())
     }
 }

@@ -17,15 +17,20 @@ use super::gemm::matmul_into;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
 
 /// Rows per chunk are chosen so that one chunk of logits holds at most this many floats (2 MiB:
-/// the chunk stays in cache between the matmul that writes it and the passes that read it).
+/// the chunk stays in cache between the matmul that writes it and the passes that read it)...
 const CHUNK_ELEMS: usize = 1 << 19;
+
+/// ...but never fewer rows than this: the backward pass's ∂W += ∂zᵀ H[chunk] reads and writes all
+/// of ∂W `[V, d]` once per chunk, with the chunk's rows as the inner dimension, so at a large V
+/// (2 MiB is 37 rows at V = 14,000) that product runs far below a matmul's rate.
+const MIN_CHUNK_ROWS: usize = 256;
 
 struct GoldLogSoftmax {
     gold: Tensor,
 }
 
 fn chunk_rows(v: usize) -> usize {
-    (CHUNK_ELEMS / v.max(1)).max(1)
+    (CHUNK_ELEMS / v.max(1)).max(MIN_CHUNK_ROWS)
 }
 
 /// z[0..len] = H[start..start+len] Wᵀ (row stride V) into the reused chunk buffer.
@@ -301,9 +306,16 @@ mod tests {
 
     #[test]
     fn matches_the_plain_composition_in_value_and_gradient() -> Result<()> {
+        // one chunk; then three chunks of MIN_CHUNK_ROWS rows (the last one short)
+        matches_the_plain_composition(37, 5, 11)?;
+        let v = 2 * CHUNK_ELEMS / MIN_CHUNK_ROWS;
+        assert_eq!(chunk_rows(v), MIN_CHUNK_ROWS);
+        matches_the_plain_composition(2 * MIN_CHUNK_ROWS + 37, 3, v)
+    }
+
+    fn matches_the_plain_composition(n: usize, d: usize, v: usize) -> Result<()> {
         let dev = Device::Cpu;
         let mut rng = SeededRng::new(1);
-        let (n, d, v) = (37, 5, 11);
         let h = Var::from_tensor(&rng.normal((n, d), &dev)?)?;
         let w = Var::from_tensor(&rng.normal((v, d), &dev)?)?;
         let b = Var::from_tensor(&rng.normal(v, &dev)?)?;
@@ -371,15 +383,17 @@ mod tests {
 
     #[test]
     fn chunking_does_not_change_the_result() -> Result<()> {
-        // more rows than one chunk holds when V is large
+        // more rows than one chunk holds when V is large: MIN_CHUNK_ROWS rows per chunk here,
+        // so three chunks, the last one short
         let dev = Device::Cpu;
         let mut rng = SeededRng::new(2);
-        let v = CHUNK_ELEMS / 3 + 1; // 3 rows per chunk at most
-        let (n, d) = (8, 2);
+        let v = 2 * CHUNK_ELEMS / MIN_CHUNK_ROWS;
+        assert_eq!(chunk_rows(v), MIN_CHUNK_ROWS);
+        let (n, d) = (2 * MIN_CHUNK_ROWS + 37, 2);
         let h = rng.normal((n, d), &dev)?;
         let w = rng.normal((v, d), &dev)?;
         let b = Tensor::zeros(v, DType::F32, &dev)?;
-        let y = Tensor::new(&[0u32, 1, 2, 3, 4, 5, 6, 7], &dev)?;
+        let y = Tensor::from_vec((0..n as u32).map(|i| (i * 7919) % v as u32).collect::<Vec<_>>(), n, &dev)?;
         let a = gold_log_softmax(&h, &w, &b, &y)?.to_vec1::<f32>()?;
         let c = gold_log_softmax_naive(&h, &w, &b, &y)?.to_vec1::<f32>()?;
         for (x, z) in a.iter().zip(&c) {

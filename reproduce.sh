@@ -97,7 +97,7 @@ if [ "$jobs" -gt 1 ]; then
   echo "== $jobs jobs at once, $RAYON_NUM_THREADS thread(s) each; their output: $out/logs/"
 fi
 run_one() {
-  local task=$1 row=$2 seed=$3 t0 log
+  local task=$1 row=$2 seed=$3 t0 log ok=
   t0=$(date +%s)
   local cmd=("$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" $quiet
     --out "$out/runs/$task/$row/seed-$seed")
@@ -108,21 +108,19 @@ run_one() {
     "${cmd[@]}" >>"$log" 2>&1 &
     local child=$!
     trap 'kill "$child" 2>/dev/null; wait "$child"; exit 130' INT TERM
-    if wait "$child"; then
-      if tail -n 1 "$log" | grep -q ': finished already'; then
-        echo "   ($task $row, seed $seed: finished already)"
-      else
-        echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
-      fi
-      return
-    fi
-    tail -n 5 "$log" | sed 's/^/   | /' >&2
-  elif "${cmd[@]}"; then
-    echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
-    return
+    wait "$child" && ok=1
+    [ -n "$ok" ] || tail -n 5 "$log" | sed 's/^/   | /' >&2
+  else
+    "${cmd[@]}" && ok=1
   fi
-  echo "   ($task $row, seed $seed: FAILED after $(( $(date +%s) - t0 )) s; the other rows go on)" >&2
-  echo "$task/$row seed $seed" >>"$failed_list"
+  if [ -z "$ok" ]; then
+    echo "   ($task $row, seed $seed: FAILED after $(( $(date +%s) - t0 )) s; the other rows go on)" >&2
+    echo "$task/$row seed $seed" >>"$failed_list"
+  elif [ -n "${log:-}" ] && tail -n 1 "$log" | grep -q ': finished already'; then
+    echo "   ($task $row, seed $seed: finished already)"
+  else
+    echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
+  fi
 }
 run_rows() {
   local task=$1; shift

@@ -244,26 +244,19 @@ struct Coeffs {
     lr_wd: f64,
 }
 
-/// Element types of the in-place update.
+/// Element types of the in-place update (candle's `CpuStorage` offers shared slices only).
 trait HostFloat: WithDType + num_traits::Float {
     fn values_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
-    fn values(s: &CpuStorage) -> Option<&[Self]>;
 }
 
 impl HostFloat for f32 {
     fn values_mut(s: &mut CpuStorage) -> Option<&mut [f32]> {
         if let CpuStorage::F32(d) = s { Some(d) } else { None }
     }
-    fn values(s: &CpuStorage) -> Option<&[f32]> {
-        if let CpuStorage::F32(d) = s { Some(d) } else { None }
-    }
 }
 
 impl HostFloat for f64 {
     fn values_mut(s: &mut CpuStorage) -> Option<&mut [f64]> {
-        if let CpuStorage::F64(d) = s { Some(d) } else { None }
-    }
-    fn values(s: &CpuStorage) -> Option<&[f64]> {
         if let CpuStorage::F64(d) = s { Some(d) } else { None }
     }
 }
@@ -313,7 +306,7 @@ impl<T: HostFloat> InplaceOp1 for AdamInPlace<'_, T> {
 fn update_in_place<T: HostFloat>(p: &Var, g: &Tensor, m: &mut [T], v: &mut [T], k: &Coeffs) -> Result<()> {
     let (storage, layout) = g.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else { bail!("adam: gradient of a CPU parameter is not on the CPU") };
-    let Some(values) = T::values(cpu) else { bail!("adam: gradient dtype {:?} differs from the parameter's", g.dtype()) };
+    let values = cpu.as_slice::<T>()?;
     let n = m.len();
     if g.elem_count() != n {
         bail!("adam: gradient has {} values, parameter {n}", g.elem_count())

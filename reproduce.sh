@@ -2,7 +2,7 @@
 # Regenerate varattn's result tables.
 #
 #   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p]
-#                  [--jobs N] [--quiet]
+#                  [--jobs N] [--device cpu|cuda|cuda:N] [--quiet]
 #
 # Builds the release binary, prepares and verifies the data (offline sets; the Hub for paper), trains and evaluates every
 # run a table needs (seeds 3435, 3436, ...), and writes results/<preset>/: one Markdown and one CSV
@@ -13,6 +13,10 @@
 # results/<preset>/logs/; default: one job per core for smoke and cpu (the models are small, so one
 # thread per run uses a core better than two threads on one run), one job for paper. A run's result
 # does not depend on the number of jobs or threads.
+# --device cuda trains and evaluates every run on the GPU (the demo stays on the CPU) with a binary
+# built with the `cuda` feature (cargo build --features cuda into target/cuda, unless VARATTN_BIN
+# names one, e.g. scripts/cuda-build.sh's), and writes results/cuda/<preset>/ so that CPU and GPU
+# runs never mix.
 # Environment: VARATTN_BIN (use this binary instead of building one), VARATTN_RESULTS (results
 # root instead of ./results), VARATTN_CACHE (data cache, default ~/.cache/varattn).
 #   demo  every objective on a synthetic reversal task (seconds)
@@ -29,6 +33,7 @@ seeds=1
 only=demo,nmt,vqa,vqa-bayes,g2p
 quiet=
 jobs=
+device=cpu
 while [ $# -gt 0 ]; do
   case "$1" in
     --preset) preset="${2:?--preset needs a value}"; shift 2 ;;
@@ -39,8 +44,10 @@ while [ $# -gt 0 ]; do
     --only=*) only="${1#*=}"; shift ;;
     --jobs) jobs="${2:?--jobs needs a value}"; shift 2 ;;
     --jobs=*) jobs="${1#*=}"; shift ;;
+    --device) device="${2:?--device needs a value}"; shift 2 ;;
+    --device=*) device="${1#*=}"; shift ;;
     --quiet) quiet=--quiet; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "reproduce.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,17 +63,33 @@ if [ -z "$jobs" ]; then
   if [ "$preset" = paper ]; then jobs=1; else jobs=$cores; fi
 fi
 case "$jobs" in ''|0|*[!0-9]*) echo "reproduce.sh: --jobs takes a positive number" >&2; exit 2 ;; esac
+case "$device" in
+  cpu|cuda) ;;
+  cuda:*[!0-9]*|cuda:) echo "reproduce.sh: --device takes cpu, cuda or cuda:N, got '$device'" >&2; exit 2 ;;
+  cuda:*) ;;
+  *) echo "reproduce.sh: --device takes cpu, cuda or cuda:N, got '$device'" >&2; exit 2 ;;
+esac
 wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 start=$(date +%s)
 if [ -n "${VARATTN_BIN:-}" ]; then
   bin="$VARATTN_BIN"
 else
-  echo "== building varattn (release)"
-  cargo build --release --quiet
-  bin="${CARGO_TARGET_DIR:-target}/release/varattn"
+  if [ "$device" = cpu ]; then
+    echo "== building varattn (release)"
+    cargo build --release --quiet
+    bin="${CARGO_TARGET_DIR:-target}/release/varattn"
+  else
+    echo "== building varattn (release, --features cuda; needs the CUDA toolkit, see scripts/cuda-build.sh)"
+    cargo build --release --quiet --features cuda --target-dir "${CARGO_TARGET_DIR:-target}/cuda"
+    bin="${CARGO_TARGET_DIR:-target}/cuda/release/varattn"
+  fi
 fi
-results="${VARATTN_RESULTS:-results}"
+if [ "$device" = cpu ]; then
+  results="${VARATTN_RESULTS:-results}"
+else
+  results="${VARATTN_RESULTS:-results/cuda}"
+fi
 out="$results/$preset"
 mkdir -p "$out"
 
@@ -99,7 +122,7 @@ fi
 run_one() {
   local task=$1 row=$2 seed=$3 t0 log ok=
   t0=$(date +%s)
-  local cmd=("$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" $quiet
+  local cmd=("$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" --device "$device" $quiet
     --out "$out/runs/$task/$row/seed-$seed")
   if [ "$jobs" -gt 1 ]; then
     # appended, so that a rerun that skips or resumes the run keeps the earlier output
@@ -109,7 +132,13 @@ run_one() {
     local child=$!
     trap 'kill "$child" 2>/dev/null; wait "$child"; exit 130' INT TERM
     wait "$child" && ok=1
-    [ -n "$ok" ] || tail -n 5 "$log" | sed 's/^/   | /' >&2
+    if [ -z "$ok" ]; then
+      # the error and its causes (not the backtrace after them), else the log's last lines
+      local why
+      why=$(awk '/^Error:/ { p = 1 } /^Stack backtrace:/ { p = 0 } p' "$log" | sed '/^$/d' | head -n 12)
+      [ -n "$why" ] || why=$(tail -n 5 "$log")
+      printf '%s\n' "$why" | sed 's/^/   | /' >&2
+    fi
   else
     "${cmd[@]}" && ok=1
   fi

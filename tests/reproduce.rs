@@ -1,5 +1,6 @@
 //! `./reproduce.sh --preset smoke` end to end, killed midway and rerun: the rerun finishes
-//! every table without redoing the runs that had finished.
+//! every table without redoing the runs that had finished. Then `--device`: checked before
+//! anything runs, and with a binary built without the `cuda` feature every run fails naming why.
 use std::path::Path;
 mod common;
 use std::os::unix::process::CommandExt;
@@ -66,4 +67,17 @@ fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
     assert_eq!(g.lines().count(), 5, "header + four estimators:\n{g}");
     let v2 = std::fs::read_to_string(results.join("smoke/vqa-aa-bam.csv")).unwrap();
     assert_eq!(v2.lines().count(), 10, "header + soft + eight attention rows:\n{v2}");
+
+    // --device (after the runs above, which share the data cache): a bad value stops the script
+    // before it builds or runs anything; `cuda` with this CPU-only binary fails each G2P run with
+    // the binary's reason, writes no result, and the script exits 1 naming the failed runs.
+    let bad = reproduce(results).args(["--device", "tpu"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--device takes cpu, cuda or cuda:N, got 'tpu'"));
+    let gpu = tmp.path().join("gpu");
+    let out = reproduce(&gpu).args(["--only", "g2p", "--device", "cuda"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("built without the `cuda` feature") && stderr.contains("8 run(s) failed"), "{stderr}");
+    assert!(!gpu.join("smoke/runs/g2p/reinforce/seed-3435/result.json").exists());
 }

@@ -123,17 +123,21 @@ def loss_of(model, objective, batch):
     raise ValueError(f"unknown objective {objective}")
 
 
-def lstm_step_ms(batch, steps, dim, reps):
+def lstm_step_ms(batch, steps, dim, reps, device="cpu"):
     """Median ms of one nn.LSTM(dim, dim) training step: forward, backward of the summed outputs, Adam."""
-    lstm = nn.LSTM(dim, dim, 1, batch_first=True)
+    dev = torch.device(device)
+    lstm = nn.LSTM(dim, dim, 1, batch_first=True).to(dev)
     opt = torch.optim.Adam(lstm.parameters())
-    x = torch.rand(batch, steps, dim) * 2 - 1
+    x = (torch.rand(batch, steps, dim) * 2 - 1).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for r in range(reps + 1):
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         lstm(x)[0].sum().backward()
         opt.step()
+        sync()
         if r > 0:
             times.append(time.perf_counter() - t0)
     times.sort()
@@ -142,12 +146,13 @@ def lstm_step_ms(batch, steps, dim, reps):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "lstm":
-        # lstm BATCH STEPS DIM REPS THREADS
+        # lstm BATCH STEPS DIM REPS THREADS [DEVICE]
         b, t, d, reps, threads = map(int, sys.argv[2:7])
+        device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
         if threads > 0:
             torch.set_num_threads(threads)
         torch.manual_seed(3435)
-        print(json.dumps({"pytorch_ms": lstm_step_ms(b, t, d, reps), "implementation": f"pytorch {torch.__version__}"}))
+        print(json.dumps({"pytorch_ms": lstm_step_ms(b, t, d, reps, device), "implementation": f"pytorch {torch.__version__}"}))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for k in ["vocab", "emb", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers", "attn_hidden", "out_hidden",

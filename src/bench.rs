@@ -191,10 +191,12 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
     let reps = 3;
     let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
         f()?; // warm-up
+        dev.synchronize()?;
         let t0 = Instant::now();
         for _ in 0..reps {
             f()?;
         }
+        dev.synchronize()?;
         Ok(t0.elapsed().as_secs_f64() / reps as f64)
     };
     let fused = time(&mut || {
@@ -236,9 +238,9 @@ pub struct LstmBench {
 }
 
 /// Times [`LstmBench`] (median of `reps` after one warm-up).
-pub fn bench_lstm(b: usize, t: usize, d: usize, reps: usize, seed: u64) -> Result<LstmBench> {
+pub fn bench_lstm(b: usize, t: usize, d: usize, reps: usize, seed: u64, dev: &Device) -> Result<LstmBench> {
     use crate::nn::lstm::{Lstm, LstmConfig};
-    let dev = Device::Cpu;
+    let dev = dev.clone();
     let mut rng = SeededRng::new(seed);
     let x = rng.uniform(&[b, t, d], &dev)?.affine(2.0, -1.0)?;
     let mut ps = ParamStore::new(seed, 0.1, &dev);
@@ -271,8 +273,10 @@ pub fn bench_lstm(b: usize, t: usize, d: usize, reps: usize, seed: u64) -> Resul
         f()?;
         let mut ms = Vec::with_capacity(reps);
         for _ in 0..reps {
+            dev.synchronize()?;
             let t0 = Instant::now();
             f()?;
+            dev.synchronize()?;
             ms.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         ms.sort_by(f64::total_cmp);
@@ -293,10 +297,11 @@ pub fn bench_lstm(b: usize, t: usize, d: usize, reps: usize, seed: u64) -> Resul
 }
 
 /// Fills `lstm.pytorch_ms` from the reference script's `lstm` mode (same sizes and threads).
-pub fn run_pytorch_lstm(python: &Path, script: &Path, lstm: &mut LstmBench, reps: usize, threads: usize) -> Result<()> {
+pub fn run_pytorch_lstm(python: &Path, script: &Path, lstm: &mut LstmBench, reps: usize, threads: usize, dev: &Device) -> Result<()> {
     let out = std::process::Command::new(python)
         .arg(script)
         .args(["lstm", &lstm.batch.to_string(), &lstm.steps.to_string(), &lstm.dim.to_string(), &reps.to_string(), &threads.to_string()])
+        .arg(torch_device(dev)?)
         .output()
         .with_context(|| format!("bench: running {} {} lstm", python.display(), script.display()))?;
     if !out.status.success() {
@@ -307,6 +312,15 @@ pub fn run_pytorch_lstm(python: &Path, script: &Path, lstm: &mut LstmBench, reps
     let v: serde_json::Value = serde_json::from_str(line)?;
     lstm.pytorch_ms = v["pytorch_ms"].as_f64();
     Ok(())
+}
+
+/// PyTorch's name for a candle device: `cpu` or `cuda:N`.
+pub fn torch_device(dev: &Device) -> Result<String> {
+    match dev.location() {
+        candle_core::DeviceLocation::Cpu => Ok("cpu".into()),
+        candle_core::DeviceLocation::Cuda { gpu_id } => Ok(format!("cuda:{gpu_id}")),
+        other => bail!("bench: the PyTorch reference has no counterpart of {other:?}"),
+    }
 }
 
 /// The objectives bench/nmt_reference.py implements.
@@ -348,7 +362,7 @@ pub fn run_pytorch(python: &Path, script: &Path, opts: &BenchOptions, preset: &s
         return Ok(Vec::new());
     }
     let mut cmd = std::process::Command::new(python);
-    cmd.arg(script);
+    cmd.arg(script).arg("--device").arg(torch_device(&opts.device)?);
     for (k, v) in &args {
         cmd.arg(k).arg(v);
     }

@@ -145,6 +145,10 @@ enum Command {
         /// Directory for bench.json, bench.csv and bench.md.
         #[arg(long, default_value = "results/bench")]
         out: PathBuf,
+        /// Device of every measurement (cpu, cuda or cuda:N; cuda needs a build with the `cuda`
+        /// feature); the PyTorch reference runs on the same device. Peak memory is the host's.
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
 }
 
@@ -377,8 +381,9 @@ fn main() -> Result<()> {
                 println!("{}\n{}\n{}\n{}", t1.markdown(), t2.markdown(), t3.markdown(), tables::claims_markdown(&claims));
             }
         }
-        Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out } => {
+        Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device } => {
             use varattn::bench;
+            let device = varattn::selftest::device_from_name(&device)?;
             let opts = bench::BenchOptions {
                 presets: presets.split(',').map(str::to_string).collect(),
                 rows: rows.split(',').map(str::to_string).collect(),
@@ -389,14 +394,14 @@ fn main() -> Result<()> {
                 warmup,
                 steps,
                 seed,
-                device: candle_core::Device::Cpu,
+                device: device.clone(),
             };
             let threads = candle_core::utils::get_num_threads();
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join("nmt_reference.py");
             let script = if script.exists() { script } else { PathBuf::from("bench/nmt_reference.py") };
-            let mut lstm = bench::bench_lstm(32, 30, 256, 11, seed)?;
+            let mut lstm = bench::bench_lstm(32, 30, 256, 11, seed, &device)?;
             if let Some(py) = &pytorch {
-                bench::run_pytorch_lstm(py, &script, &mut lstm, 11, threads)?;
+                bench::run_pytorch_lstm(py, &script, &mut lstm, 11, threads, &device)?;
             }
             let lstm_line = format!(
                 "One LSTM layer 256->256, batch 32, 30 steps, forward + backward + Adam (median of 11): varattn {:.1} ms, candle's stock LSTM {:.1} ms{}.",
@@ -423,12 +428,13 @@ fn main() -> Result<()> {
                 }
             }
             let settings = format!(
-                "{threads} threads, src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, seed {seed}, git {}.",
+                "{} ({threads} CPU threads), src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, seed {seed}, git {}.",
+                bench::torch_device(&device)?,
                 git_revision().unwrap_or_else(|| "unknown".into())
             );
             let md = bench::markdown(&lstm_line, &ours, &theirs, &layers, &settings);
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let json = serde_json::json!({ "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads });
+            let json = serde_json::json!({ "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads, "device": bench::torch_device(&device)? });
             write_atomic(&out.join("bench.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
             let mut w = csv::Writer::from_writer(Vec::new());
             for r in ours.iter().chain(&theirs) {

@@ -75,3 +75,32 @@ fn report_removes_tables_that_no_run_backs() {
     }
     assert!(dir.join("notes.md").exists(), "a file that is not a table was removed");
 }
+
+#[test]
+fn bench_measures_the_smoke_sizes_and_names_a_device_it_cannot_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = varattn()
+        .args(["bench", "--presets", "smoke", "--rows", "soft,kmax-2", "--steps", "2", "--warmup", "1", "--config-dir"])
+        .arg(format!("{root}/configs/nmt"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
+    assert_eq!(v["device"], "cpu");
+    let rows = v["varattn"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0 && r["steps"] == 2, "{r}");
+    }
+    assert!(v["output_layer"][0]["matmul_gflops"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(dir.path().join("bench.md")).unwrap().contains("| smoke | kmax-2 |"));
+    // a device this build cannot open: a clear error, nothing written
+    let none = dir.path().join("none");
+    let bad = varattn().args(["bench", "--presets", "smoke", "--device", "cuda", "--out"]).arg(&none).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("device `cuda`"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(!none.exists());
+}

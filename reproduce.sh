@@ -63,32 +63,22 @@ if [ -z "$jobs" ]; then
   if [ "$preset" = paper ]; then jobs=1; else jobs=$cores; fi
 fi
 case "$jobs" in ''|0|*[!0-9]*) echo "reproduce.sh: --jobs takes a positive number" >&2; exit 2 ;; esac
-case "$device" in
-  cpu|cuda) ;;
-  cuda:*[!0-9]*|cuda:) echo "reproduce.sh: --device takes cpu, cuda or cuda:N, got '$device'" >&2; exit 2 ;;
-  cuda:*) ;;
-  *) echo "reproduce.sh: --device takes cpu, cuda or cuda:N, got '$device'" >&2; exit 2 ;;
-esac
+[[ $device =~ ^(cpu|cuda(:[0-9]+)?)$ ]] || { echo "reproduce.sh: --device takes cpu, cuda or cuda:N, got '$device'" >&2; exit 2; }
 wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 start=$(date +%s)
+# CPU: the plain build and results/; a GPU: the `cuda` build in its own target dir and results/cuda/
+if [ "$device" = cpu ]; then
+  build=(--target-dir "${CARGO_TARGET_DIR:-target}"); results="${VARATTN_RESULTS:-results}"
+else
+  build=(--features cuda --target-dir "${CARGO_TARGET_DIR:-target}/cuda"); results="${VARATTN_RESULTS:-results/cuda}"
+fi
 if [ -n "${VARATTN_BIN:-}" ]; then
   bin="$VARATTN_BIN"
 else
-  if [ "$device" = cpu ]; then
-    echo "== building varattn (release)"
-    cargo build --release --quiet
-    bin="${CARGO_TARGET_DIR:-target}/release/varattn"
-  else
-    echo "== building varattn (release, --features cuda; needs the CUDA toolkit, see scripts/cuda-build.sh)"
-    cargo build --release --quiet --features cuda --target-dir "${CARGO_TARGET_DIR:-target}/cuda"
-    bin="${CARGO_TARGET_DIR:-target}/cuda/release/varattn"
-  fi
-fi
-if [ "$device" = cpu ]; then
-  results="${VARATTN_RESULTS:-results}"
-else
-  results="${VARATTN_RESULTS:-results/cuda}"
+  echo "== building varattn (release, ${build[*]})"
+  cargo build --release --quiet "${build[@]}"
+  bin="${build[-1]}/release/varattn"
 fi
 out="$results/$preset"
 mkdir -p "$out"

@@ -384,6 +384,7 @@ fn main() -> Result<()> {
         Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device } => {
             use varattn::bench;
             let device = varattn::selftest::device_from_name(&device)?;
+            let device_name = bench::torch_device(&device)?;
             let opts = bench::BenchOptions {
                 presets: presets.split(',').map(str::to_string).collect(),
                 rows: rows.split(',').map(str::to_string).collect(),
@@ -429,12 +430,12 @@ fn main() -> Result<()> {
             }
             let settings = format!(
                 "{} ({threads} CPU threads), src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, seed {seed}, git {}.",
-                bench::torch_device(&device)?,
+                device_name,
                 git_revision().unwrap_or_else(|| "unknown".into())
             );
             let md = bench::markdown(&lstm_line, &ours, &theirs, &layers, &settings);
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let json = serde_json::json!({ "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads, "device": bench::torch_device(&device)? });
+            let json = serde_json::json!({ "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads, "device": device_name });
             write_atomic(&out.join("bench.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
             let mut w = csv::Writer::from_writer(Vec::new());
             for r in ours.iter().chain(&theirs) {

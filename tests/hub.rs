@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use varattn::data::hub::{Hub, HubSettings};
 use varattn::data::hub_parquet::{write_translation_parquet, write_vqa_v2_parquet, VqaV2Example};
 use varattn::io::sha256_hex;
+use varattn::report::tables;
 
 mod common;
 use common::put_cached;
@@ -98,6 +99,21 @@ fn prepare(e: &Env, name: &str, vars: &[(&str, &str)]) -> Output {
         c.env(k, v);
     }
     c.output().unwrap()
+}
+
+/// `varattn train --preset smoke` of the row `config` into `run`, reading the Hub cache offline.
+fn train_offline(e: &Env, config: &Path, run: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_varattn"))
+        .args(["train", "--preset", "smoke", "--quiet", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(run)
+        .arg("--cache")
+        .arg(&e.data)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", &e.hub_cache)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -606,22 +622,64 @@ fn nmt_trains_on_a_prepared_hub_corpus() {
     std::fs::copy(root.join("configs/nmt/presets.toml"), cfg_dir.join("presets.toml")).unwrap();
     std::fs::write(cfg_dir.join("soft.toml"), "name = \"soft\"\nobjective = { kind = \"soft\" }\ndata = { corpus = \"iwslt14-de-en\", lowercase = true }\n").unwrap();
     let run = e.data.join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_varattn"))
-        .args(["train", "--preset", "smoke", "--quiet", "--config"])
-        .arg(cfg_dir.join("soft.toml"))
-        .arg("--out")
-        .arg(&run)
-        .arg("--cache")
-        .arg(&e.data)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HUB_CACHE", &e.hub_cache)
-        .output()
-        .unwrap();
-    ok(&o);
+    ok(&train_offline(&e, &cfg_dir.join("soft.toml"), &run));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
     assert!(r["test_ppl"].as_f64().unwrap().is_finite());
     assert!(e.data.join("iwslt14-de-en/bpe-300-lc.json").is_file());
     let translations = std::fs::read_to_string(run.join("translations.txt")).unwrap();
     // references are the lower-cased test targets of the Hub corpus
     assert!(translations.lines().next().unwrap().ends_with("test sentence number 0 is here."), "{translations}");
+}
+
+/// Deng et al.'s WMT17 English->German line through the real row files: a wmt/wmt17 fixture in
+/// the Hub cache, `configs/wmt17/{soft,var-sample}.toml` trained with the smoke preset (runs under
+/// runs/wmt17/), then `varattn report` writes the WMT17 table with the paper's BLEU beside ours.
+#[test]
+fn wmt17_line_trains_on_the_hub_corpus_and_reports_beside_the_paper() {
+    let e = env();
+    let subjects = ["The house", "A small tree", "My old friend", "The red car", "Her brother", "This city"];
+    let verbs = [("is here", "ist hier"), ("was big", "war groß"), ("stays home", "bleibt zu Hause"), ("looks new", "sieht neu aus")];
+    let de_subjects = ["Das Haus", "Ein kleiner Baum", "Mein alter Freund", "Das rote Auto", "Ihr Bruder", "Diese Stadt"];
+    let rows: Vec<(String, String)> = (0..subjects.len() * verbs.len())
+        .map(|i| {
+            let (s, v) = (i % subjects.len(), i / subjects.len());
+            (format!("{} {}.", de_subjects[s], verbs[v].1), format!("{} {}.", subjects[s], verbs[v].0))
+        })
+        .collect();
+    let shards = ["train-00000-of-00004", "train-00001-of-00004", "train-00002-of-00004", "train-00003-of-00004"];
+    for (k, f) in shards.iter().enumerate() {
+        let part: Vec<_> = rows.iter().skip(k).step_by(shards.len()).cloned().collect();
+        put_cached(&e.hub_cache, "wmt/wmt17", "main", COMMIT_A, &format!("de-en/{f}.parquet"), &translation_bytes("translation", ("de", "en"), &part));
+    }
+    for f in ["validation-00000-of-00001", "test-00000-of-00001"] {
+        put_cached(&e.hub_cache, "wmt/wmt17", "main", COMMIT_A, &format!("de-en/{f}.parquet"), &translation_bytes("translation", ("de", "en"), &rows[..8]));
+    }
+    ok(&prepare(&e, "wmt17-de-en", &[("HF_HUB_OFFLINE", "1")]));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let results = e.data.join("results");
+    for row in ["soft", "var-sample"] {
+        let run = results.join("smoke/runs/wmt17").join(row).join("seed-3435");
+        ok(&train_offline(&e, &root.join("configs/wmt17").join(format!("{row}.toml")), &run));
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();
+        assert_eq!(r["name"], row);
+        assert!(r["test_ppl"].as_f64().unwrap().is_finite() && r["train_tokens_per_second"].as_f64().unwrap() > 0.0, "{r}");
+        // English source, German references
+        let translations = std::fs::read_to_string(run.join("translations.txt")).unwrap();
+        assert!(translations.lines().next().unwrap().ends_with(&rows[0].0), "{translations}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_varattn"))
+        .args(["report", "--preset", "smoke", "--results"])
+        .arg(&results)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let (out, _) = ok(&o);
+    let table = tables::Table::read_csv(&results.join("smoke/table-wmt17.csv")).unwrap();
+    assert_eq!(table.column("row").unwrap(), ["soft", "var-sample"], "{out}");
+    assert_eq!(table.column("paper BLEU").unwrap(), ["24.10", "24.98"]);
+    assert_eq!(table.column("speed vs soft").unwrap()[0], "1.00");
+    let md = std::fs::read_to_string(results.join("smoke/table-wmt17.md")).unwrap();
+    assert!(md.contains("WMT17 English->German") && md.contains("| soft |"), "{md}");
+    let claims = std::fs::read_to_string(results.join("smoke/claims-wmt17.md")).unwrap();
+    assert!(claims.contains("BLEU(var-sample) > BLEU(soft)"), "{claims}");
 }

@@ -90,8 +90,10 @@ mkdir -p "$out"
 # HF_HUB_OFFLINE=1 are honoured).
 nmt_corpus=$(sed -n "/^\[$preset\]/,/^\[/p" configs/nmt/presets.toml | grep -o 'corpus = "[^"]*"' | head -n 1 | cut -d'"' -f2)
 nmt_corpus=${nmt_corpus:-ding-de-en}
-echo "== data: $nmt_corpus"
-"$bin" data prepare "$nmt_corpus"
+if wants nmt; then
+  echo "== data: $nmt_corpus"
+  "$bin" data prepare "$nmt_corpus"
+fi
 
 if wants demo; then
   echo "== demo: every objective on the synthetic reversal task"

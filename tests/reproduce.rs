@@ -52,6 +52,12 @@ fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
         assert!(log.contains("soft: test PPL") && log.contains("soft: finished already"), "log of the soft run:\n{log}");
     }
     assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), finished_at);
+    // the closing summary: every table's claims, then the total time
+    let summary = stdout.split("== which of the papers' claims hold in this run (preset `smoke`)").nth(1).unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    for part in ["claims-vqa.md", "claims-g2p.md", "claims-vqa-aa-bam.md", "claims-nmt.md"] {
+        assert!(summary.contains(&format!("{part}: ")) && summary.contains("checked claims hold"), "{part} missing from the summary:\n{summary}");
+    }
+    assert!(summary.contains("== done in "), "{summary}");
     // the WMT17 line needs the Hub corpus: the paper preset only, said out loud elsewhere
     assert!(stdout.contains("WMT17 English->German: skipped under preset smoke"), "{stdout}");
     assert!(!results.join("smoke/runs/wmt17").exists() && !results.join("smoke/table-wmt17.md").exists());

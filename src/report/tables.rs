@@ -549,6 +549,30 @@ pub fn claims_markdown(claims: &[Claim]) -> String {
     s
 }
 
+/// The closing one-screen summary of `varattn report`: for every table written, how many of its
+/// claims hold, then one line per claim (`yes`, `no`, or `–` for a claim whose rows did not run)
+/// with our numbers.
+pub fn claims_summary(preset: &str, parts: &[(String, Vec<Claim>)]) -> String {
+    let mut s = format!("== which of the papers' claims hold in this run (preset `{preset}`)\n");
+    if parts.is_empty() {
+        s.push_str("no finished runs, no claims to check\n");
+    }
+    for (title, claims) in parts {
+        let held = claims.iter().filter(|c| c.holds == Some(true)).count();
+        let checked = claims.iter().filter(|c| c.holds.is_some()).count();
+        s.push_str(&format!("{title}: {held} of {checked} checked claims hold\n"));
+        for c in claims {
+            let h = match c.holds {
+                Some(true) => "yes",
+                Some(false) => "no ",
+                None => "–  ",
+            };
+            s.push_str(&format!("  {h} {} ({})\n", c.claim, c.detail));
+        }
+    }
+    s
+}
+
 /// Figures of the NMT runs: validation PPL per epoch for every row (first seed), and test PPL
 /// against K for the latent rows, as `<dir>/nmt-valid-ppl.{png,svg}` and `<dir>/nmt-ppl-vs-k.*`.
 pub fn nmt_figures(results: &BTreeMap<String, Vec<NmtResult>>, dir: &Path) -> Result<()> {
@@ -654,5 +678,11 @@ mod tests {
         let holds: Vec<Option<bool>> = claims.iter().map(|c| c.holds).collect();
         // BLEU 23 > 21 holds; var-enum was not run; 700 * 1.3 = 910 < 1000 tok/s: not comparable
         assert_eq!(holds, [Some(true), None, Some(false)]);
+        let summary = claims_summary("paper", &[("WMT17, claims-wmt17.md".into(), claims)]);
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(lines[1], "WMT17, claims-wmt17.md: 1 of 2 checked claims hold", "{summary}");
+        assert_eq!(lines[2], "  yes WMT17 En->De: BLEU(var-sample) > BLEU(soft) (23.00 vs 21.00)");
+        assert!(lines[3].starts_with("  –   WMT17 En->De: BLEU(var-enum)") && lines[4].starts_with("  no  WMT17"), "{summary}");
+        assert_eq!(lines.len(), 5);
     }
 }

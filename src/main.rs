@@ -472,9 +472,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `varattn selftest`: see [`varattn::selftest`].
-/// Deletes the files of a table that no finished run backs any more (left from earlier runs), so
-/// that the results folder never shows numbers its runs do not support.
 /// Where a report table goes and what its preamble says.
 struct TableDoc<'a> {
     /// `<stem>.md` and `<stem>.csv` under the preset's results folder.
@@ -516,6 +513,8 @@ fn publish_table(
     Ok(())
 }
 
+/// Deletes the files of a table that no finished run backs any more (left from earlier runs), so
+/// that the results folder never shows numbers its runs do not support.
 fn remove_stale_tables(dir: &Path, files: &[&str]) -> Result<()> {
     for f in files {
         let p = dir.join(f);
@@ -527,6 +526,7 @@ fn remove_stale_tables(dir: &Path, files: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `varattn selftest`: see [`varattn::selftest`].
 fn selftest(device: &str, seed: u64, steps: usize, cache: PathBuf, configs: &Path, out: Option<PathBuf>) -> Result<()> {
     use varattn::selftest::{compare_training, compare_with_cpu, comparison_table, training_table, TRAIN_OBJECTIVE_TOLERANCE, TRAIN_PARAMETER_TOLERANCE};
     let dev = varattn::selftest::device_from_name(device)?;

@@ -31,6 +31,22 @@ pub mod selftest;
 pub mod special;
 pub mod train;
 
+/// Fixes the thread count candle and the fused kernels use for the life of the process: sets
+/// `RAYON_NUM_THREADS` to [`candle_core::utils::get_num_threads`] when it is unset.
+///
+/// Why: with `RAYON_NUM_THREADS` unset, candle 0.11 answers every `get_num_threads()` — asked by
+/// every CPU matmul and by the fused kernels — by counting physical cores through `num_cpus`,
+/// which parses `/proc/cpuinfo` each time: 3–4% of a training step's samples here, and the
+/// bench's soft step ran 20–40% faster with the variable set (same thread count, so the same
+/// numbers). Call it at the start of `main`, before any thread is spawned (it writes the
+/// process environment). The `varattn` binary does.
+pub fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
 /// The README's code blocks are compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

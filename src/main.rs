@@ -149,6 +149,10 @@ enum Command {
         /// feature); the PyTorch reference runs on the same device. Peak memory is the host's.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Time the objectives' training steps only: skip the single-LSTM and output-layer
+        /// measurements (for profiling a row).
+        #[arg(long)]
+        rows_only: bool,
     },
 }
 
@@ -177,6 +181,7 @@ fn read_lines(path: &Path) -> Result<Vec<String>> {
 }
 
 fn main() -> Result<()> {
+    varattn::pin_thread_count();
     let cli = Cli::parse();
     match cli.command {
         Command::Demo { steps, seed, out } => {
@@ -380,7 +385,7 @@ fn main() -> Result<()> {
             }
             println!("{}", tables::claims_summary(&preset, &summary));
         }
-        Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device } => {
+        Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device, rows_only } => {
             use varattn::bench;
             let device = varattn::selftest::device_from_name(&device)?;
             let device_name = bench::torch_device(&device)?;
@@ -399,16 +404,24 @@ fn main() -> Result<()> {
             let threads = candle_core::utils::get_num_threads();
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join("nmt_reference.py");
             let script = if script.exists() { script } else { PathBuf::from("bench/nmt_reference.py") };
-            let mut lstm = bench::bench_lstm(32, 30, 256, 11, seed, &device)?;
-            if let Some(py) = &pytorch {
-                bench::run_pytorch_lstm(py, &script, &mut lstm, 11, threads, &device)?;
-            }
-            let lstm_line = format!(
-                "One LSTM layer 256->256, batch 32, 30 steps, forward + backward + Adam (median of 11): varattn {:.1} ms, candle's stock LSTM {:.1} ms{}.",
-                lstm.varattn_ms,
-                lstm.candle_stock_ms,
-                lstm.pytorch_ms.map(|p| format!(", PyTorch {p:.1} ms (ratio PyTorch/varattn time {:.2})", p / lstm.varattn_ms)).unwrap_or_default()
-            );
+            let lstm = if rows_only {
+                None
+            } else {
+                let mut lstm = bench::bench_lstm(32, 30, 256, 11, seed, &device)?;
+                if let Some(py) = &pytorch {
+                    bench::run_pytorch_lstm(py, &script, &mut lstm, 11, threads, &device)?;
+                }
+                Some(lstm)
+            };
+            let lstm_line = match &lstm {
+                None => "Single-LSTM measurement skipped (--rows-only).".to_string(),
+                Some(lstm) => format!(
+                    "One LSTM layer 256->256, batch 32, 30 steps, forward + backward + Adam (median of 11): varattn {:.1} ms, candle's stock LSTM {:.1} ms{}.",
+                    lstm.varattn_ms,
+                    lstm.candle_stock_ms,
+                    lstm.pytorch_ms.map(|p| format!(", PyTorch {p:.1} ms (ratio PyTorch/varattn time {:.2})", p / lstm.varattn_ms)).unwrap_or_default()
+                ),
+            };
             eprintln!("{lstm_line}");
             let (mut ours, mut theirs, mut layers) = (Vec::new(), Vec::new(), Vec::new());
             for preset in &opts.presets {
@@ -417,12 +430,14 @@ fn main() -> Result<()> {
                     eprintln!("varattn {preset} {row}: {:.0} tokens/s, p50 {:.0} ms", r.tokens_per_second, r.step_ms_p50);
                     ours.push(r);
                 }
-                let l = bench::bench_output_layer(&opts, preset)?;
-                eprintln!(
-                    "output layer {preset} ({} x {} x {}): gold log-softmax {:.1} GFLOP/s, plain matmul {:.1} GFLOP/s",
-                    l.rows, l.hidden, l.vocab, l.gold_log_softmax_gflops, l.matmul_gflops
-                );
-                layers.push(l);
+                if !rows_only {
+                    let l = bench::bench_output_layer(&opts, preset)?;
+                    eprintln!(
+                        "output layer {preset} ({} x {} x {}): gold log-softmax {:.1} GFLOP/s, plain matmul {:.1} GFLOP/s",
+                        l.rows, l.hidden, l.vocab, l.gold_log_softmax_gflops, l.matmul_gflops
+                    );
+                    layers.push(l);
+                }
                 if let Some(py) = &pytorch {
                     theirs.extend(bench::run_pytorch(py, &script, &opts, preset, threads)?);
                 }

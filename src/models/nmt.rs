@@ -14,6 +14,7 @@
 //! goes through [`crate::nn::gold_log_softmax`] (chunked, O(B·T·S·O + chunk·V) memory).
 use crate::data::nmt::NmtBatch;
 use crate::dist::Categorical;
+use crate::nn::attention_decoder::attention_decoder_fused;
 use crate::nn::gold_log_softmax;
 use crate::nn::dropout;
 use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
@@ -66,6 +67,9 @@ pub struct NmtModel {
     out_w: Tensor,
     out_b: Tensor,
     inference: Option<InferenceNet>,
+    /// Teacher-forced decoding through [`attention_decoder_fused`] (CPU) rather than step by
+    /// step through [`NmtModel::step`].
+    fused_decoder: bool,
 }
 
 /// Encoder results reused across decoding steps.
@@ -121,7 +125,15 @@ impl NmtModel {
             out_w: ps.uniform("output.w_o.weight", &[vocab, cfg.out_hidden])?,
             out_b: ps.uniform("output.w_o.bias", &[vocab])?,
             inference,
+            fused_decoder: true,
         })
+    }
+
+    /// Chooses how [`NmtModel::forward`] runs the decoder under teacher forcing: through the fused
+    /// op (the default; used on the CPU only) or step by step with candle ops (always on other
+    /// devices). Both compute the same function with the same dropout masks.
+    pub fn set_fused_decoder(&mut self, on: bool) {
+        self.fused_decoder = on;
     }
 
     pub fn has_inference_network(&self) -> bool {
@@ -170,17 +182,22 @@ impl NmtModel {
         let enc = self.encode(&batch.src, &batch.src_mask, rng.as_deref_mut())?;
         let (b, t) = batch.tgt_in.dims2()?;
         let s = batch.src.dim(1)?;
-        let mut state = self.initial_state(&enc)?;
-        let (mut hs, mut scores) = (Vec::with_capacity(t), Vec::with_capacity(t));
-        for j in 0..t {
-            let y_prev = batch.tgt_in.narrow(1, j, 1)?.squeeze(1)?;
-            let (h, sc, next) = self.step(&enc, &y_prev, &state, rng.as_deref_mut())?;
-            hs.push(h);
-            scores.push(sc);
-            state = next;
-        }
-        let h = dropout(&Tensor::stack(&hs, 1)?, self.cfg.dropout, rng)?; // [B,T,H]
-        let prior_scores = Tensor::stack(&scores, 1)?; // [B,T,S]
+        let fused = self.fused_decoder && enc.states.device().is_cpu() && matches!(enc.states.dtype(), DType::F32 | DType::F64);
+        let (h, prior_scores) = if fused {
+            self.decode_fused(&enc, &batch.tgt_in, rng.as_deref_mut())?
+        } else {
+            let mut state = self.initial_state(&enc)?;
+            let (mut hs, mut scores) = (Vec::with_capacity(t), Vec::with_capacity(t));
+            for j in 0..t {
+                let y_prev = batch.tgt_in.narrow(1, j, 1)?.squeeze(1)?;
+                let (h, sc, next) = self.step(&enc, &y_prev, &state, rng.as_deref_mut())?;
+                hs.push(h);
+                scores.push(sc);
+                state = next;
+            }
+            (Tensor::stack(&hs, 1)?, Tensor::stack(&scores, 1)?)
+        };
+        let h = dropout(&h, self.cfg.dropout, rng)?; // [B,T,H]
         let posterior_scores = match &self.inference {
             None => None,
             Some(inf) => {
@@ -202,6 +219,54 @@ impl NmtModel {
             posterior_scores,
             position_mask,
         })
+    }
+
+    /// The teacher-forced decoder as one fused op: h_t `[B, T, H]` and the prior scores
+    /// `[B, T, S]` for the previous tokens `y_in` `[B, T]`. Dropout masks are drawn in the order
+    /// the step-by-step path draws them (per step: the embedding's, then each upper layer's
+    /// input's), so both paths see the same masks for the same generator state.
+    fn decode_fused(&self, enc: &Encoded, y_in: &Tensor, rng: Option<&mut SeededRng>) -> Result<(Tensor, Tensor)> {
+        let (b, t) = y_in.dims2()?;
+        let (p, hd, layers) = (self.cfg.dropout, self.decoder.hidden_dim(), self.decoder.num_layers());
+        let emb = self.tgt_emb.forward(y_in)?.transpose(0, 1)?.contiguous()?; // [T,B,E]
+        let de = emb.dim(2)?;
+        let dev = emb.device();
+        let mut masks = Vec::new();
+        let emb = match rng {
+            Some(r) if p > 0.0 || self.decoder.dropout() > 0.0 => {
+                let (mut emb_masks, mut layer_masks) = (Vec::with_capacity(t), vec![Vec::with_capacity(t); layers - 1]);
+                for _ in 0..t {
+                    if p > 0.0 {
+                        emb_masks.push(r.dropout_mask((b, de), p, dev)?);
+                    }
+                    if self.decoder.dropout() > 0.0 {
+                        for m in layer_masks.iter_mut() {
+                            m.push(r.dropout_mask((b, hd), self.decoder.dropout(), dev)?.to_dtype(emb.dtype())?);
+                        }
+                    }
+                }
+                if self.decoder.dropout() > 0.0 {
+                    masks = layer_masks.iter().map(|m| Tensor::stack(m, 0)).collect::<Result<Vec<_>>>()?;
+                }
+                if p > 0.0 {
+                    emb.mul(&Tensor::stack(&emb_masks, 0)?.to_dtype(emb.dtype())?)?
+                } else {
+                    emb
+                }
+            }
+            _ => emb,
+        };
+        let (h, scores) = attention_decoder_fused(
+            &emb,
+            &self.decoder.layer_weights()?,
+            &masks,
+            self.att_h.weight(),
+            self.att_v.weight(),
+            &enc.att_keys,
+            &enc.states,
+            &enc.src_mask,
+        )?;
+        Ok((h.contiguous()?, scores.contiguous()?))
     }
 
     /// log f(x, ·) over the whole vocabulary from output pre-activations `[..., O]`.
@@ -319,5 +384,80 @@ impl AlignmentOutputs for NmtOutputs<'_> {
     fn log_f_soft(&self) -> Result<Tensor> {
         let p = Categorical::from_logits(&self.prior_scores, Some(&self.position_mask))?.probs()?;
         self.log_f_relaxed(&p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::nmt::IdPair;
+    use candle_core::Device;
+
+    fn config(dec_layers: usize) -> NmtModelConfig {
+        NmtModelConfig {
+            emb: 6,
+            enc_hidden: 5,
+            enc_layers: 1,
+            dec_hidden: 7,
+            dec_layers,
+            attn_hidden: 4,
+            out_hidden: 5,
+            inf_hidden: 3,
+            dropout: 0.3,
+            init: 0.3,
+        }
+    }
+
+    /// A loss that reads every output of the forward pass: the soft output layer's gold
+    /// log-likelihood and the prior's log-probabilities.
+    fn loss(out: &NmtOutputs) -> Result<Tensor> {
+        let lf = (out.log_f_soft()? * out.step_mask().unwrap())?.sum_all()?;
+        let prior = Categorical::from_logits(out.prior_scores(), out.position_mask())?;
+        let lp = prior.log_probs().mul(out.position_mask().unwrap())?;
+        let w = Tensor::arange(0f32, lp.elem_count() as f32, &Device::Cpu)?.affine(0.01, -0.3)?.reshape(lp.shape())?;
+        lf - (lp * w)?.sum_all()?
+    }
+
+    #[test]
+    fn fused_and_step_by_step_decoders_agree_in_training() -> Result<()> {
+        let pairs: Vec<IdPair> = vec![
+            IdPair { src: vec![5, 6, 7, 8], tgt: vec![9, 10, 11] },
+            IdPair { src: vec![12, 5], tgt: vec![13, 14, 15, 16, 9] },
+            IdPair { src: vec![7, 7, 8], tgt: vec![10] },
+        ];
+        let batch = NmtBatch::new(&pairs, &[0, 1, 2], &Device::Cpu)?;
+        for layers in [1, 2] {
+            let mut ps = ParamStore::new(4, 0.3, &Device::Cpu);
+            let mut model = NmtModel::new(&mut ps, &config(layers), 20, false)?;
+            let mut results = vec![];
+            for fused in [true, false] {
+                model.set_fused_decoder(fused);
+                let mut rng = SeededRng::new(17);
+                let out = model.forward(&batch, Some(&mut rng))?;
+                let l = loss(&out)?;
+                let grads = l.backward()?;
+                let after = rng.next_uniform();
+                results.push((l.to_scalar::<f32>()?, out.prior_scores().clone(), grads, after));
+            }
+            let ((l1, s1, g1, r1), (l0, s0, g0, r0)) = (&results[0], &results[1]);
+            assert_eq!(r1, r0, "the two paths consumed the dropout generator differently");
+            assert!((l1 - l0).abs() < 1e-5 * l0.abs().max(1.0), "{layers} layers: loss {l1} vs {l0}");
+            let ds = (s1 - s0)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(ds < 1e-5, "prior scores differ by {ds}");
+            for (name, var) in ps.named_vars() {
+                let (a, b) = (g1.get(&var), g0.get(&var));
+                match (a, b) {
+                    (Some(a), Some(b)) => {
+                        let scale = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                        let d = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                        assert!(d <= 2e-5 * scale.max(1e-2), "{layers} layers, {name}: gradients differ by {d} (scale {scale})");
+                    }
+                    (None, None) => {}
+                    _ => panic!("{name}: gradient on one path only"),
+                }
+            }
+            assert!(g1.get(&ps.named_vars().iter().find(|(n, _)| n == "decoder.l0.w_hh").unwrap().1).is_some());
+        }
+        Ok(())
     }
 }

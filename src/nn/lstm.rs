@@ -382,6 +382,25 @@ impl StackedLstmCell {
         self.hidden
     }
 
+    /// Number of stacked layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Dropout probability between layers (training).
+    pub fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    /// Every layer's weights (bottom first) for [`crate::nn::attention_decoder`], with the bias
+    /// b_ih + b_hh (differentiable in both).
+    pub fn layer_weights(&self) -> Result<Vec<crate::nn::attention_decoder::LayerWeights>> {
+        self.layers
+            .iter()
+            .map(|w| Ok(crate::nn::attention_decoder::LayerWeights { w_ih: w.w_ih.clone(), w_hh: w.w_hh.clone(), bias: w.bias()? }))
+            .collect()
+    }
+
     /// The all-zero state `(h, c)`, each `[batch, H]`, of every layer (bottom first).
     pub fn zero_state(&self, batch: usize) -> Result<Vec<(Tensor, Tensor)>> {
         let w = &self.layers[0].w_ih;

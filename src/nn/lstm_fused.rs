@@ -44,7 +44,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Ten
 use super::gemm::matmul_into;
 
 /// Element types the kernels run in.
-trait Real: WithDType + num_traits::Float + std::ops::AddAssign {
+pub(super) trait Real: WithDType + num_traits::Float + std::ops::AddAssign + std::ops::DivAssign {
     fn storage(v: Vec<Self>) -> CpuStorage;
 }
 impl Real for f32 {
@@ -63,7 +63,7 @@ fn sigmoid<T: Real>(x: T) -> T {
 }
 
 /// The contiguous slice of a CPU storage, or an error naming the op.
-fn contiguous<'a, T: WithDType>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+pub(super) fn contiguous<'a, T: WithDType>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     let v = s.as_slice::<T>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
@@ -72,7 +72,7 @@ fn contiguous<'a, T: WithDType>(op: &str, s: &'a CpuStorage, l: &Layout) -> Resu
 }
 
 /// Activates one row's pre-activations `z[0..4H]` in place and writes c', h' into `z[4H..6H]`.
-fn cell_forward_row<T: Real>(z: &mut [T], c_prev: &[T], hd: usize) {
+pub(super) fn cell_forward_row<T: Real>(z: &mut [T], c_prev: &[T], hd: usize) {
     for j in 0..hd {
         let i = sigmoid(z[j]);
         let f = sigmoid(z[hd + j]);
@@ -90,7 +90,7 @@ fn cell_forward_row<T: Real>(z: &mut [T], c_prev: &[T], hd: usize) {
 
 /// The backward pass of one row (see the module docs): from the saved `z = [i f g o | c' | h']`,
 /// the previous cell state and the incoming ∂h', ∂c', writes ∂a `[4H]` and ∂c `[H]`.
-fn cell_backward_row<T: Real>(z: &[T], c_prev: &[T], dh: &[T], dc: &[T], da: &mut [T], dc_prev: &mut [T], hd: usize) {
+pub(super) fn cell_backward_row<T: Real>(z: &[T], c_prev: &[T], dh: &[T], dc: &[T], da: &mut [T], dc_prev: &mut [T], hd: usize) {
     let one = T::one();
     for j in 0..hd {
         let (i, f, g, o, c) = (z[j], z[hd + j], z[2 * hd + j], z[3 * hd + j], z[4 * hd + j]);

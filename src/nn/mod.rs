@@ -1,4 +1,5 @@
 //! Neural-network building blocks of our own.
+pub mod attention_decoder;
 mod gemm;
 pub mod gold_log_softmax;
 pub mod grad_reverse;

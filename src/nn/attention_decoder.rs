@@ -229,12 +229,9 @@ impl DecoderOp {
                 let mut max = T::neg_infinity();
                 for i in 0..s {
                     let (ui, ki) = (&mut us[i * a..(i + 1) * a], &keys[(row * s + i) * a..(row * s + i + 1) * a]);
-                    let mut sc = T::zero();
-                    for j in 0..a {
-                        let v = (ki[j] + q[row * a + j]).tanh();
-                        ui[j] = v;
-                        sc += att_v[j] * v;
-                    }
+                    ui.iter_mut().zip(ki).zip(&q[row * a..(row + 1) * a]).for_each(|((u, &k), &q)| *u = k + q);
+                    T::tanh_slice(ui);
+                    let sc = ui.iter().zip(att_v).fold(T::zero(), |acc, (&u, &v)| acc + u * v);
                     out[o + h + i] = sc;
                     let m = T::from(self.src_mask[row * s + i]).unwrap();
                     ps[i] = sc * m + (T::one() - m) * masked;

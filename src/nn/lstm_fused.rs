@@ -43,18 +43,34 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use super::gemm::matmul_into;
 
-/// Element types the kernels run in.
+/// Element types the kernels run in, with their activation functions over slices (in place):
+/// f32 through [`super::fast_math`] (vectorised), f64 through the standard library (the
+/// reference precision of the tests).
 pub(super) trait Real: WithDType + num_traits::Float + std::ops::AddAssign + std::ops::DivAssign {
     fn storage(v: Vec<Self>) -> CpuStorage;
+    fn sigmoid_slice(xs: &mut [Self]);
+    fn tanh_slice(xs: &mut [Self]);
 }
 impl Real for f32 {
     fn storage(v: Vec<Self>) -> CpuStorage {
         CpuStorage::F32(v)
     }
+    fn sigmoid_slice(xs: &mut [Self]) {
+        super::fast_math::sigmoid_in_place(xs)
+    }
+    fn tanh_slice(xs: &mut [Self]) {
+        super::fast_math::tanh_in_place(xs)
+    }
 }
 impl Real for f64 {
     fn storage(v: Vec<Self>) -> CpuStorage {
         CpuStorage::F64(v)
+    }
+    fn sigmoid_slice(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|x| *x = sigmoid(*x))
+    }
+    fn tanh_slice(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|x| *x = x.tanh())
     }
 }
 
@@ -73,18 +89,18 @@ pub(super) fn contiguous<'a, T: WithDType>(op: &str, s: &'a CpuStorage, l: &Layo
 
 /// Activates one row's pre-activations `z[0..4H]` in place and writes c', h' into `z[4H..6H]`.
 pub(super) fn cell_forward_row<T: Real>(z: &mut [T], c_prev: &[T], hd: usize) {
+    T::sigmoid_slice(&mut z[..2 * hd]);
+    T::tanh_slice(&mut z[2 * hd..3 * hd]);
+    T::sigmoid_slice(&mut z[3 * hd..4 * hd]);
+    let (gates, state) = z.split_at_mut(4 * hd);
+    let (c, h) = state.split_at_mut(hd);
     for j in 0..hd {
-        let i = sigmoid(z[j]);
-        let f = sigmoid(z[hd + j]);
-        let g = z[2 * hd + j].tanh();
-        let o = sigmoid(z[3 * hd + j]);
-        let c = f * c_prev[j] + i * g;
-        z[j] = i;
-        z[hd + j] = f;
-        z[2 * hd + j] = g;
-        z[3 * hd + j] = o;
-        z[4 * hd + j] = c;
-        z[5 * hd + j] = o * c.tanh();
+        c[j] = gates[hd + j] * c_prev[j] + gates[j] * gates[2 * hd + j];
+        h[j] = c[j];
+    }
+    T::tanh_slice(h);
+    for j in 0..hd {
+        h[j] = gates[3 * hd + j] * h[j];
     }
 }
 
@@ -92,9 +108,12 @@ pub(super) fn cell_forward_row<T: Real>(z: &mut [T], c_prev: &[T], hd: usize) {
 /// the previous cell state and the incoming ∂h', ∂c', writes ∂a `[4H]` and ∂c `[H]`.
 pub(super) fn cell_backward_row<T: Real>(z: &[T], c_prev: &[T], dh: &[T], dc: &[T], da: &mut [T], dc_prev: &mut [T], hd: usize) {
     let one = T::one();
+    // tanh(c') first, vectorised, into dc_prev (each slot is read before it is overwritten).
+    dc_prev[..hd].copy_from_slice(&z[4 * hd..5 * hd]);
+    T::tanh_slice(&mut dc_prev[..hd]);
     for j in 0..hd {
-        let (i, f, g, o, c) = (z[j], z[hd + j], z[2 * hd + j], z[3 * hd + j], z[4 * hd + j]);
-        let tc = c.tanh();
+        let (i, f, g, o) = (z[j], z[hd + j], z[2 * hd + j], z[3 * hd + j]);
+        let tc = dc_prev[j];
         let dct = dc[j] + dh[j] * o * (one - tc * tc);
         da[j] = dct * g * i * (one - i);
         da[hd + j] = dct * c_prev[j] * f * (one - f);

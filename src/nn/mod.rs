@@ -1,5 +1,6 @@
 //! Neural-network building blocks of our own.
 pub mod attention_decoder;
+pub mod fast_math;
 mod gemm;
 pub mod gold_log_softmax;
 pub mod grad_reverse;

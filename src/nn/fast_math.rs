@@ -22,11 +22,11 @@ const ROUND: f32 = 12_582_912.0;
 
 #[inline(always)]
 fn exp1(x: f32) -> f32 {
-    let x = x.max(-87.3).min(88.0);
+    let x = x.clamp(-87.3, 88.0);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5;
     let y = p * r2 + r + 1.0;
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }

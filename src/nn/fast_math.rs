@@ -67,6 +67,32 @@ macro_rules! slice_fns {
 
 slice_fns!(exp_in_place => exp1, sigmoid_in_place => sigmoid1, tanh_in_place => tanh1);
 
+/// Σ xs in eight interleaved partial sums (so the loop vectorises; the order of the additions
+/// is fixed, so the result is the same on every call and CPU).
+pub fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// max xs (−∞ for an empty slice), eight lanes at a time.
+pub fn max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            acc[k] = acc[k].max(c[k]);
+        }
+    }
+    chunks.remainder().iter().chain(&acc).copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +115,16 @@ mod tests {
         let mut ext = vec![-1e4f32, 1e4, f32::NEG_INFINITY];
         exp_in_place(&mut ext);
         assert!(ext[0] < 1e-37 && ext[1] > 1e38 && ext[1].is_finite() && ext[2] < 1e-37);
+    }
+
+    #[test]
+    fn sum_and_max_match_plain_loops() {
+        for n in [0usize, 1, 7, 8, 9, 100, 1003] {
+            let xs: Vec<f32> = (0..n).map(|k| ((k * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let plain: f64 = xs.iter().map(|&x| x as f64).sum();
+            assert!((sum(&xs) as f64 - plain).abs() < 1e-4, "n = {n}");
+            assert_eq!(max(&xs), xs.iter().copied().fold(f32::NEG_INFINITY, f32::max), "n = {n}");
+        }
     }
 
     #[test]

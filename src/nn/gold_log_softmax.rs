@@ -13,6 +13,7 @@
 //! one; on a CUDA device ([`forward_chunked_device`], [`backward_chunked_device`]) each chunk is a
 //! cuBLAS matmul followed by candle's reductions on the device, so nothing is copied to the host.
 use candle_core::backend::BackendStorage;
+use super::fast_math;
 use super::gemm::matmul_into;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
 
@@ -51,7 +52,8 @@ fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d
         chunk_logits(&mut z, h, w, start, len, d, v);
         for (r, row) in z[..len * v].chunks_exact_mut(v).enumerate() {
             row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
-            out.push(row[gold[start + r] as usize] - row_log_sum_exp(row));
+            let zy = row[gold[start + r] as usize];
+            out.push(zy - row_log_sum_exp_in_place(row));
         }
         start += len;
     }
@@ -84,8 +86,10 @@ fn backward_chunked(
             let k = start + r;
             let y = gold[k] as usize;
             let lse = row[y] + bias[y] - ell[k];
-            for ((x, bv), dbv) in row.iter_mut().zip(bias).zip(db.iter_mut()) {
-                *x = -g[k] * (*x + bv - lse).exp();
+            row.iter_mut().zip(bias).for_each(|(x, bv)| *x = *x + bv - lse);
+            fast_math::exp_in_place(row);
+            for (x, dbv) in row.iter_mut().zip(db.iter_mut()) {
+                *x *= -g[k];
                 *dbv += *x;
             }
             row[y] += g[k];
@@ -150,11 +154,13 @@ fn backward_chunked_device(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor, el
     Ok((Tensor::cat(&dh, 0)?, dw, db))
 }
 
-/// log Σ_v exp(z_v), stably.
-fn row_log_sum_exp(row: &[f32]) -> f32 {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let s: f32 = row.iter().map(|&x| (x - m).exp()).sum();
-    m + s.ln()
+/// log Σ_v exp(z_v), stably (m + log Σ_v exp(z_v - m) with m the maximum); overwrites the row
+/// with exp(z_v - m).
+fn row_log_sum_exp_in_place(row: &mut [f32]) -> f32 {
+    let m = fast_math::max(row);
+    row.iter_mut().for_each(|x| *x -= m);
+    fast_math::exp_in_place(row);
+    m + fast_math::sum(row).ln()
 }
 
 /// A tensor (no gradient) over a contiguous f32 CUDA storage, copied on the device.

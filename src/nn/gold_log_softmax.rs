@@ -26,8 +26,24 @@ const CHUNK_ELEMS: usize = 1 << 19;
 /// (2 MiB is 37 rows at V = 14,000) that product runs far below a matmul's rate.
 const MIN_CHUNK_ROWS: usize = 256;
 
+/// Up to this many bytes of probabilities (N·V·4) the CPU forward pass keeps softmax(z) for the
+/// backward pass, which then skips recomputing the logits (one of its three `[N, d] × [d, V]`
+/// products) and computes ∂W over all N rows at once. Above it (paper sizes: N·V·4 is about
+/// 840 MB at B = 6, T = S = 50, V = 14,000) memory stays O(N·d + chunk·V).
+pub const KEEP_PROBS_BYTES: usize = 64 << 20;
+
 struct GoldLogSoftmax {
     gold: Tensor,
+    /// Keep the probabilities when N·V·4 is at most this.
+    keep_bytes: usize,
+    /// softmax(z) `[N, V]` from the CPU forward pass, taken by the first backward pass.
+    probs: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+impl GoldLogSoftmax {
+    fn new(gold: Tensor, keep_bytes: usize) -> Self {
+        Self { gold, keep_bytes, probs: std::sync::Mutex::new(None) }
+    }
 }
 
 fn chunk_rows(v: usize) -> usize {
@@ -41,23 +57,48 @@ fn chunk_logits(z: &mut [f32], h: &[f32], w: &[f32], start: usize, len: usize, d
 
 /// Chunked forward: returns ℓ `[N]`. Each chunk's logits z = H Wᵀ (+ b) come from one matmul
 /// into a reused buffer; ℓ_n = z_{n,y_n} - m_n - log Σ_v exp(z_{n,v} - m_n) is one pass per row.
-fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize) -> Vec<f32> {
+/// With `keep`, the chunks are written into one `[N, V]` buffer left holding softmax(z), which is
+/// returned too.
+fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let v = bias.len();
     let step = chunk_rows(v);
-    let mut z = vec![0f32; step.min(n) * v];
+    let mut z = vec![0f32; if keep { n * v } else { step.min(n) * v }];
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let len = step.min(n - start);
-        chunk_logits(&mut z, h, w, start, len, d, v);
-        for (r, row) in z[..len * v].chunks_exact_mut(v).enumerate() {
+        let zc = if keep { &mut z[start * v..(start + len) * v] } else { &mut z[..len * v] };
+        chunk_logits(zc, h, w, start, len, d, v);
+        for (r, row) in zc.chunks_exact_mut(v).enumerate() {
             row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
             let zy = row[gold[start + r] as usize];
-            out.push(zy - row_log_sum_exp_in_place(row));
+            let (m, sum) = row_exp_shifted_in_place(row);
+            out.push(zy - (m + sum.ln()));
+            if keep {
+                row.iter_mut().for_each(|x| *x /= sum);
+            }
         }
         start += len;
     }
-    out
+    (out, keep.then_some(z))
+}
+
+/// Backward pass from the kept probabilities P `[N, V]` (overwritten): ∂z = g (onehot(y) - P),
+/// then ∂H = ∂z W and ∂W = ∂zᵀ H over all rows, ∂b = Σ_rows ∂z.
+fn backward_kept(mut p: Vec<f32>, h: &[f32], w: &[f32], gold: &[u32], g: &[f32], n: usize, d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let v = p.len() / n.max(1);
+    let (mut dh, mut dw, mut db) = (vec![0f32; n * d], vec![0f32; v * d], vec![0f32; v]);
+    for (k, row) in p.chunks_exact_mut(v).enumerate() {
+        for (x, dbv) in row.iter_mut().zip(db.iter_mut()) {
+            *x *= -g[k];
+            *dbv += *x;
+        }
+        row[gold[k] as usize] += g[k];
+        db[gold[k] as usize] += g[k];
+    }
+    matmul_into((n, d, v), &mut dh, d, false, &p, (v, 1), w, (d, 1));
+    matmul_into((v, d, n), &mut dw, d, false, &p, (1, v), h, (d, 1));
+    (dh, dw, db)
 }
 
 /// Chunked backward from the upstream gradient g `[N]`: per chunk, recompute z, turn it in place
@@ -154,13 +195,13 @@ fn backward_chunked_device(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor, el
     Ok((Tensor::cat(&dh, 0)?, dw, db))
 }
 
-/// log Σ_v exp(z_v), stably (m + log Σ_v exp(z_v - m) with m the maximum); overwrites the row
-/// with exp(z_v - m).
-fn row_log_sum_exp_in_place(row: &mut [f32]) -> f32 {
+/// Overwrites the row z with exp(z_v - m), m = max_v z_v, and returns (m, Σ_v exp(z_v - m)):
+/// log Σ_v exp(z_v) = m + log of the sum, computed stably.
+fn row_exp_shifted_in_place(row: &mut [f32]) -> (f32, f32) {
     let m = fast_math::max(row);
     row.iter_mut().for_each(|x| *x -= m);
     fast_math::exp_in_place(row);
-    m + fast_math::sum(row).ln()
+    (m, fast_math::sum(row))
 }
 
 /// A tensor (no gradient) over a contiguous f32 CUDA storage, copied on the device.
@@ -209,7 +250,9 @@ impl CustomOp3 for GoldLogSoftmax {
         if gold.len() != n || gold.iter().any(|&y| y as usize >= v) {
             candle_core::bail!("gold_log_softmax: {} gold classes for {n} rows, all must be below V = {v}", gold.len())
         }
-        let out = forward_chunked(f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?, &gold, n, d);
+        let keep = n.saturating_mul(v).saturating_mul(4) <= self.keep_bytes;
+        let (out, probs) = forward_chunked(f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?, &gold, n, d, keep);
+        *self.probs.lock().unwrap() = probs;
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
@@ -253,7 +296,10 @@ impl CustomOp3 for GoldLogSoftmax {
         let (n, d) = h.dims2()?;
         let v = w.dim(0)?;
         let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (dh, dw, db) = backward_chunked(
+        let kept = self.probs.lock().unwrap().take();
+        let (dh, dw, db) = match kept {
+            Some(p) => backward_kept(p, &flat(h)?, &flat(w)?, &self.gold.to_vec1::<u32>()?, &flat(grad)?, n, d),
+            None => backward_chunked(
             &flat(h)?,
             &flat(w)?,
             &flat(b)?,
@@ -262,7 +308,8 @@ impl CustomOp3 for GoldLogSoftmax {
             &flat(grad)?,
             n,
             d,
-        );
+            ),
+        };
         let dev = h.device();
         Ok((
             Some(Tensor::from_vec(dh, (n, d), dev)?),
@@ -289,9 +336,16 @@ impl CustomOp3 for GoldLogSoftmax {
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn gold_log_softmax(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Result<Tensor> {
+    gold_log_softmax_keeping(h, w, b, gold, KEEP_PROBS_BYTES)
+}
+
+/// [`gold_log_softmax`] with an explicit budget: on the CPU the forward pass keeps the `[N, V]`
+/// probabilities for the backward pass when they take at most `keep_bytes` (0: never; the
+/// backward pass then recomputes the logits chunk by chunk).
+pub fn gold_log_softmax_keeping(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor, keep_bytes: usize) -> Result<Tensor> {
     let gold = gold.to_dtype(DType::U32)?.contiguous()?;
     if (h.device().is_cpu() || h.device().is_cuda()) && h.dtype() == DType::F32 {
-        h.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, GoldLogSoftmax { gold })
+        h.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, GoldLogSoftmax::new(gold, keep_bytes))
     } else {
         gold_log_softmax_naive(h, w, b, &gold)
     }
@@ -312,14 +366,18 @@ mod tests {
 
     #[test]
     fn matches_the_plain_composition_in_value_and_gradient() -> Result<()> {
-        // one chunk; then three chunks of MIN_CHUNK_ROWS rows (the last one short)
-        matches_the_plain_composition(37, 5, 11)?;
+        // one chunk; then three chunks of MIN_CHUNK_ROWS rows (the last one short); each with
+        // the probabilities kept for the backward pass and with the logits recomputed
         let v = 2 * CHUNK_ELEMS / MIN_CHUNK_ROWS;
         assert_eq!(chunk_rows(v), MIN_CHUNK_ROWS);
-        matches_the_plain_composition(2 * MIN_CHUNK_ROWS + 37, 3, v)
+        for keep_bytes in [KEEP_PROBS_BYTES, 0] {
+            matches_the_plain_composition(37, 5, 11, keep_bytes)?;
+            matches_the_plain_composition(2 * MIN_CHUNK_ROWS + 37, 3, v, keep_bytes)?;
+        }
+        Ok(())
     }
 
-    fn matches_the_plain_composition(n: usize, d: usize, v: usize) -> Result<()> {
+    fn matches_the_plain_composition(n: usize, d: usize, v: usize, keep_bytes: usize) -> Result<()> {
         let dev = Device::Cpu;
         let mut rng = SeededRng::new(1);
         let h = Var::from_tensor(&rng.normal((n, d), &dev)?)?;
@@ -330,7 +388,7 @@ mod tests {
         let weights = rng.normal(n, &dev)?; // distinct weight per row so errors cannot cancel
         let run = |fused: bool| -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
             let l = if fused {
-                gold_log_softmax(h.as_tensor(), w.as_tensor(), b.as_tensor(), &y)?
+                gold_log_softmax_keeping(h.as_tensor(), w.as_tensor(), b.as_tensor(), &y, keep_bytes)?
             } else {
                 gold_log_softmax_naive(h.as_tensor(), w.as_tensor(), b.as_tensor(), &y)?
             };
@@ -368,7 +426,7 @@ mod tests {
         let gold: Vec<u32> = (0..n).map(|_| rng.next_index(v) as u32).collect();
         let y = Tensor::new(gold.as_slice(), &dev)?;
         let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let row_loop = forward_chunked(&flat(&h)?, &flat(&w)?, &flat(&b)?, &gold, n, d);
+        let (row_loop, _) = forward_chunked(&flat(&h)?, &flat(&w)?, &flat(&b)?, &gold, n, d, false);
         let row_loop = Tensor::new(row_loop.as_slice(), &dev)?;
         let tensor_ops = forward_chunked_device(&h, &w, &b, &y)?;
         // f32 sums over ~1M classes in another order: ~1e-4 relative apart
@@ -376,7 +434,7 @@ mod tests {
         let scale = row_loop.abs()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff <= 1e-3 * scale, "forward differs by {diff} (scale {scale})");
         let g = rng.normal(n, &dev)?;
-        let op = GoldLogSoftmax { gold: y.clone() };
+        let op = GoldLogSoftmax::new(y.clone(), 0);
         let (dh, dw, db) = op.bwd(&h, &w, &b, &row_loop, &g)?;
         let (eh, ew, eb) = backward_chunked_device(&h, &w, &b, &y, &row_loop, &g)?;
         for (a, e, what) in [(dh.unwrap(), eh, "h"), (dw.unwrap(), ew, "W"), (db.unwrap(), eb, "b")] {

@@ -75,6 +75,14 @@ pub struct OutputLayerBench {
     /// Executed work per second: 8·N·O·V, counting the backward pass's recomputation of the
     /// logits (the price of not keeping `[N, V]`).
     pub gold_log_softmax_executed_gflops: f64,
+    /// Whether training at this size keeps the `[N, V]` probabilities for the backward pass
+    /// (N·V·4 within [`crate::nn::gold_log_softmax::KEEP_PROBS_BYTES`]), skipping the recompute.
+    #[serde(default)]
+    pub probs_kept: bool,
+    /// Useful work per second of the path training takes at this size (the same as
+    /// `gold_log_softmax_gflops` when the probabilities are not kept).
+    #[serde(default)]
+    pub as_trained_gflops: f64,
     pub matmul_gflops: f64,
     /// Bytes the naive `[N, V]` f32 logits would take (twice: values and gradient).
     pub naive_logits_mb: f64,
@@ -199,12 +207,18 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
         dev.synchronize()?;
         Ok(t0.elapsed().as_secs_f64() / reps as f64)
     };
-    let fused = time(&mut || {
-        let l = crate::nn::gold_log_softmax(h.as_tensor(), w.as_tensor(), b.as_tensor(), &gold)?;
-        let g = l.sum_all()?.backward()?;
-        std::hint::black_box(g);
-        Ok(())
-    })?;
+    let mut run = |keep_bytes: usize| {
+        time(&mut || {
+            let l = crate::nn::gold_log_softmax_keeping(h.as_tensor(), w.as_tensor(), b.as_tensor(), &gold, keep_bytes)?;
+            let g = l.sum_all()?.backward()?;
+            std::hint::black_box(g);
+            Ok(())
+        })
+    };
+    // The memory-lean path (logits recomputed in the backward pass), then the one training uses
+    // at this size (probabilities kept when they fit in KEEP_PROBS_BYTES).
+    let fused = run(0)?;
+    let as_trained = run(crate::nn::gold_log_softmax::KEEP_PROBS_BYTES)?;
     let wt = w.as_tensor().t()?.contiguous()?;
     let plain = time(&mut || {
         std::hint::black_box(h.as_tensor().detach().matmul(&wt)?);
@@ -218,6 +232,8 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
         vocab: v,
         gold_log_softmax_gflops: 3.0 * flops / fused / 1e9,
         gold_log_softmax_executed_gflops: 4.0 * flops / fused / 1e9,
+        probs_kept: n * v * 4 <= crate::nn::gold_log_softmax::KEEP_PROBS_BYTES,
+        as_trained_gflops: 3.0 * flops / as_trained / 1e9,
         matmul_gflops: flops / plain / 1e9,
         naive_logits_mb: 2.0 * (n * v * 4) as f64 / (1024.0 * 1024.0),
     })
@@ -405,7 +421,7 @@ pub fn markdown(lstm_line: &str, ours: &[StepBench], theirs: &[StepBench], layer
         .iter()
         .map(|l| {
             format!(
-                "| {} | {} x {} x {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
+                "| {} | {} x {} x {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.0} | {} {:.1} ({:.2}) |\n",
                 l.preset,
                 l.rows,
                 l.hidden,
@@ -415,14 +431,17 @@ pub fn markdown(lstm_line: &str, ours: &[StepBench], theirs: &[StepBench], layer
                 l.matmul_gflops,
                 l.gold_log_softmax_gflops / l.matmul_gflops,
                 l.gold_log_softmax_executed_gflops / l.matmul_gflops,
-                l.naive_logits_mb
+                l.naive_logits_mb,
+                if l.probs_kept { "kept:" } else { "recomputed:" },
+                l.as_trained_gflops,
+                l.as_trained_gflops / l.matmul_gflops
             )
         })
         .collect();
     format!(
-        "{lstm_line}\n\n{}\nOutput layer of exact enumeration (fused gold log-softmax forward + backward vs a plain matmul, same run):\n\n\
-         | preset | N x O x V | fused GFLOP/s useful (6NOV) | executed (8NOV) | plain matmul GFLOP/s | useful / matmul | executed / matmul | naive [N,V] logits + grad MB |\n\
-         |---|---|---|---|---|---|---|---|\n{layer_rows}\n{settings}\n",
+        "{lstm_line}\n\n{}\nOutput layer of exact enumeration (fused gold log-softmax forward + backward, memory-lean path that recomputes the logits, vs a plain matmul, same run; last column: the path training takes at this size):\n\n\
+         | preset | N x O x V | fused GFLOP/s useful (6NOV) | executed (8NOV) | plain matmul GFLOP/s | useful / matmul | executed / matmul | naive [N,V] logits + grad MB | as trained: probabilities kept or recomputed, GFLOP/s useful (/ matmul) |\n\
+         |---|---|---|---|---|---|---|---|---|\n{layer_rows}\n{settings}\n",
         table(ours, theirs)
     )
 }

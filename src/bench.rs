@@ -207,7 +207,7 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
         dev.synchronize()?;
         Ok(t0.elapsed().as_secs_f64() / reps as f64)
     };
-    let mut run = |keep_bytes: usize| {
+    let run = |keep_bytes: usize| {
         time(&mut || {
             let l = crate::nn::gold_log_softmax_keeping(h.as_tensor(), w.as_tensor(), b.as_tensor(), &gold, keep_bytes)?;
             let g = l.sum_all()?.backward()?;

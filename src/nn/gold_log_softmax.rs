@@ -32,6 +32,22 @@ const MIN_CHUNK_ROWS: usize = 256;
 /// 840 MB at B = 6, T = S = 50, V = 14,000) memory stays O(N·d + chunk·V).
 pub const KEEP_PROBS_BYTES: usize = 64 << 20;
 
+/// One spare `[N, V]` probability buffer, handed from a backward pass to the next forward pass.
+/// glibc serves blocks above 32 MiB (the cpu preset's 40 MB) with a fresh mmap each time, and the
+/// page faults of filling it took 16% of a var-enum training step.
+static SPARE_PROBS: std::sync::Mutex<Option<Vec<f32>>> = std::sync::Mutex::new(None);
+
+/// A buffer of `len` floats (contents unspecified: the caller overwrites every element).
+fn probs_buffer(len: usize) -> Vec<f32> {
+    let mut v = SPARE_PROBS.lock().unwrap().take().unwrap_or_default();
+    if v.len() >= len {
+        v.truncate(len);
+    } else {
+        v.resize(len, 0.0);
+    }
+    v
+}
+
 struct GoldLogSoftmax {
     gold: Tensor,
     /// Keep the probabilities when N·V·4 is at most this.
@@ -62,7 +78,7 @@ fn chunk_logits(z: &mut [f32], h: &[f32], w: &[f32], start: usize, len: usize, d
 fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let v = bias.len();
     let step = chunk_rows(v);
-    let mut z = vec![0f32; if keep { n * v } else { step.min(n) * v }];
+    let mut z = if keep { probs_buffer(n * v) } else { vec![0f32; step.min(n) * v] };
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
@@ -98,6 +114,7 @@ fn backward_kept(mut p: Vec<f32>, h: &[f32], w: &[f32], gold: &[u32], g: &[f32],
     }
     matmul_into((n, d, v), &mut dh, d, false, &p, (v, 1), w, (d, 1));
     matmul_into((v, d, n), &mut dw, d, false, &p, (1, v), h, (d, 1));
+    *SPARE_PROBS.lock().unwrap() = Some(p);
     (dh, dw, db)
 }
 

@@ -17,6 +17,7 @@ use crate::dist::Categorical;
 use crate::nn::attention_decoder::attention_decoder_fused;
 use crate::nn::gold_log_softmax;
 use crate::nn::dropout;
+use crate::nn::fast_math;
 use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
 use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
@@ -271,7 +272,7 @@ impl NmtModel {
 
     /// log f(x, ·) over the whole vocabulary from output pre-activations `[..., O]`.
     fn vocab_log_probs(&self, pre: &Tensor) -> Result<Tensor> {
-        let logits = pre.tanh()?.broadcast_matmul(&self.out_w.t()?)?.broadcast_add(&self.out_b)?;
+        let logits = fast_math::tanh(pre)?.broadcast_matmul(&self.out_w.t()?)?.broadcast_add(&self.out_b)?;
         candle_nn::ops::log_softmax(&logits, D::Minus1)
     }
 
@@ -340,7 +341,7 @@ impl NmtOutputs<'_> {
     fn gold_log_f(&self, pre: &Tensor, gold: &Tensor) -> Result<Tensor> {
         let dims = pre.dims().to_vec();
         let o = *dims.last().unwrap();
-        let rows = pre.tanh()?.reshape(((), o))?;
+        let rows = fast_math::tanh(pre)?.reshape(((), o))?;
         let lf = gold_log_softmax(&rows, &self.model.out_w, &self.model.out_b, &gold.flatten_all()?)?;
         lf.reshape(&dims[..dims.len() - 1])
     }

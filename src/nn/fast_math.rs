@@ -143,3 +143,59 @@ mod tests {
         assert_eq!(ext, vec![-1.0, 1.0, 0.0, -0.0]);
     }
 }
+
+/// tanh as a candle op: on the CPU in f32 through [`tanh_in_place`], elsewhere candle's own;
+/// gradient ∂x = ∂y (1 - y²).
+pub fn tanh(x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        x.contiguous()?.apply_op1(TanhOp)
+    } else {
+        x.tanh()
+    }
+}
+
+struct TanhOp;
+
+impl candle_core::CustomOp1 for TanhOp {
+    fn name(&self) -> &'static str {
+        "fast-tanh"
+    }
+
+    fn cpu_fwd(&self, s: &candle_core::CpuStorage, l: &candle_core::Layout) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let mut v = match (s, l.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(v), Some((a, b))) => v[a..b].to_vec(),
+            _ => candle_core::bail!("fast-tanh: a contiguous f32 input expected"),
+        };
+        tanh_in_place(&mut v);
+        Ok((candle_core::CpuStorage::F32(v), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &candle_core::Tensor, y: &candle_core::Tensor, grad: &candle_core::Tensor) -> candle_core::Result<Option<candle_core::Tensor>> {
+        Ok(Some(grad.mul(&y.sqr()?.affine(-1.0, 1.0)?)?))
+    }
+}
+
+#[cfg(test)]
+mod op_tests {
+    use super::*;
+    use candle_core::{Device, Tensor, Var};
+
+    #[test]
+    fn tanh_op_matches_candle_in_value_and_gradient_on_strided_inputs() -> candle_core::Result<()> {
+        let data: Vec<f32> = (0..60).map(|k| (k as f32 - 30.0) / 7.0).collect();
+        let x = Var::from_vec(data, (6, 10), &Device::Cpu)?;
+        let w = Tensor::arange(0f32, 60.0, &Device::Cpu)?.reshape((10, 6))?;
+        // A transposed (strided) view: the op takes a contiguous copy, the gradient flows back.
+        let run = |fast: bool| -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+            let xt = x.as_tensor().t()?;
+            let y = if fast { tanh(&xt)? } else { xt.tanh()? };
+            let g = (&y * &w)?.sum_all()?.backward()?;
+            Ok((y.flatten_all()?.to_vec1()?, g.get(&x).unwrap().flatten_all()?.to_vec1()?))
+        };
+        let ((y1, g1), (y0, g0)) = (run(true)?, run(false)?);
+        for (a, b) in y1.iter().zip(&y0).chain(g1.iter().zip(&g0)) {
+            assert!((a - b).abs() <= 2e-7 * b.abs().max(1.0) * 60.0, "{a} vs {b}");
+        }
+        Ok(())
+    }
+}

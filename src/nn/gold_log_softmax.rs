@@ -48,6 +48,9 @@ fn probs_buffer(len: usize) -> Vec<f32> {
     v
 }
 
+/// Rows per block of the row-parallel passes (at V = 2,000, 64 rows are 128k exponentials).
+const ROWS_PER_BLOCK: usize = 64;
+
 struct GoldLogSoftmax {
     gold: Tensor,
     /// Keep the probabilities when N·V·4 is at most this.
@@ -85,15 +88,15 @@ fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d
         let len = step.min(n - start);
         let zc = if keep { &mut z[start * v..(start + len) * v] } else { &mut z[..len * v] };
         chunk_logits(zc, h, w, start, len, d, v);
-        for (r, row) in zc.chunks_exact_mut(v).enumerate() {
+        out.extend(super::par::map_rows(zc, v, ROWS_PER_BLOCK, |r, row| {
             row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
             let zy = row[gold[start + r] as usize];
             let (m, sum) = row_exp_shifted_in_place(row);
-            out.push(zy - (m + sum.ln()));
             if keep {
                 row.iter_mut().for_each(|x| *x /= sum);
             }
-        }
+            zy - (m + sum.ln())
+        }));
         start += len;
     }
     (out, keep.then_some(z))
@@ -104,14 +107,13 @@ fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d
 fn backward_kept(mut p: Vec<f32>, h: &[f32], w: &[f32], gold: &[u32], g: &[f32], n: usize, d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let v = p.len() / n.max(1);
     let (mut dh, mut dw, mut db) = (vec![0f32; n * d], vec![0f32; v * d], vec![0f32; v]);
-    for (k, row) in p.chunks_exact_mut(v).enumerate() {
-        for (x, dbv) in row.iter_mut().zip(db.iter_mut()) {
-            *x *= -g[k];
-            *dbv += *x;
-        }
+    super::par::map_rows(&mut p, v, ROWS_PER_BLOCK, |k, row| {
+        row.iter_mut().for_each(|x| *x *= -g[k]);
         row[gold[k] as usize] += g[k];
-        db[gold[k] as usize] += g[k];
-    }
+    });
+    // ∂b = Σ_rows ∂z = 1ᵀ ∂z.
+    let ones = vec![1f32; n];
+    matmul_into((1, v, n), &mut db, v, false, &ones, (n, 1), &p, (v, 1));
     matmul_into((n, d, v), &mut dh, d, false, &p, (v, 1), w, (d, 1));
     matmul_into((v, d, n), &mut dw, d, false, &p, (1, v), h, (d, 1));
     *SPARE_PROBS.lock().unwrap() = Some(p);
@@ -136,24 +138,23 @@ fn backward_chunked(
     let step = chunk_rows(v);
     let mut z = vec![0f32; step.min(n) * v];
     let (mut dh, mut dw, mut db) = (vec![0f32; n * d], vec![0f32; v * d], vec![0f32; v]);
+    let ones = vec![1f32; step.min(n)];
     let mut start = 0;
     while start < n {
         let len = step.min(n - start);
         chunk_logits(&mut z, h, w, start, len, d, v);
-        for (r, row) in z[..len * v].chunks_exact_mut(v).enumerate() {
+        super::par::map_rows(&mut z[..len * v], v, ROWS_PER_BLOCK, |r, row| {
             let k = start + r;
             let y = gold[k] as usize;
             let lse = row[y] + bias[y] - ell[k];
             row.iter_mut().zip(bias).for_each(|(x, bv)| *x = *x + bv - lse);
             fast_math::exp_in_place(row);
-            for (x, dbv) in row.iter_mut().zip(db.iter_mut()) {
-                *x *= -g[k];
-                *dbv += *x;
-            }
+            row.iter_mut().for_each(|x| *x *= -g[k]);
             row[y] += g[k];
-            db[y] += g[k];
-        }
+        });
         let zc = &z[..len * v];
+        // ∂b += 1ᵀ ∂z[chunk].
+        matmul_into((1, v, len), &mut db, v, true, &ones[..len], (len, 1), zc, (v, 1));
         matmul_into((len, d, v), &mut dh[start * d..], d, false, zc, (v, 1), w, (d, 1));
         matmul_into((v, d, len), &mut dw, d, true, zc, (1, v), &h[start * d..], (d, 1));
         start += len;

@@ -1,0 +1,61 @@
+//! Row-parallel loops for the fused kernels, on candle's barrier pool (the threads candle's own
+//! element-wise ops use, so no second pool competes for the cores).
+
+/// Calls `f(r, row)` for every row r of `data` (rows of `width` values), the rows split into
+/// blocks of at least `min_rows` that the pool's threads take in turn; returns f's results in
+/// row order. Serial when one thread or one block would do.
+pub(crate) fn map_rows<T: Send, R: Copy + Default + Send>(
+    data: &mut [T],
+    width: usize,
+    min_rows: usize,
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let rows = if width == 0 { 0 } else { data.len() / width };
+    let mut out = vec![R::default(); rows];
+    let threads = candle_core::utils::get_num_threads();
+    let blocks = (rows / min_rows.max(1)).min(4 * threads);
+    if threads <= 1 || blocks <= 1 {
+        for (r, (row, o)) in data.chunks_exact_mut(width).zip(out.iter_mut()).enumerate() {
+            *o = f(r, row);
+        }
+        return out;
+    }
+    let step = rows.div_ceil(blocks);
+    let (data_p, out_p) = (data.as_mut_ptr() as usize, out.as_mut_ptr() as usize);
+    candle_core::utils::barrier_pool().execute_chunked(blocks, |bs| {
+        for b in bs {
+            for r in b * step..((b + 1) * step).min(rows) {
+                // SAFETY: every row index r is visited by exactly one block, so the row slices and
+                // output slots handed out are disjoint, and all lie inside `data` / `out`, which
+                // outlive the call (execute_chunked returns after every block has run).
+                unsafe {
+                    let row = std::slice::from_raw_parts_mut((data_p as *mut T).add(r * width), width);
+                    *(out_p as *mut R).add(r) = f(r, row);
+                }
+            }
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_is_visited_once_with_its_index() {
+        for (rows, width, min_rows) in [(0usize, 3usize, 4usize), (1, 5, 1), (37, 3, 2), (1000, 7, 16)] {
+            let mut data: Vec<u64> = (0..rows * width).map(|i| i as u64).collect();
+            let sums = map_rows(&mut data, width, min_rows, |r, row| {
+                row.iter_mut().for_each(|x| *x += 1);
+                row.iter().sum::<u64>() + 1_000_000 * r as u64
+            });
+            assert_eq!(sums.len(), rows);
+            for r in 0..rows {
+                let expect: u64 = (0..width).map(|j| (r * width + j) as u64 + 1).sum::<u64>() + 1_000_000 * r as u64;
+                assert_eq!(sums[r], expect, "row {r}");
+            }
+            assert!(data.iter().enumerate().all(|(i, &x)| x == i as u64 + 1));
+        }
+    }
+}

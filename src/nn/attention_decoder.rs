@@ -39,7 +39,7 @@ use super::gemm::matmul_into;
 use super::lstm_fused::{cell_backward_row, cell_forward_row, contiguous, Real};
 use crate::dist::MASKED_LOGIT;
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
 use std::any::Any;
 use std::sync::Mutex;
 
@@ -354,13 +354,11 @@ impl DecoderOp {
         for (l, dal) in da.iter().enumerate() {
             let (k, inp) = (self.dims.k(l), self.dims.input(l));
             let (w_ih, w_hh, bias) = off.layer[l];
-            let mut dr = vec![T::zero(); h4 * k];
-            matmul_into((h4, k, t * b), &mut dr, k, false, dal, (1, h4), &sv.ri[l], (k, 1));
+            // ∂[W_ih (feed or input columns) | W_hh] = Σ_t ∂aᵀ [input; h_{t-1}], written straight
+            // into the two weights' places (row strides `inp` and H).
             let skip = if l == 0 { de } else { 0 };
-            for g in 0..h4 {
-                dprm[w_ih + g * inp + skip..w_ih + (g + 1) * inp].copy_from_slice(&dr[g * k..g * k + k - h]);
-                dprm[w_hh + g * h..w_hh + (g + 1) * h].copy_from_slice(&dr[g * k + k - h..(g + 1) * k]);
-            }
+            matmul_into((h4, k - h, t * b), &mut dprm[w_ih + skip..], inp, false, dal, (1, h4), &sv.ri[l], (k, 1));
+            matmul_into((h4, h, t * b), &mut dprm[w_hh..], h, false, dal, (1, h4), &sv.ri[l][k - h..], (k, 1));
             let db = &mut dprm[bias..bias + h4];
             for row in dal.chunks(h4) {
                 db.iter_mut().zip(row).for_each(|(d, &x)| *d += x);
@@ -417,10 +415,20 @@ impl CustomOp2 for DecoderOp {
                     Some(sv) => sv,
                     None => bail!("attention-decoder: saved state of another dtype"),
                 };
-                let p = params.to_vec1::<$ty>()?;
-                let d = data.to_vec1::<$ty>()?;
-                let g = grad.contiguous()?.flatten_all()?.to_vec1::<$ty>()?;
-                let (dp, dd) = self.bwd(&p, &d, sv, &g);
+                // Read the inputs and the gradient in place (no copies).
+                let grad = grad.contiguous()?;
+                let (ps, pl) = params.storage_and_layout();
+                let (ds, dl) = data.storage_and_layout();
+                let (gs, gl) = grad.storage_and_layout();
+                let (p, d, g) = match (&*ps, &*ds, &*gs) {
+                    (Storage::Cpu(p), Storage::Cpu(d), Storage::Cpu(g)) => (
+                        contiguous::<$ty>("attention-decoder", p, pl)?,
+                        contiguous::<$ty>("attention-decoder", d, dl)?,
+                        contiguous::<$ty>("attention-decoder", g, gl)?,
+                    ),
+                    _ => bail!("attention-decoder: CPU tensors expected"),
+                };
+                let (dp, dd) = self.bwd(p, d, sv, g);
                 (Tensor::from_vec(dp, p.len(), dev)?, Tensor::from_vec(dd, d.len(), dev)?)
             }};
         }

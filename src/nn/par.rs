@@ -10,7 +10,7 @@ pub(crate) fn map_rows<T: Send, R: Copy + Default + Send>(
     min_rows: usize,
     f: impl Fn(usize, &mut [T]) -> R + Sync,
 ) -> Vec<R> {
-    let rows = if width == 0 { 0 } else { data.len() / width };
+    let rows = data.len().checked_div(width).unwrap_or(0);
     let mut out = vec![R::default(); rows];
     let threads = candle_core::utils::get_num_threads();
     let blocks = (rows / min_rows.max(1)).min(4 * threads);
@@ -51,9 +51,9 @@ mod tests {
                 row.iter().sum::<u64>() + 1_000_000 * r as u64
             });
             assert_eq!(sums.len(), rows);
-            for r in 0..rows {
+            for (r, &sum) in sums.iter().enumerate() {
                 let expect: u64 = (0..width).map(|j| (r * width + j) as u64 + 1).sum::<u64>() + 1_000_000 * r as u64;
-                assert_eq!(sums[r], expect, "row {r}");
+                assert_eq!(sum, expect, "row {r}");
             }
             assert!(data.iter().enumerate().all(|(i, &x)| x == i as u64 + 1));
         }

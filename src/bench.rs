@@ -9,7 +9,9 @@
 //!
 //! Reported per (preset, objective): target tokens per second (B·T per step over the mean step
 //! time), step-time percentiles, and the peak resident memory of the steps (the kernel's
-//! high-water mark, reset before each objective through `/proc/self/clear_refs`).
+//! high-water mark, reset before each objective through `/proc/self/clear_refs`). With
+//! `--rounds R` the row set is timed R times, each round varattn then PyTorch back to back, and
+//! the table gives medians over the rounds and the median of the per-round ratios ([`summarise`]).
 //!
 //! A second measurement checks the enumerated output layer: the fused gold-token log-softmax
 //! ([`crate::nn::gold_log_softmax`]) forward + backward on the `[B·T·S, O] × [O, V]` problem of
@@ -60,6 +62,9 @@ pub struct StepBench {
     pub step_ms_p50: f64,
     pub step_ms_p90: f64,
     pub peak_rss_mb: f64,
+    /// Which round of the invocation measured this (0-based; see [`summarise`]).
+    #[serde(default)]
+    pub round: usize,
 }
 
 /// The enumerated output layer's throughput against a plain matmul of the same shape.
@@ -179,6 +184,7 @@ pub fn bench_row(opts: &BenchOptions, preset: &str, row: &str) -> Result<StepBen
         step_ms_p50: 1e3 * percentile(&times, 0.5),
         step_ms_p90: 1e3 * percentile(&times, 0.9),
         peak_rss_mb: peak_rss_mb(),
+        round: 0,
     })
 }
 
@@ -395,21 +401,99 @@ pub fn run_pytorch(python: &Path, script: &Path, opts: &BenchOptions, preset: &s
     Ok(rows)
 }
 
-/// The printed table: one line per (preset, objective), varattn beside PyTorch and their ratio.
-pub fn table(ours: &[StepBench], theirs: &[StepBench]) -> String {
-    let mut s = String::from(
-        "| preset | objective | varattn tokens/s | step ms p50 / p90 | peak RSS MB | PyTorch tokens/s | ratio varattn/PyTorch |\n|---|---|---|---|---|---|---|\n",
-    );
+/// One (preset, objective) over all rounds of an invocation.
+///
+/// Each round measures varattn's rows and then PyTorch's, so the two implementations of a round
+/// ran back to back under the same load on a shared machine; the ratio is taken within each
+/// round and the median of the rounds' ratios is reported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub preset: String,
+    pub objective: String,
+    pub rounds: usize,
+    /// Medians over the rounds.
+    pub tokens_per_second: f64,
+    pub step_ms_p50: f64,
+    pub step_ms_p90: f64,
+    /// Largest over the rounds.
+    pub peak_rss_mb: f64,
+    /// PyTorch's median tokens/s over the rounds, if it ran.
+    pub pytorch_tokens_per_second: Option<f64>,
+    /// varattn / PyTorch tokens/s of each round in which both ran.
+    pub round_ratios: Vec<f64>,
+    /// Median of `round_ratios`.
+    pub ratio: Option<f64>,
+}
+
+/// Median (mean of the two middle values for an even count); NaN for none.
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        0.5 * (xs[n / 2 - 1] + xs[n / 2])
+    }
+}
+
+/// Groups the rounds' measurements by (preset, objective), in the order varattn measured them.
+pub fn summarise(ours: &[StepBench], theirs: &[StepBench]) -> Vec<Summary> {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
     for r in ours {
-        let other = theirs.iter().find(|t| t.preset == r.preset && t.objective == r.objective);
-        let (tps, ratio) = match other {
-            Some(t) => (format!("{:.0}", t.tokens_per_second), format!("{:.2}", r.tokens_per_second / t.tokens_per_second)),
-            None => ("–".into(), "–".into()),
-        };
+        if !keys.contains(&(r.preset.as_str(), r.objective.as_str())) {
+            keys.push((&r.preset, &r.objective));
+        }
+    }
+    keys.into_iter()
+        .map(|(preset, objective)| {
+            let of = |rows: &[StepBench]| -> Vec<StepBench> {
+                rows.iter().filter(|r| r.preset == preset && r.objective == objective).cloned().collect()
+            };
+            let (mine, other) = (of(ours), of(theirs));
+            let round_ratios: Vec<f64> = mine
+                .iter()
+                .filter_map(|m| other.iter().find(|o| o.round == m.round).map(|o| m.tokens_per_second / o.tokens_per_second))
+                .collect();
+            Summary {
+                preset: preset.into(),
+                objective: objective.into(),
+                rounds: mine.len(),
+                tokens_per_second: median(mine.iter().map(|r| r.tokens_per_second).collect()),
+                step_ms_p50: median(mine.iter().map(|r| r.step_ms_p50).collect()),
+                step_ms_p90: median(mine.iter().map(|r| r.step_ms_p90).collect()),
+                peak_rss_mb: mine.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max),
+                pytorch_tokens_per_second: (!other.is_empty()).then(|| median(other.iter().map(|r| r.tokens_per_second).collect())),
+                ratio: (!round_ratios.is_empty()).then(|| median(round_ratios.clone())),
+                round_ratios,
+            }
+        })
+        .collect()
+}
+
+/// The printed table: one line per (preset, objective), varattn beside PyTorch and their ratio
+/// (medians over the rounds, see [`summarise`]; with more than one round, each round's ratio too).
+pub fn table(ours: &[StepBench], theirs: &[StepBench]) -> String {
+    let summaries = summarise(ours, theirs);
+    let many = summaries.iter().any(|s| s.rounds > 1);
+    let mut s = String::from(
+        "| preset | objective | varattn tokens/s | step ms p50 / p90 | peak RSS MB | PyTorch tokens/s | ratio varattn/PyTorch |",
+    );
+    s += if many { " ratio in each round |\n|---|---|---|---|---|---|---|---|\n" } else { "\n|---|---|---|---|---|---|---|\n" };
+    for r in &summaries {
+        let tps = r.pytorch_tokens_per_second.map(|t| format!("{t:.0}")).unwrap_or_else(|| "–".into());
+        let ratio = r.ratio.map(|t| format!("{t:.2}")).unwrap_or_else(|| "–".into());
         s += &format!(
-            "| {} | {} | {:.0} | {:.0} / {:.0} | {:.0} | {} | {} |\n",
+            "| {} | {} | {:.0} | {:.0} / {:.0} | {:.0} | {} | {} |",
             r.preset, r.objective, r.tokens_per_second, r.step_ms_p50, r.step_ms_p90, r.peak_rss_mb, tps, ratio
         );
+        if many {
+            let each: Vec<String> = r.round_ratios.iter().map(|x| format!("{x:.2}")).collect();
+            s += &format!(" {} |", if each.is_empty() { "–".into() } else { each.join(", ") });
+        }
+        s += "\n";
     }
     s
 }
@@ -463,5 +547,40 @@ mod tests {
         let p = synthetic_pairs(5, 7, 4, 20, &mut SeededRng::new(1));
         assert!(p.iter().all(|x| x.src.len() == 7 && x.tgt.len() == 3));
         assert!(p.iter().flat_map(|x| x.src.iter().chain(&x.tgt)).all(|&i| (4..20).contains(&i)));
+    }
+
+    fn row(objective: &str, round: usize, tps: f64) -> StepBench {
+        StepBench {
+            implementation: "x".into(),
+            preset: "cpu".into(),
+            objective: objective.into(),
+            steps: 1,
+            tokens_per_step: 1,
+            tokens_per_second: tps,
+            step_ms_p50: 1e3 / tps,
+            step_ms_p90: 1e3 / tps,
+            peak_rss_mb: round as f64,
+            round,
+        }
+    }
+
+    #[test]
+    fn rounds_are_paired_and_summarised_by_medians() {
+        // round 1 ran while the machine was slow for both: its ratio is still 1.0, while the
+        // ratio of the pooled medians would not be
+        let ours = vec![row("soft", 0, 100.0), row("soft", 1, 50.0), row("soft", 2, 110.0), row("exact", 0, 10.0)];
+        let theirs = vec![row("soft", 0, 100.0), row("soft", 1, 50.0), row("soft", 2, 100.0)];
+        let s = summarise(&ours, &theirs);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].objective.as_str(), s[0].rounds), ("soft", 3));
+        assert_eq!(s[0].tokens_per_second, 100.0);
+        assert_eq!(s[0].pytorch_tokens_per_second, Some(100.0));
+        assert_eq!(s[0].round_ratios, vec![1.0, 1.0, 1.1]);
+        assert_eq!(s[0].ratio, Some(1.0));
+        assert_eq!(s[0].peak_rss_mb, 2.0);
+        assert_eq!((s[1].ratio, s[1].pytorch_tokens_per_second), (None, None));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        let t = table(&ours, &theirs);
+        assert!(t.contains("| cpu | soft | 100 | 10 / 10 | 2 | 100 | 1.00 | 1.00, 1.00, 1.10 |"), "{t}");
     }
 }

@@ -153,6 +153,11 @@ enum Command {
         /// measurements (for profiling a row).
         #[arg(long)]
         rows_only: bool,
+        /// Rounds of the whole row set: each round times varattn's rows and then PyTorch's back
+        /// to back; the table reports medians over rounds and the median of the rounds' ratios
+        /// (on a shared machine whose speed drifts, pairing within a round keeps the ratio fair).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
 }
 
@@ -385,7 +390,10 @@ fn main() -> Result<()> {
             }
             println!("{}", tables::claims_summary(&preset, &summary));
         }
-        Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device, rows_only } => {
+        Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device, rows_only, rounds } => {
+            if rounds == 0 {
+                anyhow::bail!("bench: --rounds must be at least 1")
+            }
             use varattn::bench;
             let device = varattn::selftest::device_from_name(&device)?;
             let device_name = bench::torch_device(&device)?;
@@ -425,10 +433,21 @@ fn main() -> Result<()> {
             eprintln!("{lstm_line}");
             let (mut ours, mut theirs, mut layers) = (Vec::new(), Vec::new(), Vec::new());
             for preset in &opts.presets {
-                for row in &opts.rows {
-                    let r = bench::bench_row(&opts, preset, row)?;
-                    eprintln!("varattn {preset} {row}: {:.0} tokens/s, p50 {:.0} ms", r.tokens_per_second, r.step_ms_p50);
-                    ours.push(r);
+                // Each round times varattn's rows and then PyTorch's, back to back.
+                for round in 0..rounds {
+                    for row in &opts.rows {
+                        let mut r = bench::bench_row(&opts, preset, row)?;
+                        r.round = round;
+                        eprintln!("varattn {preset} {row} (round {}): {:.0} tokens/s, p50 {:.0} ms", round + 1, r.tokens_per_second, r.step_ms_p50);
+                        ours.push(r);
+                    }
+                    if let Some(py) = &pytorch {
+                        for mut r in bench::run_pytorch(py, &script, &opts, preset, threads)? {
+                            r.round = round;
+                            eprintln!("pytorch {preset} {} (round {}): {:.0} tokens/s", r.objective, round + 1, r.tokens_per_second);
+                            theirs.push(r);
+                        }
+                    }
                 }
                 if !rows_only {
                     let l = bench::bench_output_layer(&opts, preset)?;
@@ -438,18 +457,15 @@ fn main() -> Result<()> {
                     );
                     layers.push(l);
                 }
-                if let Some(py) = &pytorch {
-                    theirs.extend(bench::run_pytorch(py, &script, &opts, preset, threads)?);
-                }
             }
             let settings = format!(
-                "{} ({threads} CPU threads), src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, seed {seed}, git {}.",
+                "{} ({threads} CPU threads), src_len {src_len}, tgt_len {tgt_len}, {steps} steps after {warmup} warm-up, {rounds} round(s) (medians over rounds; ratios taken within each round), seed {seed}, git {}.",
                 device_name,
                 git_revision().unwrap_or_else(|| "unknown".into())
             );
             let md = bench::markdown(&lstm_line, &ours, &theirs, &layers, &settings);
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let json = serde_json::json!({ "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads, "device": device_name });
+            let json = serde_json::json!({ "summary": bench::summarise(&ours, &theirs), "varattn": ours, "pytorch": theirs, "output_layer": layers, "lstm": lstm, "threads": threads, "device": device_name, "rounds": rounds });
             write_atomic(&out.join("bench.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
             let mut w = csv::Writer::from_writer(Vec::new());
             for r in ours.iter().chain(&theirs) {

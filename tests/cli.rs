@@ -81,7 +81,7 @@ fn bench_measures_the_smoke_sizes_and_names_a_device_it_cannot_open() {
     let dir = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let out = varattn()
-        .args(["bench", "--presets", "smoke", "--rows", "soft,kmax-2", "--steps", "2", "--warmup", "1", "--config-dir"])
+        .args(["bench", "--presets", "smoke", "--rows", "soft,kmax-2", "--steps", "2", "--warmup", "1", "--rounds", "2", "--config-dir"])
         .arg(format!("{root}/configs/nmt"))
         .arg("--out")
         .arg(dir.path())
@@ -91,12 +91,17 @@ fn bench_measures_the_smoke_sizes_and_names_a_device_it_cannot_open() {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap()).unwrap();
     assert_eq!(v["device"], "cpu");
     let rows = v["varattn"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 4, "two rows in each of two rounds");
     for r in rows {
         assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0 && r["steps"] == 2, "{r}");
     }
+    let summary = v["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), 2);
+    assert!(summary.iter().all(|s| s["rounds"] == 2 && s["ratio"].is_null()), "{summary:?}");
     assert!(v["output_layer"][0]["matmul_gflops"].as_f64().unwrap() > 0.0);
     assert!(std::fs::read_to_string(dir.path().join("bench.md")).unwrap().contains("| smoke | kmax-2 |"));
+    let zero = varattn().args(["bench", "--presets", "smoke", "--rounds", "0", "--out"]).arg(dir.path().join("zero")).output().unwrap();
+    assert!(!zero.status.success() && String::from_utf8_lossy(&zero.stderr).contains("--rounds"));
     // a device this build cannot open: a clear error, nothing written
     let none = dir.path().join("none");
     let bad = varattn().args(["bench", "--presets", "smoke", "--device", "cuda", "--out"]).arg(&none).output().unwrap();

@@ -339,10 +339,15 @@ pub struct NmtOutputs<'a> {
 impl NmtOutputs<'_> {
     /// log f for pre-activations `[..., O]` whose leading dims match the gold tokens `gold`.
     fn gold_log_f(&self, pre: &Tensor, gold: &Tensor) -> Result<Tensor> {
+        self.gold_log_f_with(pre, gold, &self.model.out_w, &self.model.out_b)
+    }
+
+    /// log softmax(W tanh(pre) + b) at the gold token, with the output layer's `w`, `b` given.
+    fn gold_log_f_with(&self, pre: &Tensor, gold: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         let dims = pre.dims().to_vec();
         let o = *dims.last().unwrap();
         let rows = fast_math::tanh(pre)?.reshape(((), o))?;
-        let lf = gold_log_softmax(&rows, &self.model.out_w, &self.model.out_b, &gold.flatten_all()?)?;
+        let lf = gold_log_softmax(&rows, w, b, &gold.flatten_all()?)?;
         lf.reshape(&dims[..dims.len() - 1])
     }
 }
@@ -385,6 +390,12 @@ impl AlignmentOutputs for NmtOutputs<'_> {
     fn log_f_soft(&self) -> Result<Tensor> {
         let p = Categorical::from_logits(&self.prior_scores, Some(&self.position_mask))?.probs()?;
         self.log_f_relaxed(&p)
+    }
+    fn log_f_soft_detached(&self) -> Result<Tensor> {
+        let p = Categorical::from_logits(&self.prior_scores.detach(), Some(&self.position_mask))?.probs()?;
+        let ctx = p.to_dtype(DType::F32)?.matmul(&self.enc.out_keys.detach())?; // [B,T,O]
+        let pre = (self.out_query.detach() + ctx)?;
+        self.gold_log_f_with(&pre, &self.gold, &self.model.out_w.detach(), &self.model.out_b.detach())
     }
 }
 
@@ -459,6 +470,24 @@ mod tests {
             }
             assert!(g1.get(&ps.named_vars().iter().find(|(n, _)| n == "decoder.l0.w_hh").unwrap().1).is_some());
         }
+        Ok(())
+    }
+
+    #[test]
+    fn detached_soft_likelihood_has_the_same_value_and_no_graph() -> Result<()> {
+        let pairs: Vec<IdPair> = vec![
+            IdPair { src: vec![5, 6, 7, 8], tgt: vec![9, 10, 11] },
+            IdPair { src: vec![12, 5], tgt: vec![13, 14, 15, 16, 9] },
+        ];
+        let batch = NmtBatch::new(&pairs, &[0, 1], &Device::Cpu)?;
+        let mut ps = ParamStore::new(4, 0.3, &Device::Cpu);
+        let model = NmtModel::new(&mut ps, &config(1), 20, false)?;
+        let out = model.forward(&batch, None)?;
+        let tracked = out.log_f_soft()?;
+        let constant = out.log_f_soft_detached()?;
+        assert!(tracked.track_op() && !constant.track_op());
+        let d = (&tracked - &constant)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(d < 1e-6, "detached soft likelihood differs by {d}");
         Ok(())
     }
 }

@@ -57,11 +57,15 @@ struct GoldLogSoftmax {
     keep_bytes: usize,
     /// softmax(z) `[N, V]` from the CPU forward pass, taken by the first backward pass.
     probs: std::sync::Mutex<Option<Vec<f32>>>,
+    /// No input records a gradient: no backward pass will come, so the forward pass keeps
+    /// nothing (it still computes the logits in one product into the spare buffer when they fit
+    /// the budget, and hands the buffer back).
+    constant: bool,
 }
 
 impl GoldLogSoftmax {
-    fn new(gold: Tensor, keep_bytes: usize) -> Self {
-        Self { gold, keep_bytes, probs: std::sync::Mutex::new(None) }
+    fn new(gold: Tensor, keep_bytes: usize, constant: bool) -> Self {
+        Self { gold, keep_bytes, probs: std::sync::Mutex::new(None), constant }
     }
 }
 
@@ -78,7 +82,11 @@ fn chunk_logits(z: &mut [f32], h: &[f32], w: &[f32], start: usize, len: usize, d
 /// into a reused buffer; ℓ_n = z_{n,y_n} - m_n - log Σ_v exp(z_{n,v} - m_n) is one pass per row.
 /// With `keep`, the chunks are written into one `[N, V]` buffer left holding softmax(z), which is
 /// returned too.
-fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize, keep: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+///
+/// With `keep`, the logits of all N rows are computed in one product into an `[N, V]` buffer
+/// that is returned, turned into softmax(z) when `normalise` (for the backward pass).
+#[allow(clippy::too_many_arguments)]
+fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize, keep: bool, normalise: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let v = bias.len();
     let step = chunk_rows(v);
     let mut z = if keep { probs_buffer(n * v) } else { vec![0f32; step.min(n) * v] };
@@ -92,7 +100,7 @@ fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d
             row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
             let zy = row[gold[start + r] as usize];
             let (m, sum) = row_exp_shifted_in_place(row);
-            if keep {
+            if keep && normalise {
                 row.iter_mut().for_each(|x| *x /= sum);
             }
             zy - (m + sum.ln())
@@ -269,8 +277,15 @@ impl CustomOp3 for GoldLogSoftmax {
             candle_core::bail!("gold_log_softmax: {} gold classes for {n} rows, all must be below V = {v}", gold.len())
         }
         let keep = n.saturating_mul(v).saturating_mul(4) <= self.keep_bytes;
-        let (out, probs) = forward_chunked(f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?, &gold, n, d, keep);
-        *self.probs.lock().unwrap() = probs;
+        let (h, w, b) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
+        let (out, probs) = forward_chunked(h, w, b, &gold, n, d, keep, !self.constant);
+        if self.constant {
+            if let Some(buffer) = probs {
+                *SPARE_PROBS.lock().unwrap() = Some(buffer);
+            }
+        } else {
+            *self.probs.lock().unwrap() = probs;
+        }
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
@@ -359,11 +374,13 @@ pub fn gold_log_softmax(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor) -> Re
 
 /// [`gold_log_softmax`] with an explicit budget: on the CPU the forward pass keeps the `[N, V]`
 /// probabilities for the backward pass when they take at most `keep_bytes` (0: never; the
-/// backward pass then recomputes the logits chunk by chunk).
+/// backward pass then recomputes the logits chunk by chunk). Nothing is kept when no input
+/// records a gradient (the result is then a constant with no backward pass).
 pub fn gold_log_softmax_keeping(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor, keep_bytes: usize) -> Result<Tensor> {
     let gold = gold.to_dtype(DType::U32)?.contiguous()?;
+    let constant = !(h.track_op() || w.track_op() || b.track_op());
     if (h.device().is_cpu() || h.device().is_cuda()) && h.dtype() == DType::F32 {
-        h.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, GoldLogSoftmax::new(gold, keep_bytes))
+        h.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, GoldLogSoftmax::new(gold, keep_bytes, constant))
     } else {
         gold_log_softmax_naive(h, w, b, &gold)
     }
@@ -419,6 +436,10 @@ mod tests {
         };
         let (lf, gf) = run(true)?;
         let (ln, gn) = run(false)?;
+        // from constant inputs: no graph, nothing kept, the same values to the bit
+        let constant = gold_log_softmax_keeping(&h.as_tensor().detach(), &w.as_tensor().detach(), &b.as_tensor().detach(), &y, keep_bytes)?;
+        assert!(!constant.track_op());
+        assert_eq!(constant.to_vec1::<f32>()?, lf);
         for (a, b) in lf.iter().zip(&ln) {
             assert!((a - b).abs() < 1e-5, "value {a} vs {b}");
         }
@@ -444,7 +465,7 @@ mod tests {
         let gold: Vec<u32> = (0..n).map(|_| rng.next_index(v) as u32).collect();
         let y = Tensor::new(gold.as_slice(), &dev)?;
         let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (row_loop, _) = forward_chunked(&flat(&h)?, &flat(&w)?, &flat(&b)?, &gold, n, d, false);
+        let (row_loop, _) = forward_chunked(&flat(&h)?, &flat(&w)?, &flat(&b)?, &gold, n, d, false, true);
         let row_loop = Tensor::new(row_loop.as_slice(), &dev)?;
         let tensor_ops = forward_chunked_device(&h, &w, &b, &y)?;
         // f32 sums over ~1M classes in another order: ~1e-4 relative apart
@@ -452,7 +473,7 @@ mod tests {
         let scale = row_loop.abs()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff <= 1e-3 * scale, "forward differs by {diff} (scale {scale})");
         let g = rng.normal(n, &dev)?;
-        let op = GoldLogSoftmax::new(y.clone(), 0);
+        let op = GoldLogSoftmax::new(y.clone(), 0, false);
         let (dh, dw, db) = op.bwd(&h, &w, &b, &row_loop, &g)?;
         let (eh, ew, eb) = backward_chunked_device(&h, &w, &b, &y, &row_loop, &g)?;
         for (a, e, what) in [(dh.unwrap(), eh, "h"), (dw.unwrap(), ew, "W"), (db.unwrap(), eb, "b")] {

@@ -2,7 +2,7 @@
 pub mod attention_decoder;
 pub mod fast_math;
 mod gemm;
-mod par;
+pub(crate) mod par;
 pub mod gold_log_softmax;
 pub mod grad_reverse;
 pub mod lstm;

@@ -38,6 +38,29 @@ pub(crate) fn map_rows<T: Send, R: Copy + Default + Send>(
     out
 }
 
+/// Calls `f(range)` for consecutive ranges covering `0..n`, each of at least `min_len` items
+/// (the last may be shorter), that the barrier pool's threads take in turn. Serial when one
+/// thread or one range would do. `f` must only touch what its range owns.
+pub(crate) fn for_ranges(n: usize, min_len: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let threads = candle_core::utils::get_num_threads();
+    let blocks = (n / min_len.max(1)).min(4 * threads);
+    if threads <= 1 || blocks <= 1 {
+        if n > 0 {
+            f(0..n);
+        }
+        return;
+    }
+    let step = n.div_ceil(blocks);
+    candle_core::utils::barrier_pool().execute_chunked(blocks, |bs| {
+        for b in bs {
+            let lo = b * step;
+            if lo < n {
+                f(lo..((b + 1) * step).min(n));
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +79,21 @@ mod tests {
                 assert_eq!(sum, expect, "row {r}");
             }
             assert!(data.iter().enumerate().all(|(i, &x)| x == i as u64 + 1));
+        }
+    }
+
+    #[test]
+    fn ranges_cover_every_item_once() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        for (n, min_len) in [(0usize, 4usize), (1, 1), (37, 2), (10_000, 64)] {
+            let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+            for_ranges(n, min_len, |r| {
+                assert!(r.start < r.end && r.end <= n, "range {r:?} of {n}");
+                r.for_each(|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
         }
     }
 }

@@ -26,6 +26,12 @@ pub trait AlignmentOutputs {
     fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor>;
     /// log f(x, E_p[z]): the soft-attention likelihood `[...]`.
     fn log_f_soft(&self) -> Result<Tensor>;
+    /// sg(log f(x, E_p[z])): the soft-attention likelihood as a constant (the REINFORCE baseline).
+    /// Models override this to compute it from detached inputs, so that no graph is recorded and
+    /// nothing is kept for a backward pass that never comes.
+    fn log_f_soft_detached(&self) -> Result<Tensor> {
+        Ok(self.log_f_soft()?.detach())
+    }
 }
 
 /// State an estimator carries across batches.
@@ -67,7 +73,7 @@ pub fn estimate(
             let baseline = match state.moving_average.as_mut() {
                 Some(ma) => Baseline::MovingAverage(ma),
                 None => {
-                    soft_score = out.log_f_soft()?.detach();
+                    soft_score = out.log_f_soft_detached()?;
                     Baseline::Soft(&soft_score)
                 }
             };

@@ -187,6 +187,7 @@ fn read_lines(path: &Path) -> Result<Vec<String>> {
 
 fn main() -> Result<()> {
     varattn::pin_thread_count();
+    varattn::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Demo { steps, seed, out } => {

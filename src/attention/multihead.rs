@@ -5,7 +5,8 @@
 //! same names, same operations).
 use crate::train::ParamStore;
 use candle_core::{Result, Tensor, D};
-use candle_nn::{Linear, Module};
+use crate::nn::gemm::Linear;
+use candle_nn::Module;
 
 pub struct MlpAttention {
     pub heads: usize,

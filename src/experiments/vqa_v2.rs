@@ -240,7 +240,7 @@ struct V2Batch {
 pub struct V2Model<'a> {
     model: &'a VqaModel,
     /// Backbone dim → model region size.
-    proj: candle_nn::Linear,
+    proj: crate::nn::gemm::Linear,
 }
 
 impl V2Model<'_> {

@@ -23,7 +23,8 @@ use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
 use crate::train::ParamStore;
 use candle_core::{DType, Result, Tensor, D};
-use candle_nn::{Embedding, Linear, Module};
+use crate::nn::gemm::Linear;
+use candle_nn::{Embedding, Module};
 use serde::{Deserialize, Serialize};
 
 /// Sizes of the model (the `paper` preset: emb 512, encoder 512 per direction × 2 layers,

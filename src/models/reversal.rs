@@ -11,7 +11,8 @@ use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
 use crate::train::ParamStore;
 use candle_core::{DType, Device, Result, Tensor, D};
-use candle_nn::{Embedding, Linear, Module};
+use crate::nn::gemm::Linear;
+use candle_nn::{Embedding, Module};
 
 /// Task settings: symbols 1..=vocab (0 is padding), lengths min_len..=max_len.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]

@@ -53,7 +53,8 @@ use crate::rng::SeededRng;
 use crate::special::softplus;
 use crate::train::ParamStore;
 use candle_core::{DType, Device, Result, Tensor, D};
-use candle_nn::{Embedding, Linear, Module};
+use crate::nn::gemm::Linear;
+use candle_nn::{Embedding, Module};
 use serde::{Deserialize, Serialize};
 
 /// Sizes of the transducer.

@@ -30,7 +30,8 @@ use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
 use crate::train::ParamStore;
 use candle_core::{Result, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, Embedding, Linear, Module};
+use crate::nn::gemm::Linear;
+use candle_nn::{Conv2d, Conv2dConfig, Embedding, Module};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

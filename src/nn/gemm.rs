@@ -1,6 +1,7 @@
 //! Strided matrix products straight into caller-owned buffers, through the `gemm` crate that
 //! candle's CPU backend uses: the fused kernels call them inside one op, without allocating a
 //! candle tensor per product.
+use candle_core::{bail, backend::BackendStorage, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
 /// dst[m×n] (row stride `dst_rs`) = `keep`·dst + lhs[m×k] · rhs[k×n], all with explicit strides
@@ -89,6 +90,113 @@ pub(crate) fn matmul_into<T: 'static + Copy + Send + Sync + num_traits::One + nu
     });
 }
 
+/// `a [M, K] × b [K, N]` as a candle op whose CPU product is [`matmul_into`] (one block per thread
+/// on candle's barrier pool, no zero-filled destination) and whose backward pass is the same op:
+/// ∂a = g bᵀ, ∂b = aᵀ g. Both operands may be any 2-D strided views (a transpose costs nothing).
+struct MatMul2;
+
+/// (rows, cols, row stride, col stride) of a 2-D layout.
+fn strides_2d(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+    let (r, c) = l.shape().dims2()?;
+    let st = l.stride();
+    Ok((r, c, st[0], st[1]))
+}
+
+impl CustomOp2 for MatMul2 {
+    fn name(&self) -> &'static str {
+        "matmul-blocked"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let ((m, k, ars, acs), (k2, n, brs, bcs)) = (strides_2d(l1)?, strides_2d(l2)?);
+        if k != k2 {
+            bail!("matmul-blocked: shapes {:?} and {:?} do not fit [M, K] × [K, N]", l1.shape(), l2.shape())
+        }
+        macro_rules! run {
+            ($a:expr, $b:expr, $ty:ty, $wrap:path) => {{
+                let (a, b) = (&$a[l1.start_offset()..], &$b[l2.start_offset()..]);
+                let mut dst = Vec::<$ty>::with_capacity(m * n);
+                // SAFETY: matmul_into with keep = false writes every element of the m×n
+                // destination (k = 0 included) before anything reads it.
+                #[allow(clippy::uninit_vec)]
+                unsafe {
+                    dst.set_len(m * n)
+                };
+                if k == 0 {
+                    dst.iter_mut().for_each(|x| *x = 0.0);
+                } else {
+                    matmul_into((m, n, k), &mut dst, n, false, a, (ars, acs), b, (brs, bcs));
+                }
+                $wrap(dst)
+            }};
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => run!(a, b, f32, CpuStorage::F32),
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => run!(a, b, f64, CpuStorage::F64),
+            _ => bail!("matmul-blocked: f32 or f64 operands of one dtype expected, got {:?}, {:?}", s1.dtype(), s2.dtype()),
+        };
+        Ok((out, Shape::from((m, n))))
+    }
+
+    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        Ok((Some(g.apply_op2_no_bwd(&b.t()?, &MatMul2)?), Some(a.t()?.apply_op2_no_bwd(&g, &MatMul2)?)))
+    }
+}
+
+/// `x [..., K] × w [K, N] -> [..., N]` (leading dimensions flattened into rows): on the CPU in
+/// f32/f64 through [`matmul_into`] with a gradient (see `MatMul2`), elsewhere candle's
+/// `broadcast_matmul`. `w` may be a transposed view, e.g. `weight.t()` of a `[N, K]` weight.
+pub fn matmul_blocked(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let fast = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && w.rank() == 2;
+    if !fast {
+        return x.broadcast_matmul(w);
+    }
+    let dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    let rows = x.contiguous()?.reshape(((), k))?;
+    let out = rows.apply_op2(w, MatMul2)?;
+    let mut out_dims = dims;
+    *out_dims.last_mut().unwrap() = w.dim(1)?;
+    out.reshape(out_dims)
+}
+
+/// y = x Wᵀ + b with W `[out, in]`: `candle_nn::Linear`'s layer with its product through
+/// [`matmul_blocked`] (see `MatMul2`), so its forward and both backward products run on candle's
+/// barrier pool without a zero-filled destination.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer over `weight [out, in]` and an optional `bias [out]`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// W, `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// b, `[out]`, if the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl candle_core::Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = matmul_blocked(x, &self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
 /// At most this many blocks per product.
 const MAX_PARTS: usize = 64;
 
@@ -137,5 +245,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn blocked_matmul_op_matches_candle_in_value_and_gradient() -> Result<()> {
+        use candle_core::{Device, Var};
+        let mut rng = crate::rng::SeededRng::new(4);
+        // 3-D input times a transposed weight (a Linear layer); big enough to split in blocks
+        for &(b, t, k, n) in &[(2usize, 3usize, 5usize, 4usize), (8, 40, 64, 96)] {
+            let x = Var::from_tensor(&rng.normal((b, t, k), &Device::Cpu)?.to_dtype(DType::F64)?)?;
+            let w = Var::from_tensor(&rng.normal((n, k), &Device::Cpu)?.to_dtype(DType::F64)?)?;
+            let r = rng.normal((b, t, n), &Device::Cpu)?.to_dtype(DType::F64)?;
+            let ours = matmul_blocked(x.as_tensor(), &w.as_tensor().t()?)?;
+            let theirs = x.as_tensor().broadcast_matmul(&w.as_tensor().t()?)?;
+            let diff = |p: &Tensor, q: &Tensor| -> Result<f64> { (p - q)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>() };
+            assert_eq!(ours.dims(), &[b, t, n]);
+            assert!(diff(&ours, &theirs)? < 1e-12);
+            let g1 = (ours * &r)?.sum_all()?.backward()?;
+            let g0 = (theirs * &r)?.sum_all()?.backward()?;
+            for v in [&x, &w] {
+                let (p, q) = (g1.get(v).unwrap(), g0.get(v).unwrap());
+                assert_eq!(p.dims(), v.dims());
+                assert!(diff(p, q)? < 1e-12, "gradient differs by {}", diff(p, q)?);
+                assert!(q.abs()?.sum_all()?.to_scalar::<f64>()? > 1e-3);
+            }
+        }
+        let bad = matmul_blocked(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?, &Tensor::zeros((4, 5), DType::F32, &Device::Cpu)?);
+        assert!(bad.unwrap_err().to_string().contains("matmul-blocked"));
+        Ok(())
     }
 }

@@ -311,7 +311,7 @@ fn run_direction(w: &CellWeights, x_tm: &Tensor, b: usize, pad: &Padding) -> Res
     let t = x_tm.dim(0)? / b;
     // The input projection of every step as one matmul, time-major so that each step is one
     // contiguous slice.
-    let xp = x_tm.matmul(&w.w_ih.t()?)?.broadcast_add(&w.bias()?)?.reshape((t, b, 4 * hd))?;
+    let xp = super::gemm::matmul_blocked(x_tm, &w.w_ih.t()?)?.broadcast_add(&w.bias()?)?.reshape((t, b, 4 * hd))?;
     if xp.device().is_cpu() {
         // The whole recurrence as one fused op with a hand-written backward pass.
         let (out, state) = lstm_sequence_fused(&xp, &w.w_hh, &pad.lengths)?;

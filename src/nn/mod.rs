@@ -1,7 +1,7 @@
 //! Neural-network building blocks of our own.
 pub mod attention_decoder;
 pub mod fast_math;
-mod gemm;
+pub mod gemm;
 pub(crate) mod par;
 pub mod gold_log_softmax;
 pub mod grad_reverse;

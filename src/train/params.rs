@@ -48,10 +48,10 @@ impl ParamStore {
     }
 
     /// y = x Wᵀ + b with W `[out, in]`, b `[out]`, both uniform.
-    pub fn linear(&mut self, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<candle_nn::Linear> {
+    pub fn linear(&mut self, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<crate::nn::gemm::Linear> {
         let w = self.uniform(&format!("{name}.weight"), &[d_out, d_in])?;
         let b = if bias { Some(self.uniform(&format!("{name}.bias"), &[d_out])?) } else { None };
-        Ok(candle_nn::Linear::new(w, b))
+        Ok(crate::nn::gemm::Linear::new(w, b))
     }
 
     /// An embedding table `[n, d]`.

@@ -145,7 +145,7 @@ impl NmtModel {
     pub fn encode(&self, src: &Tensor, src_mask: &Tensor, mut rng: Option<&mut SeededRng>) -> Result<Encoded> {
         let p = self.cfg.dropout;
         let emb = dropout(&self.src_emb.forward(src)?, p, rng.as_deref_mut())?;
-        let (states, _) = self.encoder.forward(&emb, Some(src_mask), rng.as_deref_mut())?;
+        let states = self.encoder.outputs(&emb, Some(src_mask), rng.as_deref_mut())?;
         let states = dropout(&states, p, rng)?;
         Ok(Encoded {
             att_keys: self.att_x.forward(&states)?,
@@ -205,8 +205,8 @@ impl NmtModel {
             Some(inf) => {
                 let se = self.src_emb.forward(&batch.src)?;
                 let te = self.tgt_emb.forward(&batch.tgt_out)?;
-                let (u, _) = inf.src_lstm.forward(&se, Some(&batch.src_mask), None)?;
-                let (v, _) = inf.tgt_lstm.forward(&te, Some(&batch.tgt_mask), None)?;
+                let u = inf.src_lstm.outputs(&se, Some(&batch.src_mask), None)?;
+                let v = inf.tgt_lstm.outputs(&te, Some(&batch.tgt_mask), None)?;
                 Some(inf.bilinear.forward(&v)?.matmul(&u.transpose(1, 2)?)?)
             }
         };

@@ -211,7 +211,7 @@ impl Transducer {
     /// q's encodings: letters `[B, S, 2Hq]` and labels `[B, T, 2Hq]` with the label mask.
     fn q_encodings(&self, batch: &TransducerBatch) -> Result<(Tensor, Tensor, usize)> {
         let dev = batch.letters.device();
-        let (enc_x, _) = self.q_letters.forward(&emb(&self.q_letter_emb, &batch.letters)?, Some(&batch.letter_mask), None)?;
+        let enc_x = self.q_letters.outputs(&emb(&self.q_letter_emb, &batch.letters)?, Some(&batch.letter_mask), None)?;
         let b = batch.len();
         let t = batch.labels.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let (mut ids, mut mask) = (vec![0u32; b * t], vec![0f32; b * t]);
@@ -226,7 +226,7 @@ impl Transducer {
         if batch.labels.iter().any(Vec::is_empty) {
             candle_core::bail!("transducer: a word without labels")
         }
-        let (enc_y, _) = self.q_labels.forward(&emb(&self.q_label_emb, &ids)?, Some(&mask), None)?;
+        let enc_y = self.q_labels.outputs(&emb(&self.q_label_emb, &ids)?, Some(&mask), None)?;
         Ok((enc_x, enc_y, t))
     }
 

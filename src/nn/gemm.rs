@@ -34,7 +34,7 @@ pub(crate) fn matmul_into<T: 'static + Copy + Send + Sync + num_traits::One + nu
         assert!((m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
         assert!((k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
     }
-    let parts = candle_core::utils::get_num_threads().min(MAX_PARTS);
+    let parts = super::par::threads().min(MAX_PARTS);
     let split_rows = m >= n;
     let len = if split_rows { m } else { n };
     // Blocks of at least 16 rows/columns, and at least ~1 MFLOP per block.

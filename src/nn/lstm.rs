@@ -20,15 +20,17 @@
 //! # Speed
 //!
 //! candle's stock LSTM multiplies `W_ih x_t` inside the time loop and copies every input slice.
-//! [`Lstm`] instead computes the input projection of all time steps of a layer and direction as
-//! one matmul before the loop, in a time-major layout. On the CPU the recurrence that follows is
-//! one fused op with a hand-written backward pass ([`super::lstm_fused`]): one graph node per
-//! layer and direction instead of some twenty per step. The backward direction reads its input
-//! through one gather that reverses each row within its own length. The decoder's
-//! [`StackedLstmCell`] steps through the fused cell update. On other devices both fall back to
-//! the same equations composed from candle ops (steps cut out in ⌈√T⌉-step blocks, see
-//! `split_steps`).
-use super::lstm_fused::{lstm_cell_fused, lstm_sequence_fused};
+//! [`Lstm`] instead computes the input projection of all time steps of a layer as one matmul
+//! before the loop. On the CPU that matmul covers both directions at once (batch-major, no
+//! transpose), and the recurrences that follow are one fused op per layer with a hand-written
+//! backward pass ([`super::lstm_fused::lstm_layer_fused`]): the biases are added inside it, the
+//! backward direction reads each row right to left within its own length without a gather, and
+//! the two directions run concurrently, one per thread, since each is a chain of products too
+//! small to split. The decoder's [`StackedLstmCell`] steps through the fused cell update. On
+//! other devices both fall back to the same equations composed from candle ops, one direction at
+//! a time in a time-major layout (the backward direction through one gather that reverses each
+//! row within its length; steps cut out in ⌈√T⌉-step blocks, see `split_steps`).
+use super::lstm_fused::{lstm_cell_fused, lstm_layer_fused};
 use crate::rng::SeededRng;
 use crate::train::params::ParamStore;
 use candle_core::{bail, DType, Result, Tensor};
@@ -256,11 +258,23 @@ impl Lstm {
     /// the forward direction is the one after each row's last real step (not after step T-1);
     /// the backward direction starts at each row's own last real step and ends at step 0, so its
     /// final state is the one after reading step 0. Padded inputs never influence anything.
-    pub fn forward(
+    pub fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, dropout: Option<&mut SeededRng>) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        self.run(xs, mask, dropout, true)
+    }
+
+    /// The top layer's outputs of [`Lstm::forward`] alone, `[B, T, output_dim]`: on the CPU this
+    /// skips assembling the final states, which costs a few copies per layer in both passes.
+    pub fn outputs(&self, xs: &Tensor, mask: Option<&Tensor>, dropout: Option<&mut SeededRng>) -> Result<Tensor> {
+        Ok(self.run(xs, mask, dropout, false)?.0)
+    }
+
+    /// [`Lstm::forward`]; the final states only when `want_finals` (otherwise possibly empty).
+    fn run(
         &self,
         xs: &Tensor,
         mask: Option<&Tensor>,
         mut dropout: Option<&mut SeededRng>,
+        want_finals: bool,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let (b, t, d_in) = xs.dims3()?;
         if d_in != self.cfg.input {
@@ -272,7 +286,9 @@ impl Lstm {
             let out = Tensor::zeros((b, 0, self.output_dim()), xs.dtype(), xs.device())?;
             return Ok((out, vec![(z.clone(), z); self.layers.len() * nd]));
         }
-        let pad = Padding::new(mask, xs, self.cfg.bidirectional)?;
+        // On the CPU each layer is one fused op over all its directions (`lstm_layer_fused`).
+        let fused = xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::F64);
+        let pad = Padding::new(mask, xs, self.cfg.bidirectional && !fused)?;
         let mut x = xs.clone();
         let mut finals = Vec::with_capacity(self.layers.len() * nd);
         for (l, dirs) in self.layers.iter().enumerate() {
@@ -283,6 +299,24 @@ impl Lstm {
                 }
             }
             let d = x.dim(2)?;
+            if fused {
+                // Batch-major input projections of every direction as one product [B·T, D·4H];
+                // the op reads each direction's steps in its own order.
+                let cat0 = |f: fn(&CellWeights) -> Result<Tensor>| -> Result<Tensor> {
+                    let parts = dirs.iter().map(f).collect::<Result<Vec<_>>>()?;
+                    if parts.len() == 1 {
+                        Ok(parts[0].clone())
+                    } else {
+                        Tensor::cat(&parts, 0)
+                    }
+                };
+                let w_ih = cat0(|w| Ok(w.w_ih.clone()))?;
+                let xp = super::gemm::matmul_blocked(&x.reshape((b * t, d))?, &w_ih.t()?)?;
+                let layer = lstm_layer_fused(&xp, &cat0(|w| Ok(w.w_hh.clone()))?, &cat0(CellWeights::bias)?, &pad.lengths, want_finals)?;
+                finals.extend(layer.finals);
+                x = layer.outputs;
+                continue;
+            }
             // Time-major inputs [T*B, in]: a transpose for the forward direction, a gather that
             // also reverses each row within its length for the backward one.
             let x_fwd = x.transpose(0, 1)?.contiguous()?.reshape((t * b, d))?;
@@ -312,11 +346,6 @@ fn run_direction(w: &CellWeights, x_tm: &Tensor, b: usize, pad: &Padding) -> Res
     // The input projection of every step as one matmul, time-major so that each step is one
     // contiguous slice.
     let xp = super::gemm::matmul_blocked(x_tm, &w.w_ih.t()?)?.broadcast_add(&w.bias()?)?.reshape((t, b, 4 * hd))?;
-    if xp.device().is_cpu() {
-        // The whole recurrence as one fused op with a hand-written backward pass.
-        let (out, state) = lstm_sequence_fused(&xp, &w.w_hh, &pad.lengths)?;
-        return Ok((out.transpose(0, 1)?.contiguous()?, state));
-    }
     let w_hh_t = w.w_hh.t()?;
     let zeros = Tensor::zeros((b, hd), x_tm.dtype(), x_tm.device())?;
     let (mut h, mut c) = (zeros.clone(), zeros);

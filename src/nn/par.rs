@@ -1,6 +1,40 @@
 //! Row-parallel loops for the fused kernels, on candle's barrier pool (the threads candle's own
 //! element-wise ops use, so no second pool competes for the cores).
 
+use std::cell::Cell;
+
+thread_local! {
+    /// Set while this thread runs one of [`for_each_alone`]'s items.
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The number of threads a fused kernel may split its work over: candle's thread count, or 1
+/// inside an item of [`for_each_alone`] (the pool is busy running the items themselves, and
+/// candle's barrier pool cannot be entered again from inside one of its own calls).
+pub(crate) fn threads() -> usize {
+    if ALONE.with(|a| a.get()) {
+        1
+    } else {
+        candle_core::utils::get_num_threads()
+    }
+}
+
+/// Runs `f(0)`, …, `f(n - 1)` concurrently on the barrier pool, each item on one thread, and
+/// everything an item calls single-threaded ([`threads`] is 1 inside it). For a few independent
+/// pieces of work too small to split well, such as the two directions of a bidirectional LSTM
+/// layer (each a chain of small products). Serial, in order, when one thread would do.
+pub(crate) fn for_each_alone(n: usize, f: impl Fn(usize) + Sync) {
+    if threads() <= 1 || n <= 1 {
+        (0..n).for_each(f);
+        return;
+    }
+    candle_core::utils::barrier_pool().execute_chunked(n, |items| {
+        let was = ALONE.with(|a| a.replace(true));
+        items.for_each(&f);
+        ALONE.with(|a| a.set(was));
+    });
+}
+
 /// Calls `f(r, row)` for every row r of `data` (rows of `width` values), the rows split into
 /// blocks of at least `min_rows` that the pool's threads take in turn; returns f's results in
 /// row order. Serial when one thread or one block would do.
@@ -12,7 +46,7 @@ pub(crate) fn map_rows<T: Send, R: Copy + Default + Send>(
 ) -> Vec<R> {
     let rows = data.len().checked_div(width).unwrap_or(0);
     let mut out = vec![R::default(); rows];
-    let threads = candle_core::utils::get_num_threads();
+    let threads = threads();
     let blocks = (rows / min_rows.max(1)).min(4 * threads);
     if threads <= 1 || blocks <= 1 {
         for (r, (row, o)) in data.chunks_exact_mut(width).zip(out.iter_mut()).enumerate() {
@@ -42,7 +76,7 @@ pub(crate) fn map_rows<T: Send, R: Copy + Default + Send>(
 /// (the last may be shorter), that the barrier pool's threads take in turn. Serial when one
 /// thread or one range would do. `f` must only touch what its range owns.
 pub(crate) fn for_ranges(n: usize, min_len: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
-    let threads = candle_core::utils::get_num_threads();
+    let threads = threads();
     let blocks = (n / min_len.max(1)).min(4 * threads);
     if threads <= 1 || blocks <= 1 {
         if n > 0 {
@@ -95,5 +129,29 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
         }
+    }
+
+    #[test]
+    fn items_alone_run_once_each_and_split_nothing_inside() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        for n in [0usize, 1, 2, 5] {
+            let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+            for_each_alone(n, |i| {
+                // Inside an item: one thread, and the pool-using loops run inline (entering the
+                // barrier pool again from here would deadlock).
+                if n > 1 {
+                    assert_eq!(threads(), 1);
+                }
+                let inner = AtomicU32::new(0);
+                for_ranges(10_000, 16, |r| {
+                    inner.fetch_add(r.len() as u32, Ordering::Relaxed);
+                });
+                assert_eq!(inner.load(Ordering::Relaxed), 10_000);
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n = {n}");
+        }
+        // and outside again, the full count
+        assert_eq!(threads(), candle_core::utils::get_num_threads());
     }
 }

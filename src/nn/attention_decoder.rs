@@ -36,12 +36,18 @@
 //! states, inputs, attention activations and probabilities) inside the op, so nothing is
 //! recomputed.
 use super::gemm::matmul_into;
+use super::par::{for_ranges, map_rows};
 use super::lstm_fused::{cell_backward_row, cell_forward_row, contiguous, Real};
 use crate::dist::MASKED_LOGIT;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
 use std::any::Any;
 use std::sync::Mutex;
+
+/// Batch rows per block when a step's per-row work (cell updates, attention, their gradients) is
+/// spread over candle's threads: a block is then some tens of microseconds of work, against a
+/// few microseconds to hand it out.
+const ROWS_PER_BLOCK: usize = 8;
 
 /// One decoder layer's weights: `w_ih` `[4H, in]`, `w_hh` `[4H, H]`, `bias` `[4H]` (= b_ih + b_hh),
 /// gates stacked i, f, g, o.
@@ -208,24 +214,38 @@ impl DecoderOp {
                 let zs = &mut z[l][step * b * w6..(step + 1) * b * w6];
                 matmul_into((b, h4, k), zs, w6, true, &ri[l][step * b * k..(step + 1) * b * k], (k, 1), &r[l], (1, k));
                 let (done, rest) = z[l].split_at_mut(step * b * w6);
-                for row in 0..b {
+                // The rows' cell updates, on candle's threads.
+                map_rows(&mut rest[..b * w6], w6, ROWS_PER_BLOCK, |row, zr| {
                     let c_prev = if step == 0 {
                         &zeros[..]
                     } else {
                         let at = ((step - 1) * b + row) * w6 + 4 * h;
                         &done[at..at + h]
                     };
-                    cell_forward_row(&mut rest[row * w6..(row + 1) * w6], c_prev, h);
-                }
+                    cell_forward_row(zr, c_prev, h);
+                });
             }
             // Attention on the top layer's h_t.
             let top = &z[layers - 1][step * b * w6..(step + 1) * b * w6];
             matmul_into((b, a, h), &mut q, a, false, &top[5 * h..], (w6, 1), att_w, (1, h));
-            for row in 0..b {
+            let k0 = self.dims.k(0);
+            let (out_p, u_p, p_p, feed_p) = (out.as_mut_ptr() as usize, u.as_mut_ptr() as usize, p.as_mut_ptr() as usize, ri[0].as_mut_ptr() as usize);
+            // The rows' attention, on candle's threads: row `row` writes only its own slices of
+            // out, u, p and the next step's input feed.
+            for_ranges(b, ROWS_PER_BLOCK, |rows| for row in rows {
                 let o = (row * t + step) * wo;
+                // SAFETY: the slices below are row `row`'s alone (disjoint across rows) and lie
+                // inside out `[B·T·(H+S)]`, u `[T·B·S·A]`, p `[T·B·S]` and ri[0] `[T·B·k0]`,
+                // which outlive the call.
+                let (out, us, ps) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut((out_p as *mut T).add(o), wo),
+                        std::slice::from_raw_parts_mut((u_p as *mut T).add((step * b + row) * s * a), s * a),
+                        std::slice::from_raw_parts_mut((p_p as *mut T).add((step * b + row) * s), s),
+                    )
+                };
+                let o = 0;
                 out[o..o + h].copy_from_slice(&top[row * w6 + 5 * h..(row + 1) * w6]);
-                let us = &mut u[(step * b + row) * s * a..(step * b + row + 1) * s * a];
-                let ps = &mut p[(step * b + row) * s..(step * b + row + 1) * s];
                 let mut max = T::neg_infinity();
                 for i in 0..s {
                     let (ui, ki) = (&mut us[i * a..(i + 1) * a], &keys[(row * s + i) * a..(row * s + i + 1) * a]);
@@ -244,14 +264,15 @@ impl DecoderOp {
                 }
                 ps.iter_mut().for_each(|v| *v /= sum);
                 if step + 1 < t {
-                    let f = &mut ri[0][((step + 1) * b + row) * self.dims.k(0)..][..ex];
+                    // SAFETY: as above (the feed slot of row `row` at the next step).
+                    let f = unsafe { std::slice::from_raw_parts_mut((feed_p as *mut T).add(((step + 1) * b + row) * k0), ex) };
                     f.iter_mut().for_each(|v| *v = T::zero());
                     for i in 0..s {
                         let (pi, xi) = (ps[i], &values[(row * s + i) * ex..(row * s + i + 1) * ex]);
                         f.iter_mut().zip(xi).for_each(|(d, &x)| *d += pi * x);
                     }
                 }
-            }
+            });
         }
         (out, Saved { z, ri, r, u, p })
     }

@@ -28,7 +28,11 @@ fn exp1(x: f32) -> f32 {
     let r2 = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5;
     let y = p * r2 + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // SAFETY: the clamp keeps |x·log₂e| ≤ 127, so n is an integer in [-126, 127]: finite and
+    // in i32's range. (`as i32` would saturate, which LLVM turns into eight scalar conversions
+    // per vector: exp over 10M values took 1.7x as long.)
+    let n = unsafe { n.to_int_unchecked::<i32>() };
+    y * f32::from_bits(((n + 127) as u32) << 23)
 }
 
 #[inline(always)]

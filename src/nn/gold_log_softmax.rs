@@ -115,13 +115,11 @@ fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d
 fn backward_kept(mut p: Vec<f32>, h: &[f32], w: &[f32], gold: &[u32], g: &[f32], n: usize, d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let v = p.len() / n.max(1);
     let (mut dh, mut dw, mut db) = (vec![0f32; n * d], vec![0f32; v * d], vec![0f32; v]);
-    super::par::map_rows(&mut p, v, ROWS_PER_BLOCK, |k, row| {
+    // ∂z in place, and ∂b = Σ_rows ∂z while each row is in cache.
+    rows_and_column_sums(&mut p, v, &mut db, |k, row| {
         row.iter_mut().for_each(|x| *x *= -g[k]);
         row[gold[k] as usize] += g[k];
     });
-    // ∂b = Σ_rows ∂z = 1ᵀ ∂z.
-    let ones = vec![1f32; n];
-    matmul_into((1, v, n), &mut db, v, false, &ones, (n, 1), &p, (v, 1));
     matmul_into((n, d, v), &mut dh, d, false, &p, (v, 1), w, (d, 1));
     matmul_into((v, d, n), &mut dw, d, false, &p, (1, v), h, (d, 1));
     *SPARE_PROBS.lock().unwrap() = Some(p);
@@ -146,12 +144,12 @@ fn backward_chunked(
     let step = chunk_rows(v);
     let mut z = vec![0f32; step.min(n) * v];
     let (mut dh, mut dw, mut db) = (vec![0f32; n * d], vec![0f32; v * d], vec![0f32; v]);
-    let ones = vec![1f32; step.min(n)];
     let mut start = 0;
     while start < n {
         let len = step.min(n - start);
         chunk_logits(&mut z, h, w, start, len, d, v);
-        super::par::map_rows(&mut z[..len * v], v, ROWS_PER_BLOCK, |r, row| {
+        // ∂z[chunk] in place, and ∂b += Σ_rows ∂z[chunk] while each row is in cache.
+        rows_and_column_sums(&mut z[..len * v], v, &mut db, |r, row| {
             let k = start + r;
             let y = gold[k] as usize;
             let lse = row[y] + bias[y] - ell[k];
@@ -161,13 +159,37 @@ fn backward_chunked(
             row[y] += g[k];
         });
         let zc = &z[..len * v];
-        // ∂b += 1ᵀ ∂z[chunk].
-        matmul_into((1, v, len), &mut db, v, true, &ones[..len], (len, 1), zc, (v, 1));
         matmul_into((len, d, v), &mut dh[start * d..], d, false, zc, (v, 1), w, (d, 1));
         matmul_into((v, d, len), &mut dw, d, true, zc, (1, v), &h[start * d..], (d, 1));
         start += len;
     }
     (dh, dw, db)
+}
+
+/// Calls `f(r, row)` on every row r of `rows` (rows of `v` values) on candle's threads, then adds
+/// the rows as `f` left them into `acc` `[V]`. The rows are summed in fixed blocks of
+/// [`ROWS_PER_BLOCK`], each while its rows are still in cache, and the blocks' sums are added in
+/// block order: the same result for any number of threads.
+fn rows_and_column_sums(rows: &mut [f32], v: usize, acc: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    let n = rows.len() / v.max(1);
+    let blocks = n.div_ceil(ROWS_PER_BLOCK);
+    let mut partial = vec![0f32; blocks * v];
+    let (rows_p, partial_p) = (rows.as_mut_ptr() as usize, partial.as_mut_ptr() as usize);
+    super::par::for_ranges(blocks, 1, |bs| {
+        for blk in bs {
+            // SAFETY: block `blk` owns rows blk·R..(blk + 1)·R (clipped to n) of `rows` and row
+            // `blk` of `partial`; both buffers outlive the call.
+            let sum = unsafe { std::slice::from_raw_parts_mut((partial_p as *mut f32).add(blk * v), v) };
+            for r in blk * ROWS_PER_BLOCK..((blk + 1) * ROWS_PER_BLOCK).min(n) {
+                let row = unsafe { std::slice::from_raw_parts_mut((rows_p as *mut f32).add(r * v), v) };
+                f(r, row);
+                sum.iter_mut().zip(row.iter()).for_each(|(s, &x)| *s += x);
+            }
+        }
+    });
+    for sum in partial.chunks_exact(v) {
+        acc.iter_mut().zip(sum).for_each(|(a, &s)| *a += s);
+    }
 }
 
 /// Chunked forward with device tensor ops (any device; used on CUDA): for each chunk,

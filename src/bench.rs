@@ -188,6 +188,9 @@ pub fn bench_row(opts: &BenchOptions, preset: &str, row: &str) -> Result<StepBen
     })
 }
 
+/// Timed rounds of [`bench_output_layer`].
+const OUTPUT_LAYER_ROUNDS: usize = 9;
+
 /// GFLOP/s of the fused gold-token log-softmax (forward + backward) on the enumerated output
 /// layer of a preset, and of a plain matmul of the same shape, in the same run.
 pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLayerBench> {
@@ -202,34 +205,53 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
     let b = candle_core::Var::from_tensor(&Tensor::zeros(v, DType::F32, dev)?)?;
     let gold: Vec<u32> = (0..n).map(|_| rng.next_index(v) as u32).collect();
     let gold = Tensor::from_vec(gold, n, dev)?;
-    let reps = 3;
-    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-        f()?; // warm-up
+    let once = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
         dev.synchronize()?;
         let t0 = Instant::now();
-        for _ in 0..reps {
-            f()?;
-        }
+        f()?;
         dev.synchronize()?;
-        Ok(t0.elapsed().as_secs_f64() / reps as f64)
+        Ok(t0.elapsed().as_secs_f64())
     };
+    let (hr, wr, br, goldr) = (&h, &w, &b, &gold);
     let run = |keep_bytes: usize| {
-        time(&mut || {
-            let l = crate::nn::gold_log_softmax_keeping(h.as_tensor(), w.as_tensor(), b.as_tensor(), &gold, keep_bytes)?;
+        move || -> Result<()> {
+            let l = crate::nn::gold_log_softmax_keeping(hr.as_tensor(), wr.as_tensor(), br.as_tensor(), goldr, keep_bytes)?;
             let g = l.sum_all()?.backward()?;
             std::hint::black_box(g);
             Ok(())
-        })
+        }
     };
-    // The memory-lean path (logits recomputed in the backward pass), then the one training uses
-    // at this size (probabilities kept when they fit in KEEP_PROBS_BYTES).
-    let fused = run(0)?;
-    let as_trained = run(crate::nn::gold_log_softmax::KEEP_PROBS_BYTES)?;
+    // The memory-lean path (logits recomputed in the backward pass), the one training uses at
+    // this size (probabilities kept when they fit in KEEP_PROBS_BYTES), and the plain matmul,
+    // interleaved over OUTPUT_LAYER_ROUNDS rounds after one warm-up each (so that a drift in the
+    // machine's speed hits all three alike); the median time of each.
+    let (mut fused, mut as_trained) = (run(0), run(crate::nn::gold_log_softmax::KEEP_PROBS_BYTES));
+    // The plain product H Wᵀ: on the CPU gemm's kernels on all threads into a buffer allocated
+    // once (no allocation or page faults timed: the machine's matmul rate), elsewhere candle's
+    // matmul.
     let wt = w.as_tensor().t()?.contiguous()?;
-    let plain = time(&mut || {
-        std::hint::black_box(h.as_tensor().detach().matmul(&wt)?);
+    let (h_host, w_host) = (h.as_tensor().flatten_all()?.to_vec1::<f32>()?, w.as_tensor().flatten_all()?.to_vec1::<f32>()?);
+    let mut logits = vec![0f32; if dev.is_cpu() { n * v } else { 0 }];
+    let mut plain = || -> Result<()> {
+        if dev.is_cpu() {
+            crate::nn::gemm::matmul_into((n, v, o), &mut logits, v, false, &h_host, (o, 1), &w_host, (1, o));
+            std::hint::black_box(&logits);
+        } else {
+            std::hint::black_box(h.as_tensor().detach().matmul(&wt)?);
+        }
         Ok(())
-    })?;
+    };
+    let mut times = [vec![], vec![], vec![]];
+    for round in 0..=OUTPUT_LAYER_ROUNDS {
+        let t = [once(&mut fused)?, once(&mut as_trained)?, once(&mut plain)?];
+        if round > 0 {
+            times.iter_mut().zip(t).for_each(|(ts, t)| ts.push(t));
+        }
+    }
+    let [fused, as_trained, plain] = times.map(|mut ts| {
+        ts.sort_by(f64::total_cmp);
+        percentile(&ts, 0.5)
+    });
     let flops = 2.0 * (n * o * v) as f64;
     Ok(OutputLayerBench {
         preset: preset.into(),

@@ -1,5 +1,5 @@
-//! Fused LSTM kernels for the CPU: a whole-sequence recurrence and a single cell update, each one
-//! candle op with a hand-written backward pass.
+//! Fused LSTM kernels for the CPU: a whole layer (one or two directions over the sequence) and a
+//! single cell update, each one candle op with a hand-written backward pass.
 //!
 //! # Equations
 //!
@@ -19,26 +19,28 @@
 //! ∂c   = ∂c' ⊙ f
 //! ```
 //!
-//! For the sequence op the pre-activations are a_t = x̂_t + W_hh h_{t-1} with x̂_t = W_ih x_t + b
-//! computed outside (one matmul for all steps), so back-propagation through time adds
-//! ∂h_{t-1} += W_hhᵀ ∂a_t at each step and ∂W_hh = Σ_t ∂a_t h_{t-1}ᵀ as one matmul after the
-//! loop.
+//! For the layer op the pre-activations are a_t = x̂_t + b + W_hh h_{t-1} with x̂_t = W_ih x_t
+//! computed outside (one matmul for all steps and both directions) and b = b_ih + b_hh added
+//! inside, so back-propagation through time adds ∂h_{t-1} += W_hhᵀ ∂a_t at each step, and after
+//! the loop ∂W_hh = Σ_t ∂a_t h_{t-1}ᵀ is one matmul and ∂b = Σ_t ∂a_t one pass.
 //!
 //! # Why
 //!
 //! Composing the cell from candle ops costs about fifteen graph nodes per step (four gate slices,
 //! whose backward each allocates a zero-padded gradient as large as the gates, and a dozen
-//! element-wise ops), and the recurrence another few. The fused ops make the whole recurrence of
-//! one layer and direction a single node; the forward pass saves the activated gates, so the
-//! backward pass recomputes nothing.
+//! element-wise ops), and the recurrence another few. The fused ops make a whole layer (both
+//! directions) a single node; the forward pass saves the activated gates, so the backward pass
+//! recomputes nothing. A direction is a chain of small products that does not split well over
+//! threads, so the two directions of a bidirectional layer run concurrently, one per thread.
 //!
-//! # Layout of the outputs
+//! # Layout
 //!
-//! Both ops return, per row, `[i f g o | c | h]` (6H values): the activated gates (saved for the
-//! backward pass; gradients flowing into them are ignored, they are not meant to be used), the
-//! cell state and the output h. The sequence op returns `[T + 1, B, 6H]`: rows 0..T are the steps
-//! (h = 0 at padded steps, c carried unchanged through them), row T holds each row's final state
-//! (c and h after its last real step) in the c and h slots.
+//! The cell op returns, per row, `[i f g o | c | h]` (6H values): the activated gates (saved for
+//! the backward pass; gradients flowing into them are ignored, they are not meant to be used),
+//! the cell state and the output h. The layer op keeps the same per-row layout for every step of
+//! each direction internally (`[T + 1, B, 6H]`: rows 0..T are the steps, h = 0 at padded steps and
+//! c carried unchanged through them, row T each row's final c and h) and returns only the h
+//! outputs `[B, T, D·H]`, with the final h and c appended as rows T and T + 1 when asked.
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
 use super::gemm::matmul_into;

@@ -233,26 +233,24 @@ impl DecoderOp {
             // The rows' attention, on candle's threads: row `row` writes only its own slices of
             // out, u, p and the next step's input feed.
             for_ranges(b, ROWS_PER_BLOCK, |rows| for row in rows {
-                let o = (row * t + step) * wo;
                 // SAFETY: the slices below are row `row`'s alone (disjoint across rows) and lie
                 // inside out `[B·T·(H+S)]`, u `[T·B·S·A]`, p `[T·B·S]` and ri[0] `[T·B·k0]`,
                 // which outlive the call.
-                let (out, us, ps) = unsafe {
+                let (out_row, us, ps) = unsafe {
                     (
-                        std::slice::from_raw_parts_mut((out_p as *mut T).add(o), wo),
+                        std::slice::from_raw_parts_mut((out_p as *mut T).add((row * t + step) * wo), wo),
                         std::slice::from_raw_parts_mut((u_p as *mut T).add((step * b + row) * s * a), s * a),
                         std::slice::from_raw_parts_mut((p_p as *mut T).add((step * b + row) * s), s),
                     )
                 };
-                let o = 0;
-                out[o..o + h].copy_from_slice(&top[row * w6 + 5 * h..(row + 1) * w6]);
+                out_row[..h].copy_from_slice(&top[row * w6 + 5 * h..(row + 1) * w6]);
                 let mut max = T::neg_infinity();
                 for i in 0..s {
                     let (ui, ki) = (&mut us[i * a..(i + 1) * a], &keys[(row * s + i) * a..(row * s + i + 1) * a]);
                     ui.iter_mut().zip(ki).zip(&q[row * a..(row + 1) * a]).for_each(|((u, &k), &q)| *u = k + q);
                     T::tanh_slice(ui);
                     let sc = ui.iter().zip(att_v).fold(T::zero(), |acc, (&u, &v)| acc + u * v);
-                    out[o + h + i] = sc;
+                    out_row[h + i] = sc;
                     let m = T::from(self.src_mask[row * s + i]).unwrap();
                     ps[i] = sc * m + (T::one() - m) * masked;
                     max = num_traits::Float::max(max, ps[i]);

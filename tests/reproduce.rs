@@ -53,10 +53,13 @@ fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
     }
     assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), finished_at);
     // the closing summary: every table's claims, then the total time
-    let summary = stdout.split("== which of the papers' claims hold in this run (preset `smoke`)").nth(1).unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    let summary = stdout.split("== the papers' claims in this run (preset `smoke`)").nth(1).unwrap_or_else(|| panic!("no summary:\n{stdout}"));
     for part in ["claims-vqa.md", "claims-g2p.md", "claims-vqa-aa-bam.md", "claims-nmt.md"] {
-        assert!(summary.contains(&format!("{part}: ")) && summary.contains("checked claims hold"), "{part} missing from the summary:\n{summary}");
+        assert!(summary.contains(&format!("{part}: ")), "{part} missing from the summary:\n{summary}");
     }
+    // every claim gets one of the verdicts, and the last line counts them
+    let total = summary.lines().find(|l| l.starts_with("all tables: ")).unwrap_or_else(|| panic!("no total:\n{summary}"));
+    assert!(total.contains(" hold, ") && total.contains(" contradicted, ") && total.contains(" inconclusive, "), "{total}");
     assert!(summary.contains("== done in "), "{summary}");
     // the WMT17 line needs the Hub corpus: the paper preset only, said out loud elsewhere
     assert!(stdout.contains("WMT17 English->German: skipped under preset smoke"), "{stdout}");
@@ -89,4 +92,26 @@ fn smoke_preset_survives_a_kill_and_skips_finished_runs() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("built without the `cuda` feature") && stderr.contains("8 run(s) failed"), "{stderr}");
     assert!(!gpu.join("smoke/runs/g2p/reinforce/seed-3435/result.json").exists());
+}
+
+/// `--seeds 3`: every table cell is a mean ± std over the seeds and every claim is decided by a
+/// paired t interval over the three seeds (NMT only, to keep it short).
+#[test]
+fn three_seeds_give_mean_and_std_and_paired_intervals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = reproduce(tmp.path()).args(["--seeds", "3", "--only", "nmt"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let t1 = std::fs::read_to_string(tmp.path().join("smoke/table1-nmt.md")).unwrap();
+    for row in t1.lines().filter(|l| l.starts_with("| soft ") || l.starts_with("| var-enum ")) {
+        assert!(row.contains(" ± ") && row.contains("3435 3436 3437"), "{row}");
+    }
+    let claims = std::fs::read_to_string(tmp.path().join("smoke/claims-nmt.md")).unwrap();
+    let rows: Vec<&str> = claims.lines().filter(|l| l.starts_with("| ") && l.contains("PPL(")).collect();
+    assert_eq!(rows.len(), 9, "{claims}");
+    for r in rows {
+        assert!(r.contains("paired t over 3 seeds"), "{r}");
+        assert!(["| holds |", "| contradicted |", "| inconclusive"].iter().any(|v| r.contains(v)), "{r}");
+    }
+    assert!(stdout.contains("all tables: "), "{stdout}");
 }

@@ -2,3 +2,4 @@
 pub mod beam;
 pub mod bleu;
 pub mod calibration;
+pub mod chrf;

@@ -50,10 +50,17 @@ pub struct G2pEvalConfig {
     pub bound_samples: usize,
     /// Words per evaluation batch.
     pub batch: usize,
-    /// Validation words of the fixed batch the gradient variance is measured on.
+    /// Validation words of each fixed batch the gradient variance is measured on.
     pub variance_words: usize,
-    /// Independent gradient estimates drawn for the variance (at least 2).
+    /// Independent gradient estimates drawn per batch for the variance (at least 2).
     pub variance_draws: usize,
+    /// Batches of `variance_words` validation words the variance is averaged over.
+    #[serde(default = "one")]
+    pub variance_batches: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,8 +87,8 @@ impl G2pConfig {
                 bail!("{key} = {p}: a probability must be in [0, 1]")
             }
         }
-        if self.eval.variance_draws < 2 || self.eval.variance_words == 0 {
-            bail!("eval.variance_draws must be at least 2 and eval.variance_words positive")
+        if self.eval.variance_draws < 2 || self.eval.variance_words == 0 || self.eval.variance_batches == 0 {
+            bail!("eval.variance_draws must be at least 2, eval.variance_words and eval.variance_batches positive")
         }
         if self.eval.bound_samples == 0 || self.eval.batch == 0 || self.train.batch == 0 {
             bail!("eval.bound_samples, eval.batch and train.batch must be positive")
@@ -169,6 +176,22 @@ fn make_batch(words: &[EncodedWord], idx: &[usize], device: &Device) -> Result<T
 
 /// Phoneme error rate of greedy decoding over `words`.
 pub fn evaluate_per(model: &Transducer, words: &[EncodedWord], batch: usize, device: &Device) -> Result<f64> {
+    Ok(evaluate_per_words(model, words, batch, device)?.per)
+}
+
+/// PER of greedy decoding with its per-word sufficient statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerWords {
+    /// Σ edits / Σ reference phonemes.
+    pub per: f64,
+    /// Edit distance of each word's decoding, in split order.
+    pub edits: Vec<f64>,
+    /// Reference phonemes of each word, in split order.
+    pub phonemes: Vec<f64>,
+}
+
+/// [`evaluate_per`] with each word's edit distance and reference length.
+pub fn evaluate_per_words(model: &Transducer, words: &[EncodedWord], batch: usize, device: &Device) -> Result<PerWords> {
     let mut hyps = Vec::with_capacity(words.len());
     for idx in index_batches(words.len(), batch, None) {
         hyps.extend(model.greedy_decode(&make_batch(words, &idx, device)?)?);
@@ -176,7 +199,11 @@ pub fn evaluate_per(model: &Transducer, words: &[EncodedWord], batch: usize, dev
     let to_s = |v: &[u32]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let h: Vec<Vec<String>> = hyps.iter().map(|v| to_s(v)).collect();
     let r: Vec<Vec<String>> = words.iter().map(|w| to_s(&w.labels)).collect();
-    Ok(phoneme_error_rate(&h, &r))
+    Ok(PerWords {
+        per: phoneme_error_rate(&h, &r),
+        edits: h.iter().zip(&r).map(|(h, r)| cmudict::edit_distance(h, r) as f64).collect(),
+        phonemes: r.iter().map(|r| r.len() as f64).collect(),
+    })
 }
 
 /// The K-sample bound L_K = log 1/K Σ_k p(y, b^k | x) / q(b^k | x, y), b^k ~ q, summed over the
@@ -196,51 +223,75 @@ pub fn test_bound(model: &Transducer, words: &[EncodedWord], k: usize, batch: us
     Ok((total, labels, ok.len()))
 }
 
-/// The gradient variance of an estimator: tr Cov(ĝ_φ) = Σ_c Var(ĝ_c), the summed per-coordinate
-/// sample variance, over `draws` independent estimates on one fixed batch, of the estimator's
-/// gradient of the loss (per label, no entropy bonus) with respect to the inference network's
-/// parameters (`q.*`), where the score-function estimators differ. Every estimate uses K samples
-/// per word, K from the estimator's config. `state` (NVIL's moments) is read, not changed.
+/// The gradient variance of an estimator: for each of several batches, `draws` independent
+/// estimates g_1..g_m of the gradient of the loss (per label, no entropy bonus) with respect to
+/// the inference network's parameters (`q.*`), where the score-function estimators differ, and
+/// tr Cov = Σ_k ‖g_k − ḡ‖² / (m − 1) per batch, averaged over the batches. Every estimate uses
+/// K samples per word, K from the estimator's config. `state` (NVIL's moments) is read, not
+/// changed. The per-draw terms m/(m−1) ‖g_k − ḡ‖² (their mean is the estimate) are kept as
+/// items for bootstrap intervals, draw k of batch b at position b·m + k.
 pub fn gradient_variance(
     model: &Transducer,
     ps: &ParamStore,
-    batch: &TransducerBatch,
+    batches: &[TransducerBatch],
     estimator: &MonotonicEstimator,
     state: &MonotonicState,
     draws: usize,
     rng: &mut SeededRng,
-) -> Result<f64> {
+) -> Result<GradVariance> {
     let q_vars: Vec<_> = ps.named_vars().into_iter().filter(|(n, _)| n.starts_with("q.")).collect();
-    let mut sum: Vec<f64> = vec![];
-    let mut sum_sq: Vec<f64> = vec![];
-    let mut st = state.clone();
-    for _ in 0..draws {
-        let (scores, _) = model.score_paths(batch, estimator.samples(), PathChoice::Sample(rng))?;
-        let base = match estimator {
-            MonotonicEstimator::Reinforce { .. } => Some(model.baseline_per_label(batch, false)?),
-            MonotonicEstimator::Nvil { .. } => Some(model.baseline_per_label(batch, true)?),
-            _ => None,
-        };
-        let est = monotonic_estimate(estimator, &scores, base.as_ref(), &mut st, false, 0.0)?;
-        let grads = est.estimate.loss.backward()?;
-        let mut g = Vec::new();
-        for (_, v) in &q_vars {
-            match grads.get(v.as_tensor()) {
-                Some(t) => g.extend(t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?),
-                None => g.extend(std::iter::repeat_n(0.0, v.as_tensor().elem_count())),
+    let mut items = Vec::with_capacity(batches.len() * draws);
+    for batch in batches {
+        let mut st = state.clone();
+        let mut gs: Vec<Vec<f64>> = Vec::with_capacity(draws);
+        for _ in 0..draws {
+            let (scores, _) = model.score_paths(batch, estimator.samples(), PathChoice::Sample(rng))?;
+            let base = match estimator {
+                MonotonicEstimator::Reinforce { .. } => Some(model.baseline_per_label(batch, false)?),
+                MonotonicEstimator::Nvil { .. } => Some(model.baseline_per_label(batch, true)?),
+                _ => None,
+            };
+            let est = monotonic_estimate(estimator, &scores, base.as_ref(), &mut st, false, 0.0)?;
+            let grads = est.estimate.loss.backward()?;
+            let mut g = Vec::new();
+            for (_, v) in &q_vars {
+                match grads.get(v.as_tensor()) {
+                    Some(t) => g.extend(t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?),
+                    None => g.extend(std::iter::repeat_n(0.0, v.as_tensor().elem_count())),
+                }
             }
+            gs.push(g);
         }
-        if sum.is_empty() {
-            sum = vec![0.0; g.len()];
-            sum_sq = vec![0.0; g.len()];
-        }
-        for (i, x) in g.into_iter().enumerate() {
-            sum[i] += x;
-            sum_sq[i] += x * x;
-        }
+        let m = draws as f64;
+        let dim = gs.first().map_or(0, Vec::len);
+        let mean: Vec<f64> = (0..dim).map(|i| gs.iter().map(|g| g[i]).sum::<f64>() / m).collect();
+        items.extend(gs.iter().map(|g| g.iter().zip(&mean).map(|(x, u)| (x - u) * (x - u)).sum::<f64>() * m / (m - 1.0)));
     }
-    let m = draws as f64;
-    Ok(sum.iter().zip(&sum_sq).map(|(s, ss)| ((ss - s * s / m) / (m - 1.0)).max(0.0)).sum())
+    Ok(GradVariance::from_items(items, batches.len(), draws))
+}
+
+/// A gradient-variance measurement ([`gradient_variance`]) with its bootstrap interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradVariance {
+    /// tr Cov of the gradient, averaged over the batches.
+    pub estimate: f64,
+    /// 95% percentile-bootstrap interval over the draws (2,000 resamples).
+    pub interval: [f64; 2],
+    pub batches: usize,
+    pub draws_per_batch: usize,
+    /// The per-draw terms whose mean is `estimate`.
+    pub items: Vec<f64>,
+}
+
+impl GradVariance {
+    pub fn from_items(items: Vec<f64>, batches: usize, draws_per_batch: usize) -> Self {
+        let mean = |idx: &[usize]| idx.iter().map(|&i| items[i]).sum::<f64>() / idx.len() as f64;
+        let all: Vec<usize> = (0..items.len()).collect();
+        let estimate = mean(&all);
+        let interval = crate::stats::bootstrap_interval(items.len(), 2000, 0x6776, mean)
+            .map_or([f64::NAN, f64::NAN], |iv| [iv.lo, iv.hi]);
+        GradVariance { estimate, interval, batches, draws_per_batch, items }
+    }
 }
 
 struct G2pTask<'a> {
@@ -315,6 +366,21 @@ pub struct G2pResult {
     pub grad_variance_init: f64,
     /// tr Cov of the q-gradient after training.
     pub grad_variance_final: f64,
+    /// The initial measurement's batches, draws, per-draw terms and bootstrap interval.
+    #[serde(default)]
+    pub grad_variance_init_detail: Option<GradVariance>,
+    /// The same after training.
+    #[serde(default)]
+    pub grad_variance_final_detail: Option<GradVariance>,
+    /// Edit distance of each clean test word's greedy decoding, in test order.
+    #[serde(default)]
+    pub test_word_edits: Vec<f64>,
+    /// Reference phonemes of each test word, in test order (the same words in both conditions).
+    #[serde(default)]
+    pub test_word_phonemes: Vec<f64>,
+    /// Edit distance of each noisy test word's greedy decoding, in test order.
+    #[serde(default)]
+    pub test_noisy_word_edits: Vec<f64>,
     /// Mean square of the learning signal that multiplied ∇ log q during training.
     pub signal_mean_square: f64,
     pub train_seconds: f64,
@@ -346,20 +412,27 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     let mut ps = ParamStore::new(opts.seed, cfg.model.init, dev);
     let model = Transducer::new(&mut ps, &cfg.model, LETTERS.len(), data.phonemes.len())?;
     let mut opt = Adam::new(ps.named_vars(), cfg.train.adam())?;
-    // the variance batch: validation words that one label per letter can produce
-    let var_idx: Vec<usize> =
-        (0..data.valid.len()).filter(|&i| data.valid[i].labels.len() <= data.valid[i].letters.len()).take(cfg.eval.variance_words).collect();
-    let var_batch = make_batch(&data.valid, &var_idx, dev)?;
+    // the variance batches: validation words that one label per letter can produce
+    let producible: Vec<usize> = (0..data.valid.len()).filter(|&i| data.valid[i].labels.len() <= data.valid[i].letters.len()).collect();
+    let var_batches = producible
+        .chunks(cfg.eval.variance_words)
+        .take(cfg.eval.variance_batches)
+        .map(|idx| make_batch(&data.valid, idx, dev))
+        .collect::<Result<Vec<_>>>()?;
+    if var_batches.is_empty() {
+        bail!("g2p: no validation word for the gradient variance (valid_limit {:?})", cfg.data.valid_limit)
+    }
     let var_rng = || SeededRng::new(opts.seed).fork(0x7661);
     // at initialisation, before any checkpoint exists: kept beside the checkpoints for resumption
     let init_path = opts.out_dir.join("grad-variance-init.json");
-    let grad_variance_init: f64 = if init_path.exists() {
-        serde_json::from_str(&std::fs::read_to_string(&init_path)?).with_context(|| format!("parsing {}", init_path.display()))?
+    let grad_variance_init: GradVariance = if init_path.exists() {
+        serde_json::from_str(&std::fs::read_to_string(&init_path)?)
+            .with_context(|| format!("parsing {} (written by an older varattn? use --fresh)", init_path.display()))?
     } else {
         if opts.out_dir.join("last.json").exists() {
             bail!("{}: a checkpoint without grad-variance-init.json; use --fresh", opts.out_dir.display())
         }
-        let v = gradient_variance(&model, &ps, &var_batch, &cfg.objective, &MonotonicState::default(), cfg.eval.variance_draws, &mut var_rng())?;
+        let v = gradient_variance(&model, &ps, &var_batches, &cfg.objective, &MonotonicState::default(), cfg.eval.variance_draws, &mut var_rng())?;
         write_atomic(&init_path, serde_json::to_string(&v)?.as_bytes())?;
         v
     };
@@ -374,13 +447,14 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     };
     let loop_cfg = LoopConfig::with_estimator(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
-    let test_per = evaluate_per(&model, &data.test, cfg.eval.batch, dev)?;
-    let test_noisy_per = evaluate_per(&model, &data.test_noisy, cfg.eval.batch, dev)?;
+    let test_words = evaluate_per_words(&model, &data.test, cfg.eval.batch, dev)?;
+    let test_noisy_words = evaluate_per_words(&model, &data.test_noisy, cfg.eval.batch, dev)?;
+    let (test_per, test_noisy_per) = (test_words.per, test_noisy_words.per);
     let valid_per = evaluate_per(&model, &data.valid, cfg.eval.batch, dev)?;
     let (bound, labels, bound_words) =
         test_bound(&model, &data.test, cfg.eval.bound_samples, cfg.eval.batch, &mut SeededRng::new(opts.seed).fork(0x626f), dev)?;
     let grad_variance_final =
-        gradient_variance(&model, &ps, &var_batch, &cfg.objective, &st.estimator.monotonic, cfg.eval.variance_draws, &mut var_rng())?;
+        gradient_variance(&model, &ps, &var_batches, &cfg.objective, &st.estimator.monotonic, cfg.eval.variance_draws, &mut var_rng())?;
     let m = &st.estimator.monotonic;
     let result = G2pResult {
         name: cfg.name.clone(),
@@ -402,8 +476,13 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
         test_words: data.test.len(),
         train_words: data.train.len(),
         train_words_dropped: data.train_dropped,
-        grad_variance_init,
-        grad_variance_final,
+        grad_variance_init: grad_variance_init.estimate,
+        grad_variance_final: grad_variance_final.estimate,
+        grad_variance_init_detail: Some(grad_variance_init),
+        grad_variance_final_detail: Some(grad_variance_final),
+        test_word_edits: test_words.edits,
+        test_word_phonemes: test_words.phonemes,
+        test_noisy_word_edits: test_noisy_words.edits,
         signal_mean_square: m.signal_sq_sum / m.signal_count.max(1.0),
         train_seconds: st.train_seconds,
         train_labels_per_second: st.train_tokens / st.train_seconds.max(1e-9),

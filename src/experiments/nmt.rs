@@ -87,6 +87,33 @@ pub struct NmtResult {
     pub bleu_tok_lc: f64,
     /// BLEU with K-Max decoding.
     pub bleu_kmax: Option<f64>,
+    /// Corpus BLEU without smoothing (13a-tokenised, cased; 0 when a 4-gram precision is 0).
+    #[serde(default)]
+    pub bleu_unsmoothed: Option<f64>,
+    /// Corpus chrF (sacrebleu's chrF2 defaults), on the same translations.
+    #[serde(default)]
+    pub chrf: Option<f64>,
+    /// Mean over test target tokens of ln S: the uniform prior's entropy, beside
+    /// `test_prior_entropy`.
+    #[serde(default)]
+    pub test_log_source_len: Option<f64>,
+    /// Mean over test target tokens of H(q(z_t | x, y)), for rows with an inference network.
+    #[serde(default)]
+    pub test_posterior_entropy: Option<f64>,
+    /// Test PPL with each target paired with another sentence's source
+    /// ([`shuffled_sources`]); far above `test_ppl` when the model uses its source.
+    #[serde(default)]
+    pub test_ppl_shuffled_source: Option<f64>,
+    /// Fraction of test target tokens where the prior's and the posterior's most probable
+    /// alignment agree, for rows with an inference network.
+    #[serde(default)]
+    pub prior_posterior_argmax_agreement: Option<f64>,
+    /// −log p(y | x) of each test sentence, in test order: the paired bootstrap's items.
+    #[serde(default)]
+    pub test_sentence_nll: Vec<f64>,
+    /// Target tokens (EOS included) of each test sentence, in test order.
+    #[serde(default)]
+    pub test_sentence_tokens: Vec<f64>,
     pub bleu_sentences: usize,
     pub train_tokens_per_second: f64,
     pub train_seconds: f64,
@@ -159,6 +186,84 @@ pub fn evaluate(model: &NmtModel, kind: &ObjectiveKind, pairs: &[IdPair], batch:
         m.add(&held_out_metrics(kind, &out)?);
     }
     Ok(m)
+}
+
+/// Held-out results of a split with per-sentence likelihoods and alignment diagnostics.
+#[derive(Debug, Clone, Default)]
+pub struct SplitDiagnostics {
+    /// The same sums [`evaluate`] returns (same batches, same order).
+    pub metrics: Metrics,
+    /// −log p(y | x) of each sentence, in split order (empty when the row's held-out
+    /// evaluation has no per-step likelihood).
+    pub sentence_nll: Vec<f64>,
+    /// Target tokens of each sentence (EOS included), in split order.
+    pub sentence_tokens: Vec<f64>,
+    /// Mean over target tokens of ln S, the entropy of the uniform prior over the S source
+    /// positions.
+    pub log_source_len: f64,
+    /// Mean over target tokens of H(q(z_t | x, y)), for rows with an inference network.
+    pub posterior_entropy: Option<f64>,
+    /// Fraction of target tokens where argmax_i p(z_t = i) = argmax_i q(z_t = i).
+    pub prior_posterior_argmax_agreement: Option<f64>,
+}
+
+/// [`evaluate`] plus per-sentence NLL, the uniform prior's entropy and, with an inference
+/// network, the posterior's entropy and its argmax agreement with the prior.
+pub fn evaluate_with_diagnostics(model: &NmtModel, kind: &ObjectiveKind, pairs: &[IdPair], batch: usize, device: &Device) -> Result<SplitDiagnostics> {
+    use crate::dist::{Categorical, Distribution};
+    use crate::objective::AlignmentOutputs;
+    use candle_core::{DType, D};
+    let n = pairs.len();
+    let mut d = SplitDiagnostics { sentence_nll: vec![f64::NAN; n], sentence_tokens: vec![0.0; n], ..Default::default() };
+    let (mut log_s, mut post_h, mut agree, mut have_ll, mut have_q) = (0.0, 0.0, 0.0, true, false);
+    let rows = |t: &candle_core::Tensor| -> Result<Vec<f64>> { Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?) };
+    for idx in make_batches(pairs, batch, None) {
+        let b = NmtBatch::new(pairs, &idx, device)?;
+        let out = model.forward(&b, None)?;
+        let est = crate::objective::held_out(kind, &out)?;
+        d.metrics.add(&est.metrics);
+        let mask = b.tgt_mask.to_dtype(DType::F32)?;
+        let tokens = rows(&mask.sum(1)?)?;
+        let src_len = rows(&b.src_mask.to_dtype(DType::F32)?.sum(1)?)?;
+        for (r, &i) in idx.iter().enumerate() {
+            d.sentence_tokens[i] = tokens[r];
+            log_s += tokens[r] * src_len[r].ln();
+        }
+        match &est.log_lik {
+            Some(ll) => {
+                let nll = rows(&ll.to_dtype(DType::F32)?.mul(&mask)?.sum(1)?.neg()?)?;
+                for (r, &i) in idx.iter().enumerate() {
+                    d.sentence_nll[i] = nll[r];
+                }
+            }
+            None => have_ll = false,
+        }
+        if let Some(q_scores) = out.posterior_scores() {
+            have_q = true;
+            let q = Categorical::from_logits(q_scores, out.position_mask())?;
+            let p = Categorical::from_logits(out.prior_scores(), out.position_mask())?;
+            let masked_sum = |t: candle_core::Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F32)?.mul(&mask)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
+            post_h += masked_sum(q.entropy()?)?;
+            agree += masked_sum(q.log_probs().argmax(D::Minus1)?.eq(&p.log_probs().argmax(D::Minus1)?)?)?;
+        }
+    }
+    let tokens = d.metrics.tokens;
+    d.log_source_len = log_s / tokens;
+    if !have_ll {
+        d.sentence_nll.clear();
+    }
+    if have_q {
+        d.posterior_entropy = Some(post_h / tokens);
+        d.prior_posterior_argmax_agreement = Some(agree / tokens);
+    }
+    Ok(d)
+}
+
+/// The split with each target paired with another sentence's source (sentence i gets the
+/// source of sentence (i + ⌊n/2⌋) mod n): a model that reads its source scores these worse.
+pub fn shuffled_sources(pairs: &[IdPair]) -> Vec<IdPair> {
+    let n = pairs.len();
+    (0..n).map(|i| IdPair { src: pairs[(i + n / 2) % n].src.clone(), tgt: pairs[i].tgt.clone() }).collect()
 }
 
 /// Test PPL of a latent model under K-Max with a given K.
@@ -243,7 +348,9 @@ fn test_evaluation(
     opts: &RunOptions,
 ) -> Result<NmtResult> {
     let dev = &opts.device;
-    let test = evaluate(model, &cfg.objective, &data.test, cfg.train.batch, dev)?;
+    let diag = evaluate_with_diagnostics(model, &cfg.objective, &data.test, cfg.train.batch, dev)?;
+    let test = &diag.metrics;
+    let ppl_shuffled = evaluate(model, &cfg.objective, &shuffled_sources(&data.test), cfg.train.batch, dev)?.perplexity();
     let latent = is_latent(&cfg.objective);
     let (test_ppl_kmax, ppl_against_k) = if latent {
         let kmax = evaluate_kmax(model, cfg.eval.kmax, &data.test, cfg.train.batch, dev)?;
@@ -274,6 +381,8 @@ fn test_evaluation(
     let bleu = corpus_bleu(&hyps, &refs, &BleuOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tok = |v: &[String]| v.iter().map(|s| tokenize_13a(s)).collect::<Vec<_>>();
     let bleu_tok_lc = multi_bleu(&tok(&hyps), &[tok(&refs[0])], true).score;
+    let bleu_unsmoothed = multi_bleu(&tok(&hyps), &[tok(&refs[0])], false).score;
+    let chrf = crate::eval::chrf::corpus_chrf(&hyps, &refs[0]).map_err(|e| anyhow::anyhow!(e))?;
     let bleu_kmax = if latent {
         let h = translate(Marginal::KMax(cfg.eval.kmax))?;
         Some(corpus_bleu(&h, &refs, &BleuOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?.score)
@@ -301,6 +410,14 @@ fn test_evaluation(
         bleu_line: bleu.to_string(),
         bleu_tok_lc,
         bleu_kmax,
+        bleu_unsmoothed: Some(bleu_unsmoothed),
+        chrf: Some(chrf),
+        test_log_source_len: Some(diag.log_source_len),
+        test_posterior_entropy: diag.posterior_entropy,
+        test_ppl_shuffled_source: ppl_shuffled,
+        prior_posterior_argmax_agreement: diag.prior_posterior_argmax_agreement,
+        test_sentence_nll: diag.sentence_nll.clone(),
+        test_sentence_tokens: diag.sentence_tokens.clone(),
         bleu_sentences: n,
         train_tokens_per_second: st.train_tokens / st.train_seconds.max(1e-9),
         train_seconds: st.train_seconds,

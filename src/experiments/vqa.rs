@@ -94,6 +94,12 @@ pub struct VqaMetrics {
     /// VQA-v2: questions with no in-vocabulary answer (no NLL; accuracy 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unanswerable: Option<usize>,
+    /// −log p(gold answer) of each question, in split order: the paired bootstrap's items.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub question_nll: Vec<f64>,
+    /// 1 where the predicted answer is the gold one, else 0, per question in split order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub question_correct: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +114,10 @@ pub struct VqaResult {
     pub test: VqaMetrics,
     pub test_noisy: VqaMetrics,
     pub noise_sigma: f64,
+    /// Test accuracy of the question-only baseline ([`question_only_accuracy`]) on this run's
+    /// training questions: what a model that ignores the image can reach.
+    #[serde(default)]
+    pub question_only_accuracy: Option<f64>,
     pub train_questions_per_second: f64,
     pub train_seconds: f64,
     /// Optimiser steps taken (0 in results written before this field existed).
@@ -242,6 +252,7 @@ pub fn evaluate(
     let n = data.examples(split).len();
     let mut m = Metrics::default();
     let (mut conf, mut correct) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut question_nll = Vec::with_capacity(n);
     let (mut mc_correct, mut uncertain) = (Vec::new(), Vec::new());
     let mut noise_rng = noise.map(|(_, seed)| SeededRng::new(seed).fork(77));
     let mut pass_rng = uncertainty.map(|(_, _, seed)| SeededRng::new(seed).fork(78));
@@ -255,6 +266,8 @@ pub fn evaluate(
         let pred = lp.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let top = lp.max(D::Minus1)?.exp()?.to_vec1::<f32>()?;
         let gold = b.answers.to_vec1::<u32>()?;
+        let gold_lp = lp.gather(&b.answers.unsqueeze(1)?, D::Minus1)?.squeeze(1)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        question_nll.extend(gold_lp.iter().map(|l| -l));
         for ((p, g), c) in pred.iter().zip(&gold).zip(&top) {
             correct.push(p == g);
             conf.push(*c as f64);
@@ -291,7 +304,31 @@ pub fn evaluate(
         uncertain_fraction: with_passes.then(|| uncertain.iter().filter(|&&u| u).count() as f64 / n as f64),
         vqa_accuracy: None,
         unanswerable: None,
+        question_correct: correct.iter().map(|&c| if c { 1.0 } else { 0.0 }).collect(),
+        question_nll,
     })
+}
+
+/// Accuracy on `test` of the question-only baseline: each question answered with the most
+/// frequent training answer of the same question text (ties to the lower answer index), or
+/// the most frequent training answer overall for a question never seen in training. On a
+/// templated data set this is the best any model that ignores the image can do on average.
+pub fn question_only_accuracy(train: &[VqaExample], test: &[VqaExample]) -> Option<f64> {
+    use std::collections::HashMap;
+    if train.is_empty() || test.is_empty() {
+        return None;
+    }
+    let majority = |counts: &HashMap<usize, usize>| counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(a, _)| *a);
+    let mut by_question: HashMap<&str, HashMap<usize, usize>> = HashMap::new();
+    let mut overall: HashMap<usize, usize> = HashMap::new();
+    for e in train {
+        *by_question.entry(e.question.as_str()).or_default().entry(e.answer_index).or_default() += 1;
+        *overall.entry(e.answer_index).or_default() += 1;
+    }
+    let fallback = majority(&overall)?;
+    let answer: HashMap<&str, usize> = by_question.iter().filter_map(|(q, c)| Some((*q, majority(c)?))).collect();
+    let right = test.iter().filter(|e| answer.get(e.question.as_str()).copied().unwrap_or(fallback) == e.answer_index).count();
+    Some(right as f64 / test.len() as f64)
 }
 
 /// Adds a held-out batch's metrics (gold answer NLL, prior entropy) to `m` and returns the
@@ -397,12 +434,14 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     let test_noisy =
         evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, Some((cfg.eval.noise_sigma, opts.seed)), unc, dev)?;
     attention_pictures(&model, &cfg.objective, &data, cfg.eval.pictures, opts)?;
-    let result = VqaResult::finished(cfg, hash, opts, st, ps.count(), test, test_noisy)?;
+    let question_only = question_only_accuracy(&data.data.train, &data.data.test);
+    let result = VqaResult::finished(cfg, hash, opts, st, ps.count(), test, test_noisy, question_only)?;
     Ok(Some(result))
 }
 
 impl VqaResult {
     /// The result of a finished run, written to `<out>/result.json`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn finished(
         cfg: &VqaConfig,
         config_hash: String,
@@ -411,6 +450,7 @@ impl VqaResult {
         parameters: usize,
         test: VqaMetrics,
         test_noisy: VqaMetrics,
+        question_only_accuracy: Option<f64>,
     ) -> Result<Self> {
         let result = VqaResult {
             name: cfg.name.clone(),
@@ -423,6 +463,7 @@ impl VqaResult {
             test,
             test_noisy,
             noise_sigma: cfg.eval.noise_sigma,
+            question_only_accuracy,
             train_questions_per_second: st.train_tokens / st.train_seconds.max(1e-9),
             train_seconds: st.train_seconds,
             train_steps: st.step,

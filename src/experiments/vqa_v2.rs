@@ -304,6 +304,8 @@ pub fn evaluate(m: &V2Model, kind: &ObjectiveKind, data: &PreparedV2, test: bool
         uncertain_fraction: None,
         vqa_accuracy: Some(vqa_sum / n.max(1) as f64),
         unanswerable: Some(n - answerable.len()),
+        question_nll: vec![],
+        question_correct: vec![],
     })
 }
 
@@ -387,7 +389,7 @@ pub fn run_prepared(cfg: &VqaConfig, hash: &str, data: &PreparedV2, opts: &RunOp
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
     let test = evaluate(&m, &cfg.objective, data, true, cfg.train.batch, None, dev)?;
     let test_noisy = evaluate(&m, &cfg.objective, data, true, cfg.train.batch, Some((cfg.eval.noise_sigma, opts.seed)), dev)?;
-    let result = VqaResult::finished(cfg, hash.to_string(), opts, st, ps.count(), test, test_noisy)?;
+    let result = VqaResult::finished(cfg, hash.to_string(), opts, st, ps.count(), test, test_noisy, None)?;
     let extra = serde_json::json!({
         "answers": data.answers.answers(),
         "skipped_train": data.skipped_train,

@@ -117,20 +117,26 @@ fn log_f_at_last(out: &dyn AlignmentOutputs, idx: &Tensor) -> Result<Tensor> {
 /// log Σ_i p_i f(x, i) for every latent row (the K-Max marginal for `KMax`, K capped at S), the model's own likelihood for soft attention, and
 /// for the relaxed (Dirichlet) row the likelihood at the prior-mean context E_{Dir(a_p)}[z].
 pub fn held_out_metrics(kind: &ObjectiveKind, out: &dyn AlignmentOutputs) -> Result<Metrics> {
+    Ok(held_out(kind, out)?.metrics)
+}
+
+/// The held-out evaluation of [`held_out_metrics`] as an [`Estimate`], whose `log_lik` holds the
+/// per-step likelihood the metrics sum.
+pub fn held_out(kind: &ObjectiveKind, out: &dyn AlignmentOutputs) -> Result<Estimate> {
     let prior = Categorical::from_logits(out.prior_scores(), out.position_mask())?;
     Ok(match kind {
-        ObjectiveKind::Soft => soft(&prior, &out.log_f_soft()?, out.step_mask())?.metrics,
+        ObjectiveKind::Soft => soft(&prior, &out.log_f_soft()?, out.step_mask())?,
         ObjectiveKind::VarRelaxed { positivity } => {
             use crate::dist::Distribution;
             let mean = Dirichlet::from_scores(out.prior_scores(), *positivity, out.position_mask())?.mean()?;
             let as_cat = Categorical::from_log_probs(mean.clamp(1e-30, 1.0)?.log()?, None);
-            soft(&as_cat, &out.log_f_relaxed(&mean)?, out.step_mask())?.metrics
+            soft(&as_cat, &out.log_f_relaxed(&mean)?, out.step_mask())?
         }
         ObjectiveKind::KMax { k } => {
             let k = (*k).min(prior.num_positions()?);
             let log_f = out.log_f_all()?.contiguous()?;
-            kmax_marginal_masked(&prior, k, |idx| log_f.gather(&idx.contiguous()?, candle_core::D::Minus1), out.step_mask())?.metrics
+            kmax_marginal_masked(&prior, k, |idx| log_f.gather(&idx.contiguous()?, candle_core::D::Minus1), out.step_mask())?
         }
-        _ => exact_marginal(&prior, &out.log_f_all()?, out.step_mask())?.metrics,
+        _ => exact_marginal(&prior, &out.log_f_all()?, out.step_mask())?,
     })
 }

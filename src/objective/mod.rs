@@ -41,7 +41,7 @@ pub use enumerate::{
     exact_marginal, exact_marginal_from_log_probs, hard_enum, kmax_marginal, kmax_marginal_masked, soft,
     variational_enum,
 };
-pub use dispatch::{estimate, held_out_metrics, AlignmentOutputs, EstimatorState};
+pub use dispatch::{estimate, held_out, held_out_metrics, AlignmentOutputs, EstimatorState};
 pub use monotonic::{
     future_returns, monotonic_estimate, vimco_per_step_signals, EntropyBonus, MonotonicEstimate, MonotonicEstimator,
     MonotonicState, RunningMoments, SequenceScores,
@@ -111,6 +111,9 @@ pub struct Estimate {
     /// Σ_t m_t KL(q(z_t) ‖ p(z_t)) as a differentiable scalar, for variational objectives (used by
     /// KL warm-up: `loss + (w - 1) · kl_total / tokens` weights the KL term by w).
     pub kl_total: Option<Tensor>,
+    /// log p(y_t | x, y_<t) per step (`[B, T]` for sequences), detached, unmasked, where every
+    /// alignment was enumerated: per-sentence held-out likelihoods are its masked row sums.
+    pub log_lik: Option<Tensor>,
 }
 
 impl Estimate {
@@ -259,6 +262,7 @@ impl Parts<'_> {
             kl_sum: self.kl.as_ref().map(total).transpose()?,
             prior_entropy_sum: total(&self.prior_entropy)?,
         };
-        Ok(Estimate { loss, metrics, kl_total })
+        let log_lik = self.log_lik.as_ref().map(|l| l.detach());
+        Ok(Estimate { loss, metrics, kl_total, log_lik })
     }
 }

@@ -302,7 +302,7 @@ pub fn monotonic_estimate(
         kl_sum: None,
         prior_entropy_sum: sum(&scores.p_entropy.detach().sum(D::Minus1)?.mean(0)?)?,
     };
-    Ok(MonotonicEstimate { estimate: Estimate { loss, metrics, kl_total: None }, signals })
+    Ok(MonotonicEstimate { estimate: Estimate { loss, metrics, kl_total: None, log_lik: None }, signals })
 }
 
 #[cfg(test)]

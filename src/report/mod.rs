@@ -2,3 +2,4 @@
 pub mod notebook;
 pub mod plot;
 pub mod tables;
+pub mod verdict;

@@ -2,19 +2,14 @@
 //! as Markdown and CSV, and a summary of which of the paper's orderings hold.
 use crate::experiments::g2p::G2pResult;
 use crate::experiments::nmt::NmtResult;
-use crate::experiments::vqa::VqaResult;
+use crate::experiments::vqa::{VqaMetrics, VqaResult};
 use crate::io::write_atomic;
+use crate::report::verdict::{claim_interval, Interval, Items, Link, Measure, Term, Verdict};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Mean and sample standard deviation.
-pub fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let m = xs.iter().sum::<f64>() / n;
-    let sd = if xs.len() > 1 { (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
-    (m, sd)
-}
+pub use crate::stats::mean_std;
 
 fn fmt_ms(xs: &[f64], digits: usize) -> String {
     if xs.is_empty() {
@@ -138,7 +133,8 @@ fn field(rs: &[NmtResult], f: impl Fn(&NmtResult) -> Option<f64>) -> Vec<f64> {
 /// Deng et al. Table 1 (NMT columns) with prior entropy, speed and provenance.
 pub fn nmt_table1(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value) -> Table {
     let header = [
-        "row", "PPL", "paper PPL", "BLEU", "BLEU tok-lc", "paper BLEU", "prior entropy", "paper entropy", "train tok/s", "train s", "seeds",
+        "row", "PPL", "paper PPL", "shuffled-source PPL", "BLEU", "BLEU unsmoothed", "chrF", "BLEU tok-lc", "paper BLEU", "prior entropy",
+        "ln S (uniform)", "posterior entropy", "argmax p = q", "paper entropy", "train tok/s", "train s", "seeds",
     ];
     let mut rows = vec![];
     for name in NMT_ROWS {
@@ -147,10 +143,16 @@ pub fn nmt_table1(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &to
             name.to_string(),
             fmt_ms(&field(rs, |r| Some(r.test_ppl)), 2),
             paper(paper_numbers, name, "ppl"),
+            fmt_ms(&field(rs, |r| r.test_ppl_shuffled_source), 2),
             fmt_ms(&field(rs, |r| Some(r.bleu)), 2),
+            fmt_ms(&field(rs, |r| r.bleu_unsmoothed), 2),
+            fmt_ms(&field(rs, |r| r.chrf), 2),
             fmt_ms(&field(rs, |r| Some(r.bleu_tok_lc)), 2),
             paper(paper_numbers, name, "bleu"),
             fmt_ms(&field(rs, |r| Some(r.test_prior_entropy)), 2),
+            fmt_ms(&field(rs, |r| r.test_log_source_len), 2),
+            fmt_ms(&field(rs, |r| r.test_posterior_entropy), 2),
+            fmt_ms(&field(rs, |r| r.prior_posterior_argmax_agreement), 3),
             paper(paper_numbers, name, "prior_entropy"),
             fmt_ms(&field(rs, |r| Some(r.train_tokens_per_second)), 0),
             fmt_ms(&field(rs, |r| Some(r.train_seconds)), 0),
@@ -242,23 +244,19 @@ pub fn wmt17_table(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &t
 /// a speed comparable to it (at least 1/1.3 of soft attention's tokens per second, the
 /// performance issue's reading of "comparable").
 pub fn wmt17_claims(results: &BTreeMap<String, Vec<NmtResult>>) -> Vec<Claim> {
-    let mean = |n: &str, f: fn(&NmtResult) -> f64| results.get(n).map(|rs| mean_std(&field(rs, |r| Some(f(r)))).0);
-    let show = |v: Option<f64>, d: usize| v.map(|v| format!("{v:.d$}")).unwrap_or("–".into());
+    let bleu = |n: &'static str| (n, values(results.get(n), |r| r.seed, |r| Some(r.bleu)));
     let mut out = vec![];
     for row in ["var-sample", "var-enum"] {
-        let (b, s) = (mean(row, |r| r.bleu), mean("soft", |r| r.bleu));
-        out.push(Claim {
-            claim: format!("WMT17 En->De: BLEU({row}) > BLEU(soft)"),
-            holds: b.zip(s).map(|(b, s)| b > s),
-            detail: format!("{} vs {}", show(b, 2), show(s, 2)),
-        });
+        out.push(compare("WMT17 En->De", "BLEU", false, bleu(row), bleu("soft"), 2));
     }
-    let (v, s) = (mean("var-sample", |r| r.train_tokens_per_second), mean("soft", |r| r.train_tokens_per_second));
-    out.push(Claim {
-        claim: "WMT17 En->De: var-sample trains at >= 1/1.3 of soft's tokens/s".into(),
-        holds: v.zip(s).map(|(v, s)| v * 1.3 >= s),
-        detail: format!("{} vs {} tok/s", show(v, 0), show(s, 0)),
-    });
+    let speed = |n: &str| values(results.get(n), |r| r.seed, |r| Some(r.train_tokens_per_second));
+    let (v, sp) = (speed("var-sample"), speed("soft"));
+    out.push(decide(
+        "WMT17 En->De: var-sample trains at >= 1/1.3 of soft's tokens/s".into(),
+        "1.3 · tok/s(var-sample) − tok/s(soft)".into(),
+        format!("var-sample {} vs soft {} tok/s", show(&v, 0), show(&sp, 0)),
+        &[Term { coef: 1.3, runs: v }, Term { coef: -1.0, runs: sp }],
+    ));
     out
 }
 
@@ -272,7 +270,7 @@ pub const VQA_ROWS: [&str; 12] = [
 /// Deng et al. Table 1 (VQA columns) on easy-VQA, with the noisy and low-data conditions.
 pub fn vqa_table1(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &toml::Value) -> Table {
     let header = [
-        "row", "train images", "NLL", "paper NLL", "accuracy %", "paper Eval", "ECE", "noisy NLL", "noisy accuracy %", "noisy ECE",
+        "row", "train images", "NLL", "paper NLL", "accuracy %", "question-only acc %", "paper Eval", "ECE", "noisy NLL", "noisy accuracy %", "noisy ECE",
         "prior entropy", "paper entropy", "train s", "seeds",
     ];
     let mut rows = vec![];
@@ -285,6 +283,7 @@ pub fn vqa_table1(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &to
             fmt_ms(&f(&|r| r.test.nll), 3),
             paper(paper_numbers, name, "nll"),
             fmt_ms(&f(&|r| 100.0 * r.test.accuracy), 2),
+            fmt_ms(&f(&|r| r.question_only_accuracy.map_or(f64::NAN, |a| 100.0 * a)), 2),
             paper(paper_numbers, name, "eval"),
             fmt_ms(&f(&|r| r.test.ece), 3),
             fmt_ms(&f(&|r| r.test_noisy.nll), 3),
@@ -301,22 +300,36 @@ pub fn vqa_table1(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &to
 
 /// The paper's VQA orderings, checked on mean test NLL.
 pub fn vqa_claims(results: &BTreeMap<String, Vec<VqaResult>>) -> Vec<Claim> {
-    let nll = |n: &str| results.get(n).map(|rs| mean_std(&rs.iter().map(|r| r.test.nll).collect::<Vec<_>>()).0);
-    let mut out = vec![];
-    let mut less = |a: &str, b: &str, what: &str| {
-        let (pa, pb) = (nll(a), nll(b));
-        out.push(Claim {
-            claim: format!("{what}: NLL({a}) < NLL({b})"),
-            holds: pa.zip(pb).map(|(x, y)| x < y),
-            detail: format!("{} vs {}", pa.map(|v| format!("{v:.3}")).unwrap_or("–".into()), pb.map(|v| format!("{v:.3}")).unwrap_or("–".into())),
-        });
-    };
-    less("exact", "soft", "exact marginal beats soft");
-    less("var-enum", "soft", "variational (enum) beats soft");
-    less("soft", "hard-enum", "hard attention is worse than soft");
-    less("soft", "hard-sample", "hard attention (sample) is worse than soft");
-    less("exact-lowdata", "soft-lowdata", "exact marginal beats soft with 10% of the images");
-    out
+    let nll = |n: &'static str| (n, vqa_measures(results.get(n), false, |m| m.nll, |m| &m.question_nll));
+    let less = |a, b, what: &str| compare(what, "NLL", true, nll(a), nll(b), 3);
+    vec![
+        less("exact", "soft", "exact marginal beats soft"),
+        less("var-enum", "soft", "variational (enum) beats soft"),
+        less("soft", "hard-enum", "hard attention is worse than soft"),
+        less("soft", "hard-sample", "hard attention (sample) is worse than soft"),
+        less("exact-lowdata", "soft-lowdata", "exact marginal beats soft with 10% of the images"),
+    ]
+}
+
+/// A VQA metric per run (clean or noisy test condition), with its per-question values as
+/// bootstrap items when the run kept them.
+fn vqa_measures(
+    rs: Option<&Vec<VqaResult>>,
+    noisy: bool,
+    value: impl Fn(&VqaMetrics) -> f64,
+    items: impl Fn(&VqaMetrics) -> &Vec<f64>,
+) -> Vec<Measure> {
+    rs.map(|rs| {
+        rs.iter()
+            .map(|r| {
+                let m = if noisy { &r.test_noisy } else { &r.test };
+                let it = items(m);
+                let items = (!it.is_empty() && it.len() == m.questions && it.iter().all(|x| x.is_finite())).then(|| Items::mean_of(it.clone()));
+                Measure { seed: r.seed, value: value(m), items }
+            })
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Finished grapheme-to-phoneme runs under `runs_dir/<row>/seed-*/result.json`, grouped by row.
@@ -338,7 +351,7 @@ fn g2p_field(rs: Option<&Vec<G2pResult>>, f: impl Fn(&G2pResult) -> f64) -> Vec<
 /// training time of both runs.
 pub fn g2p_table(results: &BTreeMap<String, Vec<G2pResult>>) -> Table {
     let header = [
-        "estimator", "K", "PER clean %", "PER noisy %", "letter noise", "bound L_K / phoneme (clean)", "grad var init", "grad var final (clean)",
+        "estimator", "K", "PER clean %", "PER noisy %", "letter noise", "bound L_K / phoneme (clean)", "grad var init", "grad var init 95% (draws)", "grad var final (clean)",
         "grad var final (noisy)", "signal mean square (clean)", "train s clean", "train s noisy", "seeds",
     ];
     let mut rows = vec![];
@@ -355,6 +368,9 @@ pub fn g2p_table(results: &BTreeMap<String, Vec<G2pResult>>) -> Table {
             noisy.map(|rs| format!("{}", rs[0].train_noise)).unwrap_or("–".into()),
             fmt_ms(&g2p_field(clean, |r| r.test_bound_per_label), 3),
             sci(&g2p_field(clean.or(noisy), |r| r.grad_variance_init)),
+            clean.or(noisy).and_then(|rs| rs[0].grad_variance_init_detail.as_ref()).map_or("–".into(), |d| {
+                format!("[{:.3e}, {:.3e}] ({}×{})", d.interval[0], d.interval[1], d.batches, d.draws_per_batch)
+            }),
             sci(&g2p_field(clean, |r| r.grad_variance_final)),
             sci(&g2p_field(noisy, |r| r.grad_variance_final)),
             sci(&g2p_field(clean, |r| r.signal_mean_square)),
@@ -376,7 +392,7 @@ pub const VQA_BAYES_ROWS: [&str; 9] =
 /// PAvPU and seconds per training step, beside the paper's MCAN VQA-v2 numbers.
 pub fn vqa_bayes_table(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &toml::Value) -> Table {
     let header = [
-        "row", "accuracy %", "paper acc", "NLL", "ECE", "PAvPU %", "paper PAvPU", "noisy accuracy %", "paper noisy acc", "noisy NLL",
+        "row", "accuracy %", "question-only acc %", "paper acc", "NLL", "ECE", "PAvPU %", "paper PAvPU", "noisy accuracy %", "paper noisy acc", "noisy NLL",
         "noisy ECE", "noisy PAvPU %", "paper noisy PAvPU", "s/step", "× base", "paper s/step", "params", "seeds",
     ];
     let base = results.get("multihead").and_then(|rs| {
@@ -391,6 +407,7 @@ pub fn vqa_bayes_table(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers
         rows.push(vec![
             name.to_string(),
             fmt_ms(&f(&|r| Some(100.0 * r.test.accuracy)), 2),
+            fmt_ms(&f(&|r| r.question_only_accuracy.map(|a| 100.0 * a)), 2),
             paper(paper_numbers, name, "accuracy"),
             fmt_ms(&f(&|r| Some(r.test.nll)), 3),
             fmt_ms(&f(&|r| Some(r.test.ece)), 3),
@@ -421,154 +438,255 @@ pub fn vqa_bayes_table(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers
 /// Lawson et al.'s orderings: the multi-sample estimators reach a lower PER than REINFORCE, and
 /// the gap grows when the task is harder (noisy letters); VIMCO's gradient variance is lower.
 pub fn g2p_claims(results: &BTreeMap<String, Vec<G2pResult>>) -> Vec<Claim> {
-    let mean = |row: &str, f: &dyn Fn(&G2pResult) -> f64| -> Option<f64> {
-        results.get(row).map(|rs| mean_std(&rs.iter().map(f).collect::<Vec<_>>()).0)
+    // PER per run as Σ edits / Σ phonemes over the test words (the bootstrap's items)
+    let per = |row: &str, noisy: bool| -> Vec<Measure> {
+        let rs = if noisy { results.get(&format!("{row}-noisy")) } else { results.get(row) };
+        rs.map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    let edits = if noisy { &r.test_noisy_word_edits } else { &r.test_word_edits };
+                    let ok = !edits.is_empty() && edits.len() == r.test_word_phonemes.len();
+                    let items = ok.then(|| Items { num: edits.clone(), den: r.test_word_phonemes.clone(), link: Link::Identity });
+                    Measure { seed: r.seed, value: if noisy { r.test_noisy_per } else { r.test_per }, items }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
     };
-    let clean = |row: &str| mean(row, &|r: &G2pResult| r.test_per);
-    let noisy = |row: &str| mean(&format!("{row}-noisy"), &|r: &G2pResult| r.test_noisy_per);
-    let f3 = |x: Option<f64>| x.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or("–".into());
     let mut out = vec![];
-    for (a, b) in [("vimco", "reinforce"), ("vimco-per-step", "reinforce"), ("nvil", "reinforce")] {
-        out.push(Claim {
-            claim: format!("{a} reaches a PER no higher than {b} (clean letters)"),
-            holds: clean(a).zip(clean(b)).map(|(x, y)| x <= y),
-            detail: format!("{} vs {}", f3(clean(a)), f3(clean(b))),
-        });
-        out.push(Claim {
-            claim: format!("{a} reaches a PER no higher than {b} (noisy letters)"),
-            holds: noisy(a).zip(noisy(b)).map(|(x, y)| x <= y),
-            detail: format!("{} vs {}", f3(noisy(a)), f3(noisy(b))),
-        });
+    for a in ["vimco", "vimco-per-step", "nvil"] {
+        for (noisy, cond) in [(false, "clean letters"), (true, "noisy letters")] {
+            let c = compare(&format!("{a} reaches a lower PER than reinforce ({cond})"), "PER", true, (a, per(a, noisy)), ("reinforce", per("reinforce", noisy)), 4);
+            out.push(c);
+        }
     }
     for a in ["vimco", "vimco-per-step"] {
-        let gap_clean = clean("reinforce").zip(clean(a)).map(|(r, v)| r - v);
-        let gap_noisy = noisy("reinforce").zip(noisy(a)).map(|(r, v)| r - v);
-        out.push(Claim {
-            claim: format!("the PER gap reinforce - {a} is larger with noisy letters"),
-            holds: gap_noisy.zip(gap_clean).map(|(n, c)| n > c),
-            detail: format!("noisy {} vs clean {} (PER points)", f3(gap_noisy), f3(gap_clean)),
-        });
+        let terms = [
+            Term { coef: 1.0, runs: per("reinforce", true) },
+            Term { coef: -1.0, runs: per(a, true) },
+            Term { coef: -1.0, runs: per("reinforce", false) },
+            Term { coef: 1.0, runs: per(a, false) },
+        ];
+        let gap = |noisy: bool| -> String {
+            let (r, v) = (per("reinforce", noisy), per(a, noisy));
+            let d: Vec<f64> = r.iter().filter_map(|x| v.iter().find(|y| y.seed == x.seed).map(|y| x.value - y.value)).collect();
+            fmt_ms(&d, 4)
+        };
+        out.push(decide(
+            format!("the PER gap reinforce - {a} is larger with noisy letters"),
+            format!("(PER(reinforce) − PER({a}))_noisy − (PER(reinforce) − PER({a}))_clean"),
+            format!("gap noisy {} vs clean {}", gap(true), gap(false)),
+            &terms,
+        ));
     }
-    let gv = |row: &str| mean(row, &|r: &G2pResult| r.grad_variance_init);
+    // gradient variance at the shared initial parameters: the per-draw terms are the items
+    let gv = |row: &str| -> Vec<Measure> {
+        results
+            .get(row)
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| Measure {
+                        seed: r.seed,
+                        value: r.grad_variance_init,
+                        items: r.grad_variance_init_detail.as_ref().map(|d| Items::mean_of(d.items.clone())),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     for a in ["nvil", "vimco", "vimco-per-step"] {
-        out.push(Claim {
-            claim: format!("{a} has a lower gradient variance than reinforce at the same (initial) parameters"),
-            holds: gv(a).zip(gv("reinforce")).map(|(x, y)| x < y),
-            detail: format!(
-                "{} vs {}",
-                gv(a).map(|v| format!("{v:.3e}")).unwrap_or("–".into()),
-                gv("reinforce").map(|v| format!("{v:.3e}")).unwrap_or("–".into())
-            ),
-        });
+        let c = compare(
+            &format!("{a} has a lower gradient variance than reinforce at the same (initial) parameters"),
+            "gradvar",
+            true,
+            (a, gv(a)),
+            ("reinforce", gv("reinforce")),
+            6,
+        );
+        out.push(c);
     }
     out
 }
 /// The orderings Zhang et al. (2021) and Fan et al. (2020) report, checked on this run's means.
 pub fn vqa_bayes_claims(results: &BTreeMap<String, Vec<VqaResult>>) -> Vec<Claim> {
-    let metric = |n: &str, g: &dyn Fn(&VqaResult) -> Option<f64>| {
-        let v: Vec<f64> = results.get(n)?.iter().filter_map(g).collect();
-        (!v.is_empty()).then(|| mean_std(&v).0)
+    type Get = fn(Option<&Vec<VqaResult>>) -> Vec<Measure>;
+    let acc: Get = |rs| vqa_measures(rs, false, |m| m.accuracy, |m| &m.question_correct);
+    let noisy: Get = |rs| vqa_measures(rs, true, |m| m.accuracy, |m| &m.question_correct);
+    let pav: Get = |rs| values(rs, |r| r.seed, |r| r.test.pavpu);
+    let npav: Get = |rs| values(rs, |r| r.seed, |r| r.test_noisy.pavpu);
+    let ece: Get = |rs| values(rs, |r| r.seed, |r| Some(r.test.ece));
+    let step: Get = |rs| values(rs, |r| r.seed, |r| r.seconds_per_step());
+    let cmp = |a: &'static str, b: &'static str, what: &str, label: &str, higher: bool, g: Get| {
+        compare(what, label, !higher, (a, g(results.get(a))), (b, g(results.get(b))), 4)
     };
-    let mut out = vec![];
-    let mut cmp = |a: &str, b: &str, what: &str, label: &str, higher: bool, g: &dyn Fn(&VqaResult) -> Option<f64>| {
-        let (va, vb) = (metric(a, g), metric(b, g));
-        let rel = if higher { ">" } else { "<" };
-        out.push(Claim {
-            claim: format!("{what}: {label}({a}) {rel} {label}({b})"),
-            holds: va.zip(vb).map(|(x, y)| if higher { x > y } else { x < y }),
-            detail: format!("{} vs {}", va.map(|v| format!("{v:.4}")).unwrap_or("–".into()), vb.map(|v| format!("{v:.4}")).unwrap_or("–".into())),
-        });
-    };
-    let acc = |r: &VqaResult| Some(r.test.accuracy);
-    let noisy = |r: &VqaResult| Some(r.test_noisy.accuracy);
-    let pav = |r: &VqaResult| r.test.pavpu;
-    let npav = |r: &VqaResult| r.test_noisy.pavpu;
-    let ece = |r: &VqaResult| Some(r.test.ece);
-    let step = |r: &VqaResult| r.seconds_per_step();
-    cmp("aa-ct", "multihead", "AA-CT improves accuracy (AA Table: 67.01 vs 66.74)", "acc", true, &acc);
-    cmp("aa-gan", "multihead", "AA-GAN improves accuracy (66.92 vs 66.74)", "acc", true, &acc);
-    cmp("aa-ct", "multihead", "AA-CT is more robust to noisy features (64.57 vs 63.58)", "noisy acc", true, &noisy);
-    cmp("aa-gan", "multihead", "AA-GAN is more robust to noisy features (64.28 vs 63.58)", "noisy acc", true, &noisy);
-    cmp("aa-ct", "aa-gan", "AA-CT beats AA-GAN on noisy features (64.57 vs 64.28)", "noisy acc", true, &noisy);
-    cmp("aa-ct", "multihead", "AA-CT improves PAvPU (72.21 vs 71.96)", "PAvPU", true, &pav);
-    cmp("aa-ct", "multihead", "AA-CT improves noisy PAvPU (69.98 vs 68.29)", "noisy PAvPU", true, &npav);
-    cmp("aa-ot", "multihead", "AA-OT improves accuracy", "acc", true, &acc);
-    cmp("multihead", "aa-gan", "AA-GAN costs more per step than the base (0.31 vs 0.25 s)", "s/step", false, &step);
-    cmp("aa-gan", "aa-ct", "AA-CT costs more per step than AA-GAN (0.36 vs 0.31 s)", "s/step", false, &step);
-    cmp("bam", "multihead", "BAM improves accuracy (Fan et al.)", "acc", true, &acc);
-    cmp("bam", "multihead", "BAM is better calibrated", "ECE", false, &ece);
-    cmp("bam", "multihead", "BAM improves PAvPU", "PAvPU", true, &pav);
-    cmp("bam-contextual", "bam", "the contextual prior beats the constant prior", "acc", true, &acc);
-    cmp("babn", "multihead-2hop", "BABN improves accuracy over its deterministic base", "acc", true, &acc);
-    cmp("babn", "multihead-2hop", "BABN improves PAvPU over its deterministic base", "PAvPU", true, &pav);
-    out
+    vec![
+        cmp("aa-ct", "multihead", "AA-CT improves accuracy (AA Table: 67.01 vs 66.74)", "acc", true, acc),
+        cmp("aa-gan", "multihead", "AA-GAN improves accuracy (66.92 vs 66.74)", "acc", true, acc),
+        cmp("aa-ct", "multihead", "AA-CT is more robust to noisy features (64.57 vs 63.58)", "noisy acc", true, noisy),
+        cmp("aa-gan", "multihead", "AA-GAN is more robust to noisy features (64.28 vs 63.58)", "noisy acc", true, noisy),
+        cmp("aa-ct", "aa-gan", "AA-CT beats AA-GAN on noisy features (64.57 vs 64.28)", "noisy acc", true, noisy),
+        cmp("aa-ct", "multihead", "AA-CT improves PAvPU (72.21 vs 71.96)", "PAvPU", true, pav),
+        cmp("aa-ct", "multihead", "AA-CT improves noisy PAvPU (69.98 vs 68.29)", "noisy PAvPU", true, npav),
+        cmp("aa-ot", "multihead", "AA-OT improves accuracy", "acc", true, acc),
+        cmp("multihead", "aa-gan", "AA-GAN costs more per step than the base (0.31 vs 0.25 s)", "s/step", false, step),
+        cmp("aa-gan", "aa-ct", "AA-CT costs more per step than AA-GAN (0.36 vs 0.31 s)", "s/step", false, step),
+        cmp("bam", "multihead", "BAM improves accuracy (Fan et al.)", "acc", true, acc),
+        cmp("bam", "multihead", "BAM is better calibrated", "ECE", false, ece),
+        cmp("bam", "multihead", "BAM improves PAvPU", "PAvPU", true, pav),
+        cmp("bam-contextual", "bam", "the contextual prior beats the constant prior", "acc", true, acc),
+        cmp("babn", "multihead-2hop", "BABN improves accuracy over its deterministic base", "acc", true, acc),
+        cmp("babn", "multihead-2hop", "BABN improves PAvPU over its deterministic base", "PAvPU", true, pav),
+    ]
 }
 
-/// One claim of the paper checked against this run.
+/// One claim of a paper decided on this run's results (see [`crate::report::verdict`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Claim {
     pub claim: String,
-    pub holds: Option<bool>,
+    /// The statistic S the claim is about, signed so that the paper says S > 0.
+    pub statistic: String,
+    pub verdict: Verdict,
+    /// The 95% interval of S.
+    pub interval: Option<Interval>,
+    /// Why there is no interval (a row not run, one seed without per-item results, ...).
+    pub why_no_interval: Option<String>,
+    /// The rows' values, mean ± std over seeds.
     pub detail: String,
 }
 
-/// The orderings of Table 1 that the paper reports, checked on mean test PPL.
-pub fn nmt_claims(results: &BTreeMap<String, Vec<NmtResult>>) -> Vec<Claim> {
-    let ppl = |n: &str| results.get(n).map(|rs| mean_std(&field(rs, |r| Some(r.test_ppl))).0);
-    let mut out = vec![];
-    let mut less = |a: &str, b: &str, what: &str| {
-        let (pa, pb) = (ppl(a), ppl(b));
-        out.push(Claim {
-            claim: format!("{what}: PPL({a}) < PPL({b})"),
-            holds: pa.zip(pb).map(|(x, y)| x < y),
-            detail: format!("{} vs {}", pa.map(|v| format!("{v:.3}")).unwrap_or("–".into()), pb.map(|v| format!("{v:.3}")).unwrap_or("–".into())),
-        });
+/// A claim about `S = Σ c_j m_j` decided from its terms' runs.
+pub fn decide(claim: String, statistic: String, detail: String, terms: &[Term]) -> Claim {
+    match claim_interval(terms) {
+        Ok(iv) => Claim { claim, statistic, verdict: Verdict::of_interval(&iv), interval: Some(iv), why_no_interval: None, detail },
+        Err(why) => {
+            let verdict = if terms.iter().any(|t| t.runs.is_empty()) { Verdict::NotRun } else { Verdict::Inconclusive };
+            Claim { claim, statistic, verdict, interval: None, why_no_interval: Some(why), detail }
+        }
+    }
+}
+
+/// Mean ± std of the runs' values.
+fn show(runs: &[Measure], digits: usize) -> String {
+    fmt_ms(&runs.iter().map(|m| m.value).filter(|x| x.is_finite()).collect::<Vec<_>>(), digits)
+}
+
+/// "`what`: metric(a) < metric(b)" (`lower`) or "> " (higher is the paper's side), decided on
+/// S = m(b) − m(a) or m(a) − m(b).
+fn compare(what: &str, metric: &str, lower: bool, a: (&str, Vec<Measure>), b: (&str, Vec<Measure>), digits: usize) -> Claim {
+    let ((na, ma), (nb, mb)) = (a, b);
+    let rel = if lower { "<" } else { ">" };
+    let (statistic, terms) = if lower {
+        (format!("{metric}({nb}) − {metric}({na})"), [Term { coef: 1.0, runs: mb.clone() }, Term { coef: -1.0, runs: ma.clone() }])
+    } else {
+        (format!("{metric}({na}) − {metric}({nb})"), [Term { coef: 1.0, runs: ma.clone() }, Term { coef: -1.0, runs: mb.clone() }])
     };
-    less("exact", "soft", "exact marginal beats soft");
-    less("var-enum", "soft", "variational (enum) beats soft");
-    less("var-sample", "soft", "variational (sample) beats soft");
-    less("soft", "hard-enum", "hard attention is worse than soft");
-    less("soft", "hard-sample", "hard attention (sample) is worse than soft");
-    less("var-sample", "hard-sample", "variational sampling beats hard sampling");
-    less("soft", "relaxed-dirichlet", "the relaxed Dirichlet row is worse than soft");
-    less("var-sample", "gumbel", "REINFORCE beats Gumbel-softmax (Table 3)");
-    less("var-sample", "rws", "REINFORCE beats RWS (Table 3)");
-    out
+    let detail = format!("{na} {} vs {nb} {}", show(&ma, digits), show(&mb, digits));
+    decide(format!("{what}: {metric}({na}) {rel} {metric}({nb})"), statistic, detail, &terms)
+}
+
+/// Test perplexity per run, with the per-sentence NLL and token counts as bootstrap items.
+fn nmt_ppl(rs: Option<&Vec<NmtResult>>) -> Vec<Measure> {
+    rs.map(|rs| {
+        rs.iter()
+            .map(|r| {
+                let ok = !r.test_sentence_nll.is_empty()
+                    && r.test_sentence_nll.len() == r.test_sentence_tokens.len()
+                    && r.test_sentence_nll.iter().all(|x| x.is_finite());
+                let items = ok.then(|| Items { num: r.test_sentence_nll.clone(), den: r.test_sentence_tokens.clone(), link: Link::Exp });
+                Measure { seed: r.seed, value: r.test_ppl, items }
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// A per-run value without items (paired seeds only).
+fn values<R>(rs: Option<&Vec<R>>, seed: impl Fn(&R) -> u64, f: impl Fn(&R) -> Option<f64>) -> Vec<Measure> {
+    rs.map(|rs| rs.iter().filter_map(|r| f(r).map(|value| Measure { seed: seed(r), value, items: None })).collect()).unwrap_or_default()
+}
+
+/// The orderings of Table 1 that the paper reports, on test PPL.
+pub fn nmt_claims(results: &BTreeMap<String, Vec<NmtResult>>) -> Vec<Claim> {
+    let ppl = |n: &'static str| (n, nmt_ppl(results.get(n)));
+    let less = |a, b, what: &str| compare(what, "PPL", true, ppl(a), ppl(b), 3);
+    vec![
+        less("exact", "soft", "exact marginal beats soft"),
+        less("var-enum", "soft", "variational (enum) beats soft"),
+        less("var-sample", "soft", "variational (sample) beats soft"),
+        less("soft", "hard-enum", "hard attention is worse than soft"),
+        less("soft", "hard-sample", "hard attention (sample) is worse than soft"),
+        less("var-sample", "hard-sample", "variational sampling beats hard sampling"),
+        less("soft", "relaxed-dirichlet", "the relaxed Dirichlet row is worse than soft"),
+        less("var-sample", "gumbel", "REINFORCE beats Gumbel-softmax (Table 3)"),
+        less("var-sample", "rws", "REINFORCE beats RWS (Table 3)"),
+    ]
+}
+
+fn fmt_interval(c: &Claim) -> (String, String, String) {
+    match &c.interval {
+        Some(iv) => (format!("{:.4}", iv.estimate), format!("[{:.4}, {:.4}]", iv.lo, iv.hi), iv.method.describe()),
+        None => ("–".into(), "–".into(), c.why_no_interval.clone().unwrap_or_default()),
+    }
+}
+
+/// The verdict as a table cell; an inconclusive one says what the budget can resolve.
+fn verdict_cell(c: &Claim) -> String {
+    match (c.verdict, &c.interval) {
+        (Verdict::Inconclusive, Some(iv)) => format!("inconclusive (resolves only effects above {:.3})", iv.half_width()),
+        (v, _) => v.label().to_string(),
+    }
 }
 
 pub fn claims_markdown(claims: &[Claim]) -> String {
-    let mut s = String::from("| claim | holds here | ours |\n|---|---|---|\n");
+    let mut s = String::from(
+        "S is the claim's statistic, signed so that the paper says S > 0. Verdict: **holds** when the 95% interval of S is above 0, \
+         **contradicted** when it is below 0, **inconclusive** otherwise (see `varattn::report::verdict`). \
+         With several seeds the interval is a paired t interval over seeds; with one seed it is a paired bootstrap over \
+         test items, which covers the test set's sampling but not the spread between training seeds.\n\n\
+         | claim | verdict | S | S here | 95% interval | interval from | ours |\n|---|---|---|---|---|---|---|\n",
+    );
     for c in claims {
-        let h = match c.holds {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "not run",
-        };
-        s.push_str(&format!("| {} | {h} | {} |\n", c.claim, c.detail));
+        let (est, iv, how) = fmt_interval(c);
+        s.push_str(&format!("| {} | {} | {} | {est} | {iv} | {how} | {} |\n", c.claim, verdict_cell(c), c.statistic, c.detail));
     }
     s
 }
 
+/// Counts of (holds, contradicted, inconclusive, not run).
+pub fn verdict_counts(claims: &[Claim]) -> [usize; 4] {
+    let n = |v| claims.iter().filter(|c| c.verdict == v).count();
+    [n(Verdict::Holds), n(Verdict::Contradicted), n(Verdict::Inconclusive), n(Verdict::NotRun)]
+}
+
+fn counts_line(c: [usize; 4]) -> String {
+    format!("{} hold, {} contradicted, {} inconclusive, {} not run", c[0], c[1], c[2], c[3])
+}
+
 /// The closing one-screen summary of `varattn report`: for every table written, how many of its
-/// claims hold, then one line per claim (`yes`, `no`, or `–` for a claim whose rows did not run)
-/// with our numbers.
+/// claims hold, are contradicted or are inconclusive, then one line per claim with its verdict,
+/// the statistic's interval and our numbers; a last line totals the verdicts.
 pub fn claims_summary(preset: &str, parts: &[(String, Vec<Claim>)]) -> String {
-    let mut s = format!("== which of the papers' claims hold in this run (preset `{preset}`)\n");
+    let mut s = format!("== the papers' claims in this run (preset `{preset}`): 95% intervals of S, the paper says S > 0\n");
     if parts.is_empty() {
         s.push_str("no finished runs, no claims to check\n");
     }
+    let mut total = [0usize; 4];
     for (title, claims) in parts {
-        let held = claims.iter().filter(|c| c.holds == Some(true)).count();
-        let checked = claims.iter().filter(|c| c.holds.is_some()).count();
-        s.push_str(&format!("{title}: {held} of {checked} checked claims hold\n"));
-        for c in claims {
-            let h = match c.holds {
-                Some(true) => "yes",
-                Some(false) => "no ",
-                None => "–  ",
-            };
-            s.push_str(&format!("  {h} {} ({})\n", c.claim, c.detail));
+        let c = verdict_counts(claims);
+        for (t, x) in total.iter_mut().zip(c) {
+            *t += x;
         }
+        s.push_str(&format!("{title}: {}\n", counts_line(c)));
+        for c in claims {
+            let iv = match &c.interval {
+                Some(iv) => format!("S = {:.4} [{:.4}, {:.4}]", iv.estimate, iv.lo, iv.hi),
+                None => c.why_no_interval.clone().unwrap_or_default(),
+            };
+            s.push_str(&format!("  {:<12} {} ({iv}; {})\n", c.verdict.label(), c.claim, c.detail));
+        }
+    }
+    if !parts.is_empty() {
+        s.push_str(&format!("all tables: {}\n", counts_line(total)));
     }
     s
 }
@@ -653,6 +771,14 @@ mod tests {
             bleu_line: String::new(),
             bleu_tok_lc: bleu,
             bleu_kmax: None,
+            bleu_unsmoothed: None,
+            chrf: None,
+            test_log_source_len: None,
+            test_posterior_entropy: None,
+            test_ppl_shuffled_source: None,
+            prior_posterior_argmax_agreement: None,
+            test_sentence_nll: vec![],
+            test_sentence_tokens: vec![],
             bleu_sentences: 3,
             train_tokens_per_second: tok_s,
             train_seconds: 1.0,
@@ -674,15 +800,23 @@ mod tests {
         assert_eq!(t.column("paper BLEU").unwrap(), ["24.10", "24.98"]);
         assert_eq!(t.column("speed vs soft").unwrap(), ["1.00", "0.70"]);
         assert_eq!(t.column("seeds").unwrap(), ["1 2", "1"]);
+        // three paired seeds: BLEU differences 3, 2.5, 2.5 → holds; 1.3 · 700 − 1000 = −90 on
+        // every seed → contradicted; var-enum not run
+        let mut rs = BTreeMap::new();
+        rs.insert("soft".to_string(), [(1, 20.0), (2, 22.0), (3, 21.0)].map(|(s, b)| nmt_result("soft", s, b, 1000.0)).to_vec());
+        rs.insert("var-sample".to_string(), [(1, 23.0), (2, 24.5), (3, 23.5)].map(|(s, b)| nmt_result("var-sample", s, b, 700.0)).to_vec());
         let claims = wmt17_claims(&rs);
-        let holds: Vec<Option<bool>> = claims.iter().map(|c| c.holds).collect();
-        // BLEU 23 > 21 holds; var-enum was not run; 700 * 1.3 = 910 < 1000 tok/s: not comparable
-        assert_eq!(holds, [Some(true), None, Some(false)]);
+        let verdicts: Vec<Verdict> = claims.iter().map(|c| c.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Holds, Verdict::NotRun, Verdict::Contradicted]);
+        let iv = claims[0].interval.as_ref().unwrap();
+        // mean 8/3, sd 0.288675, t(0.975, 2) = 4.302653 → half-width 0.717129
+        assert!((iv.estimate - 8.0 / 3.0).abs() < 1e-12 && (iv.half_width() - 4.302652729911275 * (1.0f64 / 12.0).sqrt() / 3f64.sqrt()).abs() < 1e-9);
         let summary = claims_summary("paper", &[("WMT17, claims-wmt17.md".into(), claims)]);
         let lines: Vec<&str> = summary.lines().collect();
-        assert_eq!(lines[1], "WMT17, claims-wmt17.md: 1 of 2 checked claims hold", "{summary}");
-        assert_eq!(lines[2], "  yes WMT17 En->De: BLEU(var-sample) > BLEU(soft) (23.00 vs 21.00)");
-        assert!(lines[3].starts_with("  –   WMT17 En->De: BLEU(var-enum)") && lines[4].starts_with("  no  WMT17"), "{summary}");
-        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[1], "WMT17, claims-wmt17.md: 1 hold, 1 contradicted, 0 inconclusive, 1 not run", "{summary}");
+        assert!(lines[2].starts_with("  holds        WMT17 En->De: BLEU(var-sample) > BLEU(soft) (S = 2.6667 ["), "{summary}");
+        assert!(lines[3].starts_with("  not run      WMT17 En->De: BLEU(var-enum)") && lines[4].starts_with("  contradicted WMT17"), "{summary}");
+        assert_eq!(lines[5], "all tables: 1 hold, 1 contradicted, 0 inconclusive, 1 not run");
+        assert_eq!(lines.len(), 6);
     }
 }

@@ -245,7 +245,7 @@ pub fn train<K: Copy>(
     let last = out_dir.join("last");
     let best = out_dir.join("best");
     let mut st = if checkpoint::exists(&last) {
-        let st: TrainState = checkpoint::load(&last, params, opt, &dev).with_context(|| {
+        let mut st: TrainState = checkpoint::load(&last, params, opt, &dev).with_context(|| {
             format!("{}: cannot resume from this checkpoint; rerun with --fresh to start the run over", last.with_extension("safetensors").display())
         })?;
         if st.config_hash != cfg.config_hash {
@@ -263,7 +263,7 @@ pub fn train<K: Copy>(
             }
         }
         opt.config.lr = st.lr;
-        let mut st = st;
+        // a checkpoint written before identities were recorded takes this run's
         if st.identity.is_none() {
             st.identity = cfg.identity.clone();
         }

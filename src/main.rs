@@ -451,9 +451,9 @@ fn results_root() -> PathBuf {
 
 /// A row config of one task, merged over its preset and validated.
 enum RowConfig {
-    Nmt(NmtConfig),
-    G2p(G2pConfig),
-    Vqa(VqaConfig),
+    Nmt(Box<NmtConfig>),
+    G2p(Box<G2pConfig>),
+    Vqa(Box<VqaConfig>),
 }
 
 /// `varattn train`: validates the config, locks the run directory, refuses a checkpoint or result
@@ -486,17 +486,17 @@ fn train(
         "nmt" | "wmt17" => {
             let (c, m): (NmtConfig, toml::Value) = load_with_preset(config, preset)?;
             c.validate().with_context(in_config)?;
-            (RowConfig::Nmt(c), m)
+            (RowConfig::Nmt(Box::new(c)), m)
         }
         "g2p" => {
             let (c, m): (G2pConfig, toml::Value) = load_with_preset(config, preset)?;
             c.validate().with_context(in_config)?;
-            (RowConfig::G2p(c), m)
+            (RowConfig::G2p(Box::new(c)), m)
         }
         _ => {
             let (c, m): (VqaConfig, toml::Value) = load_with_preset(config, preset)?;
             c.validate().with_context(in_config)?;
-            (RowConfig::Vqa(c), m)
+            (RowConfig::Vqa(Box::new(c)), m)
         }
     };
     let name = match &row {

@@ -370,7 +370,7 @@ pub fn train<K: Copy>(
             )
         }
         let objective = st.epoch_objective_sum / st.epoch_tokens.max(1.0);
-        if let Some((floor, what)) = task.objective_floor().filter(|(f, _)| !(objective >= *f)) {
+        if let Some((floor, what)) = task.objective_floor().filter(|(f, _)| objective.is_nan() || objective < *f) {
             bail!(
                 "{}: training diverged: the mean training objective of epoch {} is {objective:.4e} nats per token, below {floor:.4} ({what}); stopping without a result (lower train.lr, now {:.3e}, and rerun with --fresh)",
                 cfg.name,

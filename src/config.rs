@@ -80,6 +80,51 @@ pub fn config_hash(v: &Value) -> String {
     format!("{h:016x}")
 }
 
+/// Range checks of config values, run when a config is loaded; each error names the key, the
+/// value and the allowed range.
+pub mod check {
+    use anyhow::{bail, Result};
+
+    /// An integer of at least `min`.
+    pub fn at_least(key: &str, v: usize, min: usize) -> Result<()> {
+        if v < min {
+            bail!("{key} = {v}: must be at least {min}")
+        }
+        Ok(())
+    }
+
+    /// An optional integer (a limit): when given, at least 1.
+    pub fn limit(key: &str, v: Option<usize>) -> Result<()> {
+        v.map_or(Ok(()), |v| at_least(key, v, 1))
+    }
+
+    /// A finite number > 0.
+    pub fn positive(key: &str, v: f64) -> Result<()> {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{key} = {v}: must be a finite number > 0")
+        }
+        Ok(())
+    }
+
+    /// A finite number >= 0.
+    pub fn non_negative(key: &str, v: f64) -> Result<()> {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{key} = {v}: must be a finite number >= 0")
+        }
+        Ok(())
+    }
+
+    /// A number in the interval from `lo` to `hi`, each end included or not as flagged.
+    pub fn within(key: &str, v: f64, (lo, lo_in): (f64, bool), (hi, hi_in): (f64, bool)) -> Result<()> {
+        let above = if lo_in { v >= lo } else { v > lo };
+        let below = if hi_in { v <= hi } else { v < hi };
+        if !(above && below) {
+            bail!("{key} = {v}: must be in {}{lo}, {hi}{}", if lo_in { "[" } else { "(" }, if hi_in { "]" } else { ")" })
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ pub mod models;
 pub mod objective;
 pub mod report;
 pub mod rng;
+pub mod rundir;
 pub mod nn;
 pub mod selftest;
 pub mod special;

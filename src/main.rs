@@ -8,7 +8,7 @@ use varattn::experiments::g2p::G2pConfig;
 use varattn::experiments::nmt::NmtConfig;
 use varattn::experiments::vqa::VqaConfig;
 use varattn::experiments::RunOptions;
-use varattn::eval::bleu::{corpus_bleu, multi_bleu, BleuOptions, Tokenizer};
+use varattn::eval::bleu::{corpus_bleu, try_multi_bleu, BleuOptions, Tokenizer};
 use varattn::io::{git_revision, write_atomic};
 
 #[derive(Parser)]
@@ -56,16 +56,20 @@ enum Command {
         preset: String,
         #[arg(long, default_value_t = 3435)]
         seed: u64,
-        /// Run directory (default: results/<preset>/runs/<kind>/<name>/seed-<seed>).
+        /// Run directory (default: <results>/<preset>/runs/<kind>/<name>/seed-<seed>, results root
+        /// $VARATTN_RESULTS or ./results). Locked while the run works in it.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Cache directory for data (default: $VARATTN_CACHE or ~/.cache/varattn).
         #[arg(long)]
         cache: Option<PathBuf>,
-        /// Delete the run directory first instead of resuming it.
+        /// Empty the run directory first instead of resuming it (also the way past a checkpoint or
+        /// result of another config, seed, data or build).
         #[arg(long)]
         fresh: bool,
-        /// Stop after this many training steps (after writing a checkpoint); for testing resumption.
+        /// Stop at the first checkpoint written at or after this many training steps (at least 1; a
+        /// checkpoint is written every `train.checkpoint_every` steps and at every epoch's end);
+        /// for testing resumption.
         #[arg(long)]
         stop_after_steps: Option<usize>,
         /// No progress bars.
@@ -80,9 +84,9 @@ enum Command {
     Report {
         #[arg(long, default_value = "cpu")]
         preset: String,
-        /// Results root.
-        #[arg(long, default_value = "results")]
-        results: PathBuf,
+        /// Results root (default: $VARATTN_RESULTS or ./results).
+        #[arg(long)]
+        results: Option<PathBuf>,
     },
     /// Check a device against the CPU: every distribution, special-function op and objective
     /// forward and backward (f32 and f64, same inputs and seeded noise), then a few training
@@ -215,7 +219,8 @@ fn main() -> Result<()> {
             let hyps = read_lines(&hyp)?;
             let refs = refs.iter().map(|r| read_lines(r)).collect::<Result<Vec<_>>>()?;
             if mb {
-                println!("{}", multi_bleu(&hyps, &refs, lowercase).multi_bleu_line());
+                let score = try_multi_bleu(&hyps, &refs, lowercase).map_err(|e| anyhow::anyhow!("{}: {e}", hyp.display()))?;
+                println!("{}", score.multi_bleu_line());
             } else {
                 let tokenizer: Tokenizer = tokenize.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
                 let score = corpus_bleu(&hyps, &refs, &BleuOptions { tokenizer, lowercase })
@@ -224,82 +229,11 @@ fn main() -> Result<()> {
             }
         }
         Command::Train { config, preset, seed, out, cache, fresh, stop_after_steps, quiet, device } => {
-            let device = varattn::selftest::device_from_name(&device)?;
-            let task = config.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            let task = match task.as_str() {
-                "nmt" | "wmt17" | "vqa" | "g2p" => task,
-                other => bail!("{}: cannot tell the task from its folder `{other}` (configs/nmt, configs/wmt17, configs/vqa or configs/g2p)", config.display()),
-            };
-            let merged: toml::Value = load_with_preset::<toml::Value>(&config, &preset)?.1;
-            let hash = config_hash(&merged);
-            let name = merged.get("name").and_then(|v| v.as_str()).with_context(|| format!("{}: no `name`", config.display()))?.to_string();
-            let out = out.unwrap_or_else(|| PathBuf::from("results").join(&preset).join("runs").join(&task).join(&name).join(format!("seed-{seed}")));
-            if fresh && out.exists() {
-                std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
-            }
-            let result_path = out.join("result.json");
-            if result_path.exists() {
-                let prev: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result_path)?)
-                    .with_context(|| format!("parsing {}", result_path.display()))?;
-                if prev["config_hash"].as_str() == Some(hash.as_str()) {
-                    println!("{name}: finished already ({})", result_path.display());
-                    return Ok(());
-                }
-                bail!("{} was produced by another config (hash {} vs {hash}); use --fresh or another --out", result_path.display(), prev["config_hash"]);
-            }
-            let opts = RunOptions {
-                preset: preset.clone(),
-                seed,
-                out_dir: out.clone(),
-                cache_dir: cache_dir(cache),
-                stop_after_steps,
-                device,
-                progress: !quiet,
-            };
-            let stopped = || println!("{name}: stopped after {} steps; checkpoint in {}", stop_after_steps.unwrap_or(0), out.display());
-            // configs/wmt17 holds NMT rows on another corpus (their runs go under runs/wmt17/)
-            if task == "nmt" || task == "wmt17" {
-                let (cfg, merged): (NmtConfig, toml::Value) = load_with_preset(&config, &preset)?;
-                match varattn::experiments::nmt::run(&cfg, &merged, &opts)? {
-                    Some(r) => println!(
-                        "{}: test PPL {:.3}, prior entropy {:.3}, BLEU {:.2} (tok-lc {:.2}), {:.0} train tok/s, {:.0} s -> {}",
-                        r.name, r.test_ppl, r.test_prior_entropy, r.bleu, r.bleu_tok_lc, r.train_tokens_per_second, r.train_seconds, result_path.display()
-                    ),
-                    None => stopped(),
-                }
-            } else if task == "g2p" {
-                let (cfg, merged): (G2pConfig, toml::Value) = load_with_preset(&config, &preset)?;
-                cfg.validate().with_context(|| format!("{} (with preset `{preset}`)", config.display()))?;
-                match varattn::experiments::g2p::run(&cfg, &merged, &opts)? {
-                    Some(r) => println!(
-                        "{}: test PER {:.4} (noisy {:.4}), bound L_{} {:.3} nats/phoneme, grad variance init {:.3e} final {:.3e}, {:.0} s -> {}",
-                        r.name, r.test_per, r.test_noisy_per, r.bound_samples, r.test_bound_per_label, r.grad_variance_init, r.grad_variance_final, r.train_seconds, result_path.display()
-                    ),
-                    None => stopped(),
-                }
-            } else {
-                let (cfg, merged): (VqaConfig, toml::Value) = load_with_preset(&config, &preset)?;
-                match varattn::experiments::vqa::run(&cfg, &merged, &opts)? {
-                    Some(r) => println!(
-                        "{}: test NLL {:.3}, accuracy {:.3}{}, ECE {:.3}; noisy NLL {:.3}, accuracy {:.3}; prior entropy {:.3}; {:.0} s -> {}",
-                        r.name,
-                        r.test.nll,
-                        r.test.accuracy,
-                        r.test.vqa_accuracy.map(|a| format!(", VQA accuracy {a:.3}")).unwrap_or_default(),
-                        r.test.ece,
-                        r.test_noisy.nll,
-                        r.test_noisy.accuracy,
-                        r.test.prior_entropy,
-                        r.train_seconds,
-                        result_path.display()
-                    ),
-                    None => stopped(),
-                }
-            }
+            train(&config, &preset, seed, out, cache, fresh, stop_after_steps, quiet, &device)?
         }
         Command::Report { preset, results } => {
             use varattn::report::tables;
-            let dir = results.join(&preset);
+            let dir = results.unwrap_or_else(results_root).join(&preset);
             let nmt = tables::collect_nmt(&dir.join("runs").join("nmt"))?;
             let paper_path = Path::new("configs/nmt/paper-numbers.toml");
             let paper = tables::read_paper_numbers(paper_path)?;
@@ -390,10 +324,16 @@ fn main() -> Result<()> {
                 summary.push(("Tables 1-3 (NMT), claims-nmt.md".into(), claims));
             }
             println!("{}", tables::claims_summary(&preset, &summary));
+            let skipped = tables::take_skipped_results();
+            if !skipped.is_empty() {
+                bail!("{} result file(s) could not be read and were left out of the tables:\n  {}", skipped.len(), skipped.join("\n  "))
+            }
         }
         Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device, rows_only, rounds } => {
-            if rounds == 0 {
-                anyhow::bail!("bench: --rounds must be at least 1")
+            for (flag, v) in [("--rounds", rounds), ("--steps", steps), ("--src-len", src_len), ("--tgt-len", tgt_len), ("--batch", batch.unwrap_or(1))] {
+                if v == 0 {
+                    bail!("bench: {flag} 0: must be at least 1")
+                }
             }
             use varattn::bench;
             let device = varattn::selftest::device_from_name(&device)?;
@@ -501,6 +441,135 @@ fn main() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// The results root: `$VARATTN_RESULTS`, default `./results`.
+fn results_root() -> PathBuf {
+    std::env::var_os("VARATTN_RESULTS").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("results"))
+}
+
+/// A row config of one task, merged over its preset and validated.
+enum RowConfig {
+    Nmt(Box<NmtConfig>),
+    G2p(Box<G2pConfig>),
+    Vqa(Box<VqaConfig>),
+}
+
+/// `varattn train`: validates the config, locks the run directory, refuses a checkpoint or result
+/// of another config or identity (seed, data, build), then trains or resumes and evaluates.
+#[allow(clippy::too_many_arguments)]
+fn train(
+    config: &Path,
+    preset: &str,
+    seed: u64,
+    out: Option<PathBuf>,
+    cache: Option<PathBuf>,
+    fresh: bool,
+    stop_after_steps: Option<usize>,
+    quiet: bool,
+    device: &str,
+) -> Result<()> {
+    use varattn::rundir::{identity_error, RunIdentity, RunLock};
+    let device = varattn::selftest::device_from_name(device)?;
+    let task = config.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let task = match task.as_str() {
+        "nmt" | "wmt17" | "vqa" | "g2p" => task,
+        other => bail!("{}: cannot tell the task from its folder `{other}` (configs/nmt, configs/wmt17, configs/vqa or configs/g2p)", config.display()),
+    };
+    if stop_after_steps == Some(0) {
+        bail!("--stop-after-steps 0: must be at least 1 (the run stops at the first checkpoint written at or after that step)")
+    }
+    let in_config = || format!("{} (with preset `{preset}`)", config.display());
+    // configs/wmt17 holds NMT rows on another corpus (their runs go under runs/wmt17/)
+    let (row, merged): (RowConfig, toml::Value) = match task.as_str() {
+        "nmt" | "wmt17" => {
+            let (c, m): (NmtConfig, toml::Value) = load_with_preset(config, preset)?;
+            c.validate().with_context(in_config)?;
+            (RowConfig::Nmt(Box::new(c)), m)
+        }
+        "g2p" => {
+            let (c, m): (G2pConfig, toml::Value) = load_with_preset(config, preset)?;
+            c.validate().with_context(in_config)?;
+            (RowConfig::G2p(Box::new(c)), m)
+        }
+        _ => {
+            let (c, m): (VqaConfig, toml::Value) = load_with_preset(config, preset)?;
+            c.validate().with_context(in_config)?;
+            (RowConfig::Vqa(Box::new(c)), m)
+        }
+    };
+    let name = match &row {
+        RowConfig::Nmt(c) => c.name.clone(),
+        RowConfig::G2p(c) => c.name.clone(),
+        RowConfig::Vqa(c) => c.name.clone(),
+    };
+    let hash = config_hash(&merged);
+    let out = out.unwrap_or_else(|| results_root().join(preset).join("runs").join(&task).join(&name).join(format!("seed-{seed}")));
+    let cache = cache_dir(cache);
+    let lock = RunLock::acquire(&out)?;
+    if fresh {
+        lock.clear()?;
+    }
+    let result_path = out.join("result.json");
+    if result_path.exists() {
+        let text = std::fs::read_to_string(&result_path).with_context(|| format!("reading {}", result_path.display()))?;
+        let prev: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}; rerun with --fresh to redo the run", result_path.display()))?;
+        if prev["config_hash"].as_str() != Some(hash.as_str()) {
+            bail!("{} was produced by another config (hash {} vs {hash}); use --fresh or another --out", result_path.display(), prev["config_hash"]);
+        }
+        let differences = match prev.get("identity").filter(|v| !v.is_null()) {
+            Some(id) => serde_json::from_value::<RunIdentity>(id.clone())
+                .with_context(|| format!("parsing `identity` of {}", result_path.display()))?
+                .differences_from_cache(seed, &cache)?,
+            // a result written before identities were recorded: its seed
+            None => match prev["seed"].as_u64() {
+                Some(s) if s != seed => vec![format!("seed {s} there, {seed} now")],
+                _ => vec![],
+            },
+        };
+        if !differences.is_empty() {
+            return Err(identity_error(&result_path, &differences));
+        }
+        println!("{name}: finished already ({})", result_path.display());
+        return Ok(());
+    }
+    let opts = RunOptions { preset: preset.to_string(), seed, out_dir: out.clone(), cache_dir: cache, stop_after_steps, device, progress: !quiet };
+    let stopped = || println!("{name}: checkpoint in {}; the same command without --stop-after-steps goes on from there", out.display());
+    match row {
+        RowConfig::Nmt(cfg) => match varattn::experiments::nmt::run(&cfg, &merged, &opts)? {
+            Some(r) => println!(
+                "{}: test PPL {:.3}, prior entropy {:.3}, BLEU {:.2} (tok-lc {:.2}), {:.0} train tok/s, {:.0} s -> {}",
+                r.name, r.test_ppl, r.test_prior_entropy, r.bleu, r.bleu_tok_lc, r.train_tokens_per_second, r.train_seconds, result_path.display()
+            ),
+            None => stopped(),
+        },
+        RowConfig::G2p(cfg) => match varattn::experiments::g2p::run(&cfg, &merged, &opts)? {
+            Some(r) => println!(
+                "{}: test PER {:.4} (noisy {:.4}), bound L_{} {:.3} nats/phoneme, grad variance init {:.3e} final {:.3e}, {:.0} s -> {}",
+                r.name, r.test_per, r.test_noisy_per, r.bound_samples, r.test_bound_per_label, r.grad_variance_init, r.grad_variance_final, r.train_seconds, result_path.display()
+            ),
+            None => stopped(),
+        },
+        RowConfig::Vqa(cfg) => match varattn::experiments::vqa::run(&cfg, &merged, &opts)? {
+            Some(r) => println!(
+                "{}: test NLL {:.3}, accuracy {:.3}{}, ECE {:.3}; noisy NLL {:.3}, accuracy {:.3}; prior entropy {:.3}; {:.0} s -> {}",
+                r.name,
+                r.test.nll,
+                r.test.accuracy,
+                r.test.vqa_accuracy.map(|a| format!(", VQA accuracy {a:.3}")).unwrap_or_default(),
+                r.test.ece,
+                r.test_noisy.nll,
+                r.test_noisy.accuracy,
+                r.test.prior_entropy,
+                r.train_seconds,
+                result_path.display()
+            ),
+            None => stopped(),
+        },
+    }
+    drop(lock);
     Ok(())
 }
 

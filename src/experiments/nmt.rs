@@ -65,6 +65,46 @@ pub struct NmtConfig {
     pub eval: NmtEvalConfig,
 }
 
+impl NmtConfig {
+    /// Checks every value against its allowed range (the error names the key and the range).
+    pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        crate::rundir::check_plain_name("name", &self.name)?;
+        super::check_objective("objective", &self.objective)?;
+        let d = &self.data;
+        check::at_least("data.bpe_vocab", d.bpe_vocab, ding::SPECIAL_TOKENS.len() + 1)?;
+        check::at_least("data.max_len", d.max_len, 1)?;
+        check::limit("data.train_limit", d.train_limit)?;
+        check::limit("data.valid_limit", d.valid_limit)?;
+        check::limit("data.test_limit", d.test_limit)?;
+        let m = &self.model;
+        for (key, v) in [
+            ("model.emb", m.emb),
+            ("model.enc_hidden", m.enc_hidden),
+            ("model.enc_layers", m.enc_layers),
+            ("model.dec_hidden", m.dec_hidden),
+            ("model.dec_layers", m.dec_layers),
+            ("model.attn_hidden", m.attn_hidden),
+            ("model.out_hidden", m.out_hidden),
+            ("model.inf_hidden", m.inf_hidden),
+        ] {
+            check::at_least(key, v, 1)?;
+        }
+        check::within("model.dropout", m.dropout, (0.0, true), (1.0, false))?;
+        check::positive("model.init", m.init)?;
+        self.train.validate()?;
+        let e = &self.eval;
+        check::at_least("eval.beam.beam", e.beam.beam, 1)?;
+        check::non_negative("eval.beam.alpha", e.beam.alpha)?;
+        check::positive("eval.beam.max_len_ratio", e.beam.max_len_ratio)?;
+        check::at_least("eval.kmax", e.kmax, 1)?;
+        for &k in &e.kmax_curve {
+            check::at_least("eval.kmax_curve[]", k, 1)?;
+        }
+        check::limit("eval.bleu_sentences", e.bleu_sentences)
+    }
+}
+
 /// Test-set results of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NmtResult {
@@ -120,6 +160,9 @@ pub struct NmtResult {
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
     pub dropped_too_long: usize,
+    /// Seed, data files (sha256) and build features of the run (absent in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::rundir::RunIdentity>,
 }
 
 /// The corpus, its BPE and the id-encoded splits (with limits applied).
@@ -132,6 +175,8 @@ pub struct PreparedData {
     pub test_refs: Vec<String>,
     pub vocab: usize,
     pub dropped_too_long: usize,
+    /// The files the data was read from: the corpus folder's split files and the BPE file.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// The corpus named by `[data] corpus` (the offline ding-de-en, or a Hub translation set read
@@ -157,6 +202,16 @@ pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedDat
     } else {
         ding::train_bpe(&corpus, cfg.bpe_vocab, &bpe_path)?
     };
+    let entries = tokenizer.get_vocab_size(true);
+    if entries != cfg.bpe_vocab {
+        bail!(
+            "{}: a vocabulary of {entries} entries, but [data] bpe_vocab = {}; delete the file to learn the BPE again (or lower bpe_vocab if the training set cannot give that many)",
+            bpe_path.display(),
+            cfg.bpe_vocab
+        )
+    }
+    let mut files = corpus_files(&cache_dir.join(&cfg.corpus))?;
+    files.push(bpe_path.clone());
     let ids = encode_corpus(&tokenizer, &corpus, cfg.max_len)?;
     let limit = |mut v: Vec<IdPair>, l: Option<usize>| {
         if let Some(l) = l {
@@ -172,9 +227,26 @@ pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedDat
         test: limit(ids.test.pairs, cfg.test_limit),
         vocab: ids.vocab,
         dropped_too_long: ids.train.dropped_too_long,
+        files,
         corpus,
         tokenizer,
     })
+}
+
+/// The prepared files of a corpus folder (split files, manifests): every plain file not hidden and
+/// not a BPE (`bpe-*.json`, listed by the run that reads it), in name order.
+fn corpus_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files = vec![];
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let e = e.with_context(|| format!("listing {}", dir.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let bpe = name.starts_with("bpe-") && name.ends_with(".json");
+        if e.path().is_file() && !name.starts_with('.') && !bpe {
+            files.push(e.path());
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Held-out metrics over a split (sentence batches in length order).
@@ -317,11 +389,16 @@ impl TrainTask for NmtTask<'_> {
             .perplexity()
             .context("validation gave no likelihood")
     }
+    fn divergence_bound(&self) -> Option<(f64, String)> {
+        let v = self.data.vocab;
+        Some((2.0 * v as f64, format!("perplexity twice the vocabulary size; a uniform guess over the {v} entries scores {v}")))
+    }
 }
 
 /// Train (or resume) and evaluate one (config, seed). Returns the result written to
 /// `out_dir/result.json`, or `None` when stopped by `stop_after_steps`.
 pub fn run(cfg: &NmtConfig, merged: &toml::Value, opts: &RunOptions) -> Result<Option<NmtResult>> {
+    cfg.validate()?;
     let hash = config_hash(merged);
     let dev = &opts.device;
     let data = prepare_data(&cfg.data, &opts.cache_dir)?;
@@ -332,7 +409,8 @@ pub fn run(cfg: &NmtConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     let model = NmtModel::new(&mut ps, &cfg.model, data.vocab, cfg.objective.needs_posterior())?;
     let mut opt = Adam::new(ps.named_vars(), cfg.train.adam())?;
     let task = NmtTask { model: &model, data: &data, batch: cfg.train.batch, objective: cfg.objective, seed: opts.seed, device: dev };
-    let loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
+    let mut loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
+    loop_cfg.identity = Some(crate::rundir::RunIdentity::new(opts.seed, &opts.cache_dir, &data.files)?);
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
     let result = test_evaluation(cfg, &model, &data, &st, &hash, opts)?;
     write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
@@ -424,6 +502,7 @@ fn test_evaluation(
         epochs: st.epoch,
         history: st.history.clone(),
         dropped_too_long: data.dropped_too_long,
+        identity: st.identity.clone(),
     })
 }
 

@@ -69,6 +69,42 @@ pub struct VqaConfig {
     pub eval: VqaEvalConfig,
 }
 
+impl VqaConfig {
+    /// Checks every value against its allowed range (the error names the key and the range).
+    pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        crate::rundir::check_plain_name("name", &self.name)?;
+        super::check_objective("objective", &self.objective)?;
+        let d = &self.data;
+        check::within("data.valid_fraction", d.valid_fraction, (0.0, false), (1.0, false))?;
+        check::within("data.train_image_fraction", d.train_image_fraction, (0.0, false), (1.0, true))?;
+        check::limit("data.train_limit", d.train_limit)?;
+        check::limit("data.valid_limit", d.valid_limit)?;
+        check::limit("data.test_limit", d.test_limit)?;
+        let m = &self.model;
+        for (key, v) in [
+            ("model.word_emb", m.word_emb),
+            ("model.question_hidden", m.question_hidden),
+            ("model.channels[0]", m.channels[0]),
+            ("model.channels[1]", m.channels[1]),
+            ("model.channels[2]", m.channels[2]),
+            ("model.attn_hidden", m.attn_hidden),
+            ("model.mlp_hidden", m.mlp_hidden),
+            ("model.answer_emb", m.answer_emb),
+            ("model.attention.heads", m.attention.heads),
+            ("model.attention.hops", m.attention.hops),
+        ] {
+            check::at_least(key, v, 1)?;
+        }
+        check::within("model.dropout", m.dropout, (0.0, true), (1.0, false))?;
+        check::positive("model.init", m.init)?;
+        self.train.validate()?;
+        check::non_negative("eval.noise_sigma", self.eval.noise_sigma)?;
+        check::within("eval.pavpu_alpha", self.eval.pavpu_alpha, (0.0, false), (1.0, false))?;
+        check_attention(self)
+    }
+}
+
 /// Metrics of one evaluation condition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VqaMetrics {
@@ -128,6 +164,9 @@ pub struct VqaResult {
     pub parameters: usize,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
+    /// Seed, data files (sha256) and build features of the run (absent in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::rundir::RunIdentity>,
 }
 
 impl VqaResult {
@@ -398,6 +437,16 @@ impl TrainTask for VqaTask<'_> {
     fn validate(&self) -> Result<f64> {
         Ok(evaluate(self.model, &self.objective, self.data, false, self.batch, None, None, self.device)?.nll)
     }
+    fn divergence_bound(&self) -> Option<(f64, String)> {
+        nll_bound(self.data.data.answers.len())
+    }
+}
+
+/// The divergence bound of a validation NLL over `answers` classes: twice ln(answers), the NLL of
+/// a uniform guess.
+pub(crate) fn nll_bound(answers: usize) -> Option<(f64, String)> {
+    let uniform = (answers.max(2) as f64).ln();
+    Some((2.0 * uniform, format!("NLL twice ln {answers}; a uniform guess over the {answers} answers scores {uniform:.3}")))
 }
 
 /// Multi-head / Bayesian / regularised attention trains with the soft objective only.
@@ -416,7 +465,7 @@ fn check_attention(cfg: &VqaConfig) -> Result<()> {
 
 /// Train (or resume) and evaluate one (config, seed).
 pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<Option<VqaResult>> {
-    check_attention(cfg)?;
+    cfg.validate()?;
     if cfg.data.dataset == "vqa-v2" {
         return super::vqa_v2::run(cfg, merged, opts);
     }
@@ -427,7 +476,9 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;
     let mut opt = Adam::new(ps.named_vars(), cfg.train.adam())?;
     let task = VqaTask { model: &model, data: &data, batch: cfg.train.batch, objective: cfg.objective, seed: opts.seed, device: dev };
-    let loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
+    let mut loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
+    let wheel = opts.cache_dir.join(easy_vqa::EASY_VQA_WHEEL);
+    loop_cfg.identity = Some(crate::rundir::RunIdentity::new(opts.seed, &opts.cache_dir, &[wheel])?);
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
     let unc = (cfg.eval.uncertainty_passes > 0).then_some((cfg.eval.uncertainty_passes, cfg.eval.pavpu_alpha, opts.seed));
     let test = evaluate(&model, &cfg.objective, &data, true, cfg.train.batch, None, unc, dev)?;
@@ -470,6 +521,7 @@ impl VqaResult {
             parameters,
             epochs: st.epoch,
             history: st.history,
+            identity: st.identity,
         };
         write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
         Ok(result)

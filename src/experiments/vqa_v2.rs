@@ -343,6 +343,9 @@ impl TrainTask for V2Task<'_> {
     fn validate(&self) -> Result<f64> {
         Ok(evaluate(self.m, &self.objective, self.data, false, self.batch, None, self.device)?.nll)
     }
+    fn divergence_bound(&self) -> Option<(f64, String)> {
+        super::vqa::nll_bound(self.data.answers.len())
+    }
 }
 
 /// Train (or resume) and evaluate one (config, seed) on VQA-v2; called by
@@ -385,7 +388,9 @@ pub fn run_prepared(cfg: &VqaConfig, hash: &str, data: &PreparedV2, opts: &RunOp
         device: dev,
         sampled: RefCell::new(Vec::new()),
     };
-    let loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, hash, opts);
+    let mut loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, hash, opts);
+    // seed and build (the question files and features are verified by their own manifests)
+    loop_cfg.identity = Some(crate::rundir::RunIdentity::new(opts.seed, &opts.cache_dir, &[])?);
     let Some(st) = runner::train(&task, &ps, &mut opt, &loop_cfg, &opts.out_dir)? else { return Ok(None) };
     let test = evaluate(&m, &cfg.objective, data, true, cfg.train.batch, None, dev)?;
     let test_noisy = evaluate(&m, &cfg.objective, data, true, cfg.train.batch, Some((cfg.eval.noise_sigma, opts.seed)), dev)?;

@@ -33,6 +33,17 @@ pub fn collect_vqa(runs_dir: &Path) -> Result<BTreeMap<String, Vec<VqaResult>>> 
     collect(runs_dir, |r: &VqaResult| r.name.clone())
 }
 
+/// The result files the `collect_*` functions skipped because they could not be read or parsed
+/// (each with the reason), since [`take_skipped_results`] was last called.
+static SKIPPED_RESULTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes the list of result files skipped as unreadable (each `<path>: <reason>`).
+pub fn take_skipped_results() -> Vec<String> {
+    std::mem::take(&mut *SKIPPED_RESULTS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Every readable `result.json` under `runs_dir/<row>/seed-*/`; one that cannot be read or
+/// parsed is skipped with a warning naming it (and recorded for [`take_skipped_results`]).
 fn collect<R: serde::de::DeserializeOwned>(runs_dir: &Path, name: impl Fn(&R) -> String) -> Result<BTreeMap<String, Vec<R>>> {
     let mut out: BTreeMap<String, Vec<R>> = BTreeMap::new();
     let Ok(rows) = std::fs::read_dir(runs_dir) else { return Ok(out) };
@@ -41,9 +52,16 @@ fn collect<R: serde::de::DeserializeOwned>(runs_dir: &Path, name: impl Fn(&R) ->
         for seed in seeds.flatten() {
             let p = seed.path().join("result.json");
             if p.exists() {
-                let r: R = serde_json::from_str(&std::fs::read_to_string(&p)?)
-                    .with_context(|| format!("parsing {}", p.display()))?;
-                out.entry(name(&r)).or_default().push(r);
+                let read = std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))
+                    .and_then(|t| serde_json::from_str::<R>(&t).with_context(|| format!("parsing {}", p.display())));
+                match read {
+                    Ok(r) => out.entry(name(&r)).or_default().push(r),
+                    Err(e) => {
+                        eprintln!("warning: skipping {}: {e:#}", p.display());
+                        SKIPPED_RESULTS.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{e:#}"));
+                    }
+                }
             }
         }
     }
@@ -785,6 +803,7 @@ mod tests {
             epochs: 1,
             history: vec![],
             dropped_too_long: 0,
+            identity: None,
         }
     }
 

@@ -25,13 +25,25 @@ pub fn save<M: Serialize>(stem: &Path, params: &ParamStore, opt: &Adam, meta: &M
         params.tensors().into_iter().map(|(k, v)| (format!("param.{k}"), v)).collect();
     tensors.extend(opt.state_tensors()?);
     let st = stem.with_extension("safetensors");
-    let dir = st.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", st.file_name().unwrap().to_string_lossy()));
+    let dir = st.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+    let name = st.file_name().with_context(|| format!("{} has no file name", st.display()))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let json = serde_json::to_string_pretty(meta)?;
     let header = HashMap::from([(META_KEY.to_string(), json.clone())]);
-    safetensors::serialize_to_file(&tensors, Some(header), &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &st).with_context(|| format!("renaming to {}", st.display()))?;
+    let written = (|| -> Result<()> {
+        safetensors::serialize_to_file(&tensors, Some(header), &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        // the mode of every other output (safetensors writes through a private temporary file),
+        // and on disk before the rename, as results are
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).with_context(|| format!("setting the mode of {}", tmp.display()))?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &st).with_context(|| format!("renaming {} to {}", tmp.display(), st.display()))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     crate::io::write_atomic(&stem.with_extension("json"), json.as_bytes())
 }
 
@@ -97,6 +109,14 @@ fn load_into(st: &Path, params: &ParamStore, device: &Device) -> Result<HashMap<
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n.to_string(), v.clone())))
         .collect();
+    let mut names: Vec<&String> = param_map.keys().collect();
+    names.sort();
+    for name in names {
+        let finite = param_map[name].to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?.iter().all(|x| x.is_finite());
+        if !finite {
+            bail!("{}: parameter {name} holds NaN or infinite values (the checkpoint is corrupt); rerun with --fresh", st.display())
+        }
+    }
     params.load_tensors(&param_map, st)?;
     Ok(tensors)
 }
@@ -145,6 +165,44 @@ mod tests {
         assert!(exists(&stem));
         let st: State = load(&stem, &ps3, &mut opt3, &Device::Cpu).unwrap();
         assert_eq!(st.step, 200);
+    }
+
+    /// The training state's floats come back bit for bit (running sums, learning rate, estimator
+    /// moments), so a resumed run continues exactly; the file has the mode of every other output.
+    #[test]
+    fn state_floats_round_trip_exactly_and_the_file_mode_is_0644() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Floats {
+            xs: Vec<f64>,
+        }
+        let mut rng = crate::rng::SeededRng::new(3435);
+        let xs: Vec<f64> = (0..2000).map(|_| rng.next_uniform() * 1000.0).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("last");
+        let (ps, opt) = store(1.0);
+        save(&stem, &ps, &opt, &Floats { xs: xs.clone() }).unwrap();
+        let (ps2, mut opt2) = store(0.0);
+        let back: Floats = load(&stem, &ps2, &mut opt2, &Device::Cpu).unwrap();
+        let differ = xs.iter().zip(&back.xs).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{differ} of {} floats changed in the round trip", xs.len());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(stem.with_extension("safetensors")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
+    }
+
+    /// A checkpoint whose weights hold NaN is refused as corrupt (with the way out), not trained on.
+    #[test]
+    fn non_finite_weights_are_refused_naming_the_parameter() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("last");
+        let (ps, opt) = store(f32::NAN);
+        save(&stem, &ps, &opt, &State { step: 1 }).unwrap();
+        let (ps2, mut opt2) = store(0.0);
+        let err = format!("{:#}", load::<State>(&stem, &ps2, &mut opt2, &Device::Cpu).unwrap_err());
+        assert!(err.contains("last.safetensors") && err.contains("parameter w") && err.contains("--fresh"), "{err}");
+        assert!(!err.contains("learning rate"), "{err}");
     }
 
     /// Checkpoints of the old scheme (no state in the header) still load from their JSON, and a

@@ -5,6 +5,7 @@
 use super::{checkpoint, Adam, ParamStore};
 use crate::objective::{Estimate, EstimatorState, ObjectiveKind};
 use crate::rng::{RngState, SeededRng};
+use crate::rundir::RunIdentity;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -28,6 +29,19 @@ pub trait TrainTask<K = ObjectiveKind> {
     ) -> Result<Estimate>;
     /// The validation score to minimise (perplexity, NLL).
     fn validate(&self) -> Result<f64>;
+    /// The largest validation score of a run that has not diverged, and what the bound is (e.g.
+    /// for perplexity, a multiple of the vocabulary size V that a uniform guess scores); a
+    /// non-finite score or one above it stops the run without a result.
+    fn divergence_bound(&self) -> Option<(f64, String)> {
+        None
+    }
+    /// The lowest mean training objective per token (a log-likelihood or a bound on it, in nats)
+    /// of an epoch of a run that has not diverged, and what the floor is; an epoch's mean below it
+    /// stops the run without a result (for scores such as the error rate that a diverged model
+    /// need not push past [`TrainTask::divergence_bound`]).
+    fn objective_floor(&self) -> Option<(f64, String)> {
+        None
+    }
 }
 
 /// Where and how to run one (config, seed).
@@ -37,7 +51,8 @@ pub struct RunOptions {
     pub seed: u64,
     pub out_dir: std::path::PathBuf,
     pub cache_dir: std::path::PathBuf,
-    /// Stop (after checkpointing) once this many steps are done — to test resumption.
+    /// Stop at the first checkpoint written at or after this many steps (at least 1) — to test
+    /// resumption.
     pub stop_after_steps: Option<usize>,
     pub device: candle_core::Device,
     pub progress: bool,
@@ -71,6 +86,24 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Checks every value against its allowed range (the error names the key and the range).
+    pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        check::at_least("train.batch", self.batch, 1)?;
+        check::at_least("train.epochs", self.epochs, 1)?;
+        check::positive("train.lr", self.lr)?;
+        check::positive("train.max_grad_norm", self.max_grad_norm)?;
+        check::within("train.lr_decay", self.lr_decay, (0.0, false), (1.0, true))?;
+        check::at_least("train.checkpoint_every", self.checkpoint_every, 1)?;
+        if let Some(d) = self.moving_average_baseline {
+            check::within("train.moving_average_baseline", d, (0.0, true), (1.0, false))?;
+        }
+        if let Some(k) = &self.pretrain_objective {
+            crate::experiments::check_objective("train.pretrain_objective", k)?;
+        }
+        Ok(())
+    }
+
     /// The Adam settings: the papers' plain Adam with global-norm clipping.
     pub fn adam(&self) -> super::AdamConfig {
         super::AdamConfig { lr: self.lr, max_grad_norm: Some(self.max_grad_norm), ..Default::default() }
@@ -90,6 +123,8 @@ pub struct LoopConfig<K = ObjectiveKind> {
     pub checkpoint_every: usize,
     pub moving_average_baseline: Option<f64>,
     pub config_hash: String,
+    /// Seed, data and build of the run: a checkpoint of another identity is refused.
+    pub identity: Option<RunIdentity>,
     pub seed: u64,
     pub progress: bool,
     pub stop_after_steps: Option<usize>,
@@ -121,6 +156,7 @@ impl<K> LoopConfig<K> {
             checkpoint_every: train.checkpoint_every,
             moving_average_baseline: train.moving_average_baseline,
             config_hash: config_hash.to_string(),
+            identity: None,
             seed: opts.seed,
             progress: opts.progress,
             stop_after_steps: opts.stop_after_steps,
@@ -157,6 +193,9 @@ pub fn epoch_batches(n: usize, size: usize, seed: u64, epoch: usize) -> Vec<Vec<
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {
     pub config_hash: String,
+    /// The run's seed, data and build (absent in checkpoints written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<RunIdentity>,
     pub epoch: usize,
     /// Batches of `epoch` already done.
     pub cursor: usize,
@@ -206,7 +245,9 @@ pub fn train<K: Copy>(
     let last = out_dir.join("last");
     let best = out_dir.join("best");
     let mut st = if checkpoint::exists(&last) {
-        let st: TrainState = checkpoint::load(&last, params, opt, &dev)?;
+        let mut st: TrainState = checkpoint::load(&last, params, opt, &dev).with_context(|| {
+            format!("{}: cannot resume from this checkpoint; rerun with --fresh to start the run over", last.with_extension("safetensors").display())
+        })?;
         if st.config_hash != cfg.config_hash {
             bail!(
                 "{}: checkpoint was made with config {} but the current config hashes to {}; use --fresh or another --out",
@@ -215,11 +256,22 @@ pub fn train<K: Copy>(
                 cfg.config_hash
             )
         }
+        if let (Some(there), Some(now)) = (&st.identity, &cfg.identity) {
+            let d = there.differences(now);
+            if !d.is_empty() {
+                return Err(crate::rundir::identity_error(&last.with_extension("safetensors"), &d));
+            }
+        }
         opt.config.lr = st.lr;
+        // a checkpoint written before identities were recorded takes this run's
+        if st.identity.is_none() {
+            st.identity = cfg.identity.clone();
+        }
         st
     } else {
         TrainState {
             config_hash: cfg.config_hash.clone(),
+            identity: cfg.identity.clone(),
             epoch: 0,
             cursor: 0,
             step: 0,
@@ -243,6 +295,19 @@ pub fn train<K: Copy>(
     let mut dropout_rng = SeededRng::from_state(st.dropout_rng);
     let mut noise_rng = SeededRng::from_state(st.noise_rng);
     let save = |st: &TrainState, opt: &Adam, path: &Path| checkpoint::save(path, params, opt, st);
+    // --stop-after-steps N: stop once a checkpoint is written at step N or later
+    let stop_here = |st: &TrainState| -> bool {
+        let stop = cfg.stop_after_steps.is_some_and(|n| st.step >= n);
+        if stop {
+            println!(
+                "{}: stopped at step {}, the first checkpoint at or after step {} (--stop-after-steps)",
+                cfg.name,
+                st.step,
+                cfg.stop_after_steps.unwrap_or(0)
+            );
+        }
+        stop
+    };
     while st.epoch < cfg.epochs && !st.finished {
         let kind = match (&cfg.pretrain_objective, st.epoch < cfg.pretrain_epochs) {
             (Some(k), true) => *k,
@@ -278,26 +343,44 @@ pub fn train<K: Copy>(
                 st.epoch_objective_sum / st.epoch_tokens,
                 st.epoch_tokens / st.epoch_seconds
             ));
-            let stop_now = cfg.stop_after_steps == Some(st.step);
-            if st.step % cfg.checkpoint_every == 0 || stop_now {
+            if st.step % cfg.checkpoint_every == 0 {
                 st.dropout_rng = dropout_rng.state();
                 st.noise_rng = noise_rng.state();
                 st.lr = opt.config.lr;
                 save(&st, opt, &last)?;
-            }
-            if stop_now {
-                bar.abandon_with_message("stopped (--stop-after-steps)");
-                return Ok(None);
+                if stop_here(&st) {
+                    bar.abandon_with_message("stopped (--stop-after-steps)");
+                    return Ok(None);
+                }
             }
         }
         bar.finish_and_clear();
         let vppl = task.validate()?;
-        if !vppl.is_finite() {
-            bail!("{}: validation score is {vppl} after epoch {}", cfg.name, st.epoch + 1)
+        let bound = task.divergence_bound();
+        if !vppl.is_finite() || bound.as_ref().is_some_and(|(b, _)| vppl > *b) {
+            let why = match &bound {
+                Some((b, what)) if vppl.is_finite() => format!("above {b:.4} ({what})"),
+                _ => "not a finite number".to_string(),
+            };
+            bail!(
+                "{}: training diverged: the validation score after epoch {} is {vppl:.4e}, {why}; stopping without a result (lower train.lr, now {:.3e}, and rerun with --fresh)",
+                cfg.name,
+                st.epoch + 1,
+                opt.config.lr
+            )
+        }
+        let objective = st.epoch_objective_sum / st.epoch_tokens.max(1.0);
+        if let Some((floor, what)) = task.objective_floor().filter(|(f, _)| objective.is_nan() || objective < *f) {
+            bail!(
+                "{}: training diverged: the mean training objective of epoch {} is {objective:.4e} nats per token, below {floor:.4} ({what}); stopping without a result (lower train.lr, now {:.3e}, and rerun with --fresh)",
+                cfg.name,
+                st.epoch + 1,
+                opt.config.lr
+            )
         }
         st.history.push(EpochRecord {
             epoch: st.epoch + 1,
-            train_objective_per_token: st.epoch_objective_sum / st.epoch_tokens.max(1.0),
+            train_objective_per_token: objective,
             train_tokens_per_second: st.epoch_tokens / st.epoch_seconds.max(1e-9),
             valid_ppl: vppl,
             lr: opt.config.lr,
@@ -330,6 +413,9 @@ pub fn train<K: Copy>(
             save(&st, opt, &best)?;
         }
         save(&st, opt, &last)?;
+        if stop_here(&st) {
+            return Ok(None);
+        }
     }
     st.finished = true;
     save(&st, opt, &last)?;

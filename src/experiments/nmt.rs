@@ -155,7 +155,7 @@ pub fn evaluate(model: &NmtModel, kind: &ObjectiveKind, pairs: &[IdPair], batch:
     let mut m = Metrics::default();
     for idx in make_batches(pairs, batch, None) {
         let b = NmtBatch::new(pairs, &idx, device)?;
-        let out = model.forward(&b, None)?;
+        let out = model.forward_for(kind, &b, None)?;
         m.add(&held_out_metrics(kind, &out)?);
     }
     Ok(m)
@@ -204,7 +204,7 @@ impl TrainTask for NmtTask<'_> {
         estimator: &mut EstimatorState,
     ) -> Result<Estimate> {
         let batch = NmtBatch::new(&self.data.train, idx, self.device)?;
-        let out = self.model.forward(&batch, Some(dropout))?;
+        let out = self.model.forward_for(kind, &batch, Some(dropout))?;
         Ok(estimate(kind, &out, estimator, noise)?)
     }
     fn validate(&self) -> Result<f64> {

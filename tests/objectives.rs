@@ -3,7 +3,7 @@
 mod common;
 use candle_core::{Tensor, Var, D};
 use common::*;
-use varattn::dist::{Categorical, Dirichlet, Positivity};
+use varattn::dist::{Categorical, Dirichlet, Distribution, Positivity};
 use varattn::objective::*;
 use varattn::rng::SeededRng;
 
@@ -317,6 +317,40 @@ fn kl_weight_does_not_leak_into_multi_sample_losses() {
     let ve = variational_enum(&p, &q, &lf.unsqueeze(0).unwrap().broadcast_as((3, 4)).unwrap(), None).unwrap();
     let kl_mean = ve.metrics.kl_sum.unwrap() / ve.metrics.tokens;
     assert!((scalar(&ve.loss_with_kl_weight(0.5).unwrap()) - (scalar(&ve.loss) - 0.5 * kl_mean)).abs() < 1e-9);
+}
+
+/// The relaxed row's test bound on a toy with a closed form: f(x, z) = z_1, so
+/// log p(y) = log E_{Dir(a_p)}[z_1] = log(a_1 / a_0). Averaged over many tokens, L_K stays below
+/// it, rises with K, and comes close at large K; with q = p it is the plain Monte Carlo marginal
+/// log 1/K Σ_k f(z_k), z_k ~ p, for the very draws the generator gives.
+#[test]
+fn relaxed_importance_weighted_bound_against_a_closed_form() {
+    let n = 2000;
+    let rows = |a: &[f64]| Tensor::new(a, &cpu()).unwrap().unsqueeze(0).unwrap().broadcast_as((n, 3)).unwrap().contiguous().unwrap();
+    let a_p = [2.0, 1.0, 3.0];
+    let p = Dirichlet::new(rows(&a_p), None).unwrap();
+    let q = Dirichlet::new(rows(&[3.5, 1.5, 2.5]), None).unwrap();
+    let f = |z: &Tensor| z.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?.log();
+    let truth = (a_p[0] / a_p.iter().sum::<f64>()).ln();
+    let mean_bound = |k: usize, seed: u64| -> f64 {
+        let est = relaxed_iw_bound(&p, &q, f, k, &mut SeededRng::new(seed), None).unwrap();
+        -est.metrics.nll_sum.unwrap() / est.metrics.tokens
+    };
+    let (b1, b8, b128) = (mean_bound(1, 3), mean_bound(8, 4), mean_bound(128, 5));
+    assert!(b1 < b8 && b8 < b128, "bound does not rise with K: {b1}, {b8}, {b128}");
+    assert!(b128 <= truth + 0.01 && b128 > truth - 0.03, "K = 128: {b128} vs log p(y) = {truth}");
+    assert!(b1 < truth - 0.05, "K = 1 is the ELBO, well below log p(y): {b1} vs {truth}");
+    // q = p: the plain Monte Carlo marginal of the same draws
+    let small = Dirichlet::new(Tensor::new(&[[2.0f64, 1.0, 3.0], [0.5, 0.7, 0.9]], &cpu()).unwrap(), None).unwrap();
+    let k = 5;
+    let est = relaxed_iw_bound(&small, &small, f, k, &mut SeededRng::new(9), None).unwrap();
+    let mut rng = SeededRng::new(9);
+    let draws: Vec<Vec<f64>> = (0..k).map(|_| to_f64s(&small.sample(&mut rng).unwrap())).collect();
+    let mc: f64 = (0..2)
+        .map(|r| (draws.iter().map(|z| z[3 * r]).sum::<f64>() / k as f64).ln())
+        .sum();
+    assert!((-est.metrics.nll_sum.unwrap() - mc).abs() < 1e-9, "q = p: {} vs Monte Carlo {mc}", -est.metrics.nll_sum.unwrap());
+    assert!(relaxed_iw_bound(&small, &small, f, 0, &mut SeededRng::new(9), None).is_err());
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::eval::beam::{beam_search, BeamConfig};
 use crate::eval::bleu::{corpus_bleu, multi_bleu, tokenize_13a, BleuOptions};
 use crate::io::{git_revision, write_atomic};
 use crate::models::nmt::{Marginal, NmtModel, NmtModelConfig};
-use crate::objective::{estimate, held_out_metrics, Estimate, EstimatorState, Metrics, ObjectiveKind};
+use crate::objective::{estimate, held_out_metrics, relaxed_held_out_bound, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
 use crate::train::runner::{self, progress_bar, EpochRecord, LoopConfig, TrainConfig, TrainState, TrainTask};
 use crate::train::{Adam, ParamStore};
@@ -51,6 +51,13 @@ pub struct NmtEvalConfig {
     pub kmax_curve: Vec<usize>,
     /// Translate only the first N test sentences for BLEU (all when absent).
     pub bleu_sentences: Option<usize>,
+    /// K of the relaxed (Dirichlet) row's test bound: draws from q per target token.
+    #[serde(default = "default_relaxed_bound_samples")]
+    pub relaxed_bound_samples: usize,
+}
+
+fn default_relaxed_bound_samples() -> usize {
+    50
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,7 +81,14 @@ pub struct NmtResult {
     pub config_hash: String,
     pub git_revision: Option<String>,
     pub device: String,
+    /// exp(NLL / tokens) on the test set: the exact marginal (K-Max excepted) for latent rows, the
+    /// model's own likelihood for soft attention; for the relaxed (Dirichlet) row exp(-Σ_t L_K / T)
+    /// with L_K the importance-weighted bound of K = `test_ppl_bound_samples` draws from q, an
+    /// upper bound (in expectation), not a marginal likelihood.
     pub test_ppl: f64,
+    /// K of the importance-weighted bound behind `test_ppl` (relaxed row only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_ppl_bound_samples: Option<usize>,
     pub test_prior_entropy: f64,
     /// Test PPL under K-Max with the configured K (latent rows).
     pub test_ppl_kmax: Option<f64>,
@@ -168,6 +182,26 @@ pub fn evaluate_kmax(model: &NmtModel, k: usize, pairs: &[IdPair], batch: usize,
         .context("K-Max evaluation gave no likelihood")
 }
 
+/// Test metrics of a row: [`evaluate`], except for the relaxed (Dirichlet) row, whose NLL is
+/// minus the importance-weighted bound with `eval.relaxed_bound_samples` draws from q per token
+/// ([`relaxed_held_out_bound`]), drawn from the run's seed.
+pub fn evaluate_test(model: &NmtModel, cfg: &NmtConfig, pairs: &[IdPair], opts: &RunOptions) -> Result<Metrics> {
+    let ObjectiveKind::VarRelaxed { positivity } = cfg.objective else {
+        return evaluate(model, &cfg.objective, pairs, cfg.train.batch, &opts.device);
+    };
+    if cfg.eval.relaxed_bound_samples == 0 {
+        bail!("eval.relaxed_bound_samples = 0: the relaxed row's test bound needs at least 1 sample")
+    }
+    let mut rng = SeededRng::new(opts.seed).fork(0x6977);
+    let mut m = Metrics::default();
+    for idx in make_batches(pairs, cfg.train.batch, None) {
+        let b = NmtBatch::new(pairs, &idx, &opts.device)?;
+        let out = model.forward(&b, None)?;
+        m.add(&relaxed_held_out_bound(positivity, &out, cfg.eval.relaxed_bound_samples, &mut rng)?);
+    }
+    Ok(m)
+}
+
 fn is_latent(kind: &ObjectiveKind) -> bool {
     !matches!(kind, ObjectiveKind::Soft | ObjectiveKind::VarRelaxed { .. })
 }
@@ -243,7 +277,7 @@ fn test_evaluation(
     opts: &RunOptions,
 ) -> Result<NmtResult> {
     let dev = &opts.device;
-    let test = evaluate(model, &cfg.objective, &data.test, cfg.train.batch, dev)?;
+    let test = evaluate_test(model, cfg, &data.test, opts)?;
     let latent = is_latent(&cfg.objective);
     let (test_ppl_kmax, ppl_against_k) = if latent {
         let kmax = evaluate_kmax(model, cfg.eval.kmax, &data.test, cfg.train.batch, dev)?;
@@ -294,6 +328,7 @@ fn test_evaluation(
         git_revision: git_revision(),
         device: format!("{:?}", dev),
         test_ppl: test.perplexity().unwrap_or(f64::NAN),
+        test_ppl_bound_samples: matches!(cfg.objective, ObjectiveKind::VarRelaxed { .. }).then_some(cfg.eval.relaxed_bound_samples),
         test_prior_entropy: test.prior_entropy(),
         test_ppl_kmax,
         ppl_against_k,

@@ -87,3 +87,20 @@ fn every_row_trains_resumes_and_reports() {
     let o = Command::new(env!("CARGO_BIN_EXE_varattn")).args(["train", "--preset", "smoke", "--config"]).arg(&bad).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("telepathy"));
 }
+
+/// The `paper` preset is the authors' setup where their code differs from our defaults: 2-layer
+/// inference BiLSTMs, linear_out to the decoder width, beam search with eos_norm 3; the other
+/// presets keep 1 layer and no eos_norm.
+#[test]
+fn paper_preset_matches_the_authors_code() {
+    use varattn::config::load_with_preset;
+    use varattn::experiments::nmt::NmtConfig;
+    let row = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/nmt/var-enum.toml");
+    let (paper, _) = load_with_preset::<NmtConfig>(&row, "paper").unwrap();
+    assert_eq!((paper.model.inf_layers, paper.model.out_hidden), (2, paper.model.dec_hidden));
+    assert_eq!(paper.eval.beam.eos_norm, 3.0);
+    for preset in ["smoke", "cpu"] {
+        let (c, _) = load_with_preset::<NmtConfig>(&row, preset).unwrap();
+        assert_eq!((c.model.inf_layers, c.eval.beam.eos_norm), (1, 0.0), "{preset}");
+    }
+}

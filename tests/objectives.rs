@@ -3,7 +3,7 @@
 mod common;
 use candle_core::{Tensor, Var, D};
 use common::*;
-use varattn::dist::{Categorical, Dirichlet, Positivity};
+use varattn::dist::{Categorical, Dirichlet, Distribution, Positivity};
 use varattn::objective::*;
 use varattn::rng::SeededRng;
 
@@ -246,6 +246,111 @@ fn rws_with_many_samples_approaches_the_marginal_and_posterior_gradients() {
     let target = post.mul(q1.log_probs()).unwrap().sum_all().unwrap().neg().unwrap();
     let want = grads(&target, &[&pb.post]);
     assert_close(&[got[1].clone()], &want, 0.01, "rws wake-q");
+}
+
+/// The RWS gradient for given samples is the authors' estimator (harvardnlp/var-attn, `wsram`):
+/// ∇_f = Σ_k w̃_k ∇ log f(z_k), ∇_p = Σ_k (w̃_k - b^p_k) ∇ log p(z_k) with b^p the normalised
+/// ratios p/q, ∇_q = Σ_k (w̃_k - 1/K) ∇ log q(z_k), here written out by hand for softmax logits
+/// (∇_l log softmax(l)_z = e_z - softmax(l)).
+#[test]
+fn rws_gradient_is_the_authors_estimator_with_both_control_variates() {
+    let pb = Problem::new();
+    let (p, q) = pb.cats(1);
+    let lf = pb.log_f.as_tensor().clone();
+    let k = 6;
+    let seed = 61;
+    let est = rws(&p, &q, |z| gather_shared(&lf, z), k, &mut SeededRng::new(seed), None).unwrap();
+    let got = pb.sampled_grads(est);
+    // the same draws, from the same generator state
+    let z: Vec<usize> = to_f64s(&q.sample_n(k, &mut SeededRng::new(seed)).unwrap().to_dtype(candle_core::DType::F64).unwrap())
+        .iter()
+        .map(|&x| x as usize)
+        .collect();
+    let softmax = |l: &[f64]| -> Vec<f64> {
+        let m = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = l.iter().map(|x| (x - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|x| x / s).collect()
+    };
+    let (pp, qq) = (softmax(&PRIOR), softmax(&POST));
+    let log_ratio: Vec<f64> = z.iter().map(|&i| pp[i].ln() - qq[i].ln()).collect();
+    let w = softmax(&log_ratio.iter().zip(&z).map(|(r, &i)| r + LOG_F[i]).collect::<Vec<_>>());
+    let bp = softmax(&log_ratio);
+    let mut want = vec![vec![0.0; 4]; 3];
+    for (j, &i) in z.iter().enumerate() {
+        for s in 0..4 {
+            let hit = if s == i { 1.0 } else { 0.0 };
+            // the loss is minus the surrogate (one token)
+            want[0][s] -= (w[j] - bp[j]) * (hit - pp[s]);
+            want[1][s] -= (w[j] - 1.0 / k as f64) * (hit - qq[s]);
+            want[2][s] -= w[j] * hit;
+        }
+    }
+    assert_close(&got, &want, 1e-9, "rws gradient for given samples");
+    // the plain wake gradients (no control variates) differ on these draws
+    let plain_p: Vec<f64> = (0..4).map(|s| -z.iter().enumerate().map(|(j, &i)| w[j] * ((s == i) as u8 as f64 - pp[s])).sum::<f64>()).collect();
+    assert!(plain_p.iter().zip(&got[0]).any(|(a, b)| (a - b).abs() > 1e-3), "the p control variate changed nothing");
+}
+
+/// Neither RWS nor VIMCO has a separate KL term in its loss (the authors' RWS loss has none; the
+/// VIMCO bound holds KL implicitly), so a KL weight (warm-up) must leave their loss unchanged.
+#[test]
+fn kl_weight_does_not_leak_into_multi_sample_losses() {
+    let pb = Problem::new();
+    let (p, q) = pb.cats(3);
+    let lf = pb.log_f.as_tensor().clone();
+    let ests = [
+        ("rws", rws(&p, &q, |z| gather_shared(&lf, z), 4, &mut SeededRng::new(7), None).unwrap()),
+        ("vimco", vimco(&p, Some(&q), |z| gather_shared(&lf, z), 4, &mut SeededRng::new(7), None).unwrap()),
+    ];
+    for (name, est) in ests {
+        assert!(est.metrics.kl_sum.unwrap() > 0.0, "{name}: KL still reported");
+        let base = pb.sampled_grads(Estimate { loss: est.loss_with_kl_weight(1.0).unwrap(), ..est.clone() });
+        for w in [0.0, 0.3, 2.0] {
+            let loss = est.loss_with_kl_weight(w).unwrap();
+            assert_eq!(scalar(&loss), scalar(&est.loss), "{name}: KL weight {w} changed the loss");
+            let g = pb.sampled_grads(Estimate { loss, ..est.clone() });
+            assert_close(&g, &base, 1e-12, name);
+        }
+    }
+    // a variational objective with an explicit KL term does scale it
+    let ve = variational_enum(&p, &q, &lf.unsqueeze(0).unwrap().broadcast_as((3, 4)).unwrap(), None).unwrap();
+    let kl_mean = ve.metrics.kl_sum.unwrap() / ve.metrics.tokens;
+    assert!((scalar(&ve.loss_with_kl_weight(0.5).unwrap()) - (scalar(&ve.loss) - 0.5 * kl_mean)).abs() < 1e-9);
+}
+
+/// The relaxed row's test bound on a toy with a closed form: f(x, z) = z_1, so
+/// log p(y) = log E_{Dir(a_p)}[z_1] = log(a_1 / a_0). Averaged over many tokens, L_K stays below
+/// it, rises with K, and comes close at large K; with q = p it is the plain Monte Carlo marginal
+/// log 1/K Σ_k f(z_k), z_k ~ p, for the very draws the generator gives.
+#[test]
+fn relaxed_importance_weighted_bound_against_a_closed_form() {
+    let n = 2000;
+    let rows = |a: &[f64]| Tensor::new(a, &cpu()).unwrap().unsqueeze(0).unwrap().broadcast_as((n, 3)).unwrap().contiguous().unwrap();
+    let a_p = [2.0, 1.0, 3.0];
+    let p = Dirichlet::new(rows(&a_p), None).unwrap();
+    let q = Dirichlet::new(rows(&[3.5, 1.5, 2.5]), None).unwrap();
+    let f = |z: &Tensor| z.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?.log();
+    let truth = (a_p[0] / a_p.iter().sum::<f64>()).ln();
+    let mean_bound = |k: usize, seed: u64| -> f64 {
+        let est = relaxed_iw_bound(&p, &q, f, k, &mut SeededRng::new(seed), None).unwrap();
+        -est.metrics.nll_sum.unwrap() / est.metrics.tokens
+    };
+    let (b1, b8, b128) = (mean_bound(1, 3), mean_bound(8, 4), mean_bound(128, 5));
+    assert!(b1 < b8 && b8 < b128, "bound does not rise with K: {b1}, {b8}, {b128}");
+    assert!(b128 <= truth + 0.01 && b128 > truth - 0.03, "K = 128: {b128} vs log p(y) = {truth}");
+    assert!(b1 < truth - 0.05, "K = 1 is the ELBO, well below log p(y): {b1} vs {truth}");
+    // q = p: the plain Monte Carlo marginal of the same draws
+    let small = Dirichlet::new(Tensor::new(&[[2.0f64, 1.0, 3.0], [0.5, 0.7, 0.9]], &cpu()).unwrap(), None).unwrap();
+    let k = 5;
+    let est = relaxed_iw_bound(&small, &small, f, k, &mut SeededRng::new(9), None).unwrap();
+    let mut rng = SeededRng::new(9);
+    let draws: Vec<Vec<f64>> = (0..k).map(|_| to_f64s(&small.sample(&mut rng).unwrap())).collect();
+    let mc: f64 = (0..2)
+        .map(|r| (draws.iter().map(|z| z[3 * r]).sum::<f64>() / k as f64).ln())
+        .sum();
+    assert!((-est.metrics.nll_sum.unwrap() - mc).abs() < 1e-9, "q = p: {} vs Monte Carlo {mc}", -est.metrics.nll_sum.unwrap());
+    assert!(relaxed_iw_bound(&small, &small, f, 0, &mut SeededRng::new(9), None).is_err());
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::eval::beam::{beam_search, BeamConfig};
 use crate::eval::bleu::{corpus_bleu, multi_bleu, tokenize_13a, BleuOptions};
 use crate::io::{git_revision, write_atomic};
 use crate::models::nmt::{Marginal, NmtModel, NmtModelConfig};
-use crate::objective::{estimate, held_out_metrics, Estimate, EstimatorState, Metrics, ObjectiveKind};
+use crate::objective::{estimate, held_out_metrics, relaxed_held_out_bound, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
 use crate::train::runner::{self, progress_bar, EpochRecord, LoopConfig, TrainConfig, TrainState, TrainTask};
 use crate::train::{Adam, ParamStore};
@@ -51,6 +51,13 @@ pub struct NmtEvalConfig {
     pub kmax_curve: Vec<usize>,
     /// Translate only the first N test sentences for BLEU (all when absent).
     pub bleu_sentences: Option<usize>,
+    /// K of the relaxed (Dirichlet) row's test bound: draws from q per target token.
+    #[serde(default = "default_relaxed_bound_samples")]
+    pub relaxed_bound_samples: usize,
+}
+
+fn default_relaxed_bound_samples() -> usize {
+    50
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,7 +121,14 @@ pub struct NmtResult {
     pub config_hash: String,
     pub git_revision: Option<String>,
     pub device: String,
+    /// exp(NLL / tokens) on the test set: the exact marginal (K-Max excepted) for latent rows, the
+    /// model's own likelihood for soft attention; for the relaxed (Dirichlet) row exp(-Σ_t L_K / T)
+    /// with L_K the importance-weighted bound of K = `test_ppl_bound_samples` draws from q, an
+    /// upper bound (in expectation), not a marginal likelihood.
     pub test_ppl: f64,
+    /// K of the importance-weighted bound behind `test_ppl` (relaxed row only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_ppl_bound_samples: Option<usize>,
     pub test_prior_entropy: f64,
     /// Test PPL under K-Max with the configured K (latent rows).
     pub test_ppl_kmax: Option<f64>,
@@ -254,7 +268,7 @@ pub fn evaluate(model: &NmtModel, kind: &ObjectiveKind, pairs: &[IdPair], batch:
     let mut m = Metrics::default();
     for idx in make_batches(pairs, batch, None) {
         let b = NmtBatch::new(pairs, &idx, device)?;
-        let out = model.forward(&b, None)?;
+        let out = model.forward_for(kind, &b, None)?;
         m.add(&held_out_metrics(kind, &out)?);
     }
     Ok(m)
@@ -279,9 +293,23 @@ pub struct SplitDiagnostics {
     pub prior_posterior_argmax_agreement: Option<f64>,
 }
 
-/// [`evaluate`] plus per-sentence NLL, the uniform prior's entropy and, with an inference
+/// A row's test metrics with diagnostics: [`evaluate`] (for the relaxed (Dirichlet) row, minus
+/// the importance-weighted bound with `eval.relaxed_bound_samples` draws from q per token,
+/// [`relaxed_held_out_bound`], drawn from the run's seed), plus per-sentence NLL (rows whose
+/// held-out likelihood is enumerated), the uniform prior's entropy and, with an inference
 /// network, the posterior's entropy and its argmax agreement with the prior.
-pub fn evaluate_with_diagnostics(model: &NmtModel, kind: &ObjectiveKind, pairs: &[IdPair], batch: usize, device: &Device) -> Result<SplitDiagnostics> {
+pub fn evaluate_with_diagnostics(model: &NmtModel, cfg: &NmtConfig, pairs: &[IdPair], opts: &RunOptions) -> Result<SplitDiagnostics> {
+    let (kind, batch, device) = (&cfg.objective, cfg.train.batch, &opts.device);
+    let relaxed = match cfg.objective {
+        ObjectiveKind::VarRelaxed { positivity } => {
+            if cfg.eval.relaxed_bound_samples == 0 {
+                bail!("eval.relaxed_bound_samples = 0: the relaxed row's test bound needs at least 1 sample")
+            }
+            Some((positivity, SeededRng::new(opts.seed).fork(0x6977)))
+        }
+        _ => None,
+    };
+    let mut relaxed = relaxed;
     use crate::dist::{Categorical, Distribution};
     use crate::objective::AlignmentOutputs;
     use candle_core::{DType, D};
@@ -291,9 +319,18 @@ pub fn evaluate_with_diagnostics(model: &NmtModel, kind: &ObjectiveKind, pairs: 
     let rows = |t: &candle_core::Tensor| -> Result<Vec<f64>> { Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?) };
     for idx in make_batches(pairs, batch, None) {
         let b = NmtBatch::new(pairs, &idx, device)?;
-        let out = model.forward(&b, None)?;
-        let est = crate::objective::held_out(kind, &out)?;
-        d.metrics.add(&est.metrics);
+        let out = model.forward_for(kind, &b, None)?;
+        let log_lik = match relaxed.as_mut() {
+            Some((positivity, rng)) => {
+                d.metrics.add(&relaxed_held_out_bound(*positivity, &out, cfg.eval.relaxed_bound_samples, rng)?);
+                None
+            }
+            None => {
+                let est = crate::objective::held_out(kind, &out)?;
+                d.metrics.add(&est.metrics);
+                est.log_lik
+            }
+        };
         let mask = b.tgt_mask.to_dtype(DType::F32)?;
         let tokens = rows(&mask.sum(1)?)?;
         let src_len = rows(&b.src_mask.to_dtype(DType::F32)?.sum(1)?)?;
@@ -301,7 +338,7 @@ pub fn evaluate_with_diagnostics(model: &NmtModel, kind: &ObjectiveKind, pairs: 
             d.sentence_tokens[i] = tokens[r];
             log_s += tokens[r] * src_len[r].ln();
         }
-        match &est.log_lik {
+        match &log_lik {
             Some(ll) => {
                 let nll = rows(&ll.to_dtype(DType::F32)?.mul(&mask)?.sum(1)?.neg()?)?;
                 for (r, &i) in idx.iter().enumerate() {
@@ -381,7 +418,7 @@ impl TrainTask for NmtTask<'_> {
         estimator: &mut EstimatorState,
     ) -> Result<Estimate> {
         let batch = NmtBatch::new(&self.data.train, idx, self.device)?;
-        let out = self.model.forward(&batch, Some(dropout))?;
+        let out = self.model.forward_for(kind, &batch, Some(dropout))?;
         Ok(estimate(kind, &out, estimator, noise)?)
     }
     fn validate(&self) -> Result<f64> {
@@ -426,7 +463,7 @@ fn test_evaluation(
     opts: &RunOptions,
 ) -> Result<NmtResult> {
     let dev = &opts.device;
-    let diag = evaluate_with_diagnostics(model, &cfg.objective, &data.test, cfg.train.batch, dev)?;
+    let diag = evaluate_with_diagnostics(model, cfg, &data.test, opts)?;
     let test = &diag.metrics;
     let ppl_shuffled = evaluate(model, &cfg.objective, &shuffled_sources(&data.test), cfg.train.batch, dev)?.perplexity();
     let latent = is_latent(&cfg.objective);
@@ -481,6 +518,7 @@ fn test_evaluation(
         git_revision: git_revision(),
         device: format!("{:?}", dev),
         test_ppl: test.perplexity().unwrap_or(f64::NAN),
+        test_ppl_bound_samples: matches!(cfg.objective, ObjectiveKind::VarRelaxed { .. }).then_some(cfg.eval.relaxed_bound_samples),
         test_prior_entropy: test.prior_entropy(),
         test_ppl_kmax,
         ppl_against_k,

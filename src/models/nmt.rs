@@ -19,7 +19,7 @@ use crate::nn::gold_log_softmax;
 use crate::nn::dropout;
 use crate::nn::fast_math;
 use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
-use crate::objective::AlignmentOutputs;
+use crate::objective::{AlignmentOutputs, ObjectiveKind};
 use crate::rng::SeededRng;
 use crate::train::ParamStore;
 use candle_core::{DType, Result, Tensor, D};
@@ -39,13 +39,22 @@ pub struct NmtModelConfig {
     pub dec_hidden: usize,
     pub dec_layers: usize,
     pub attn_hidden: usize,
-    /// Width of tanh(W_c [h; x̃]) before the vocabulary projection.
+    /// Width of tanh(W_c [h; x̃]) before the vocabulary projection (the authors' `linear_out`
+    /// maps [h_t; c_t] to the decoder size: out_hidden = dec_hidden in the `paper` preset).
     pub out_hidden: usize,
     /// Inference-network BiLSTM size per direction.
     pub inf_hidden: usize,
+    /// Layers of each inference-network BiLSTM (source and target): 2 in the authors' code
+    /// (`bigbrnn`, the `paper` preset), 1 when absent.
+    #[serde(default = "one_layer")]
+    pub inf_layers: usize,
     pub dropout: f64,
     /// Uniform initialisation range.
     pub init: f64,
+}
+
+fn one_layer() -> usize {
+    1
 }
 
 struct InferenceNet {
@@ -105,8 +114,8 @@ impl NmtModel {
         let decoder = StackedLstmCell::new(ps, "decoder", cfg.emb + enc_out, cfg.dec_hidden, cfg.dec_layers, cfg.dropout)?;
         let inference = if with_inference {
             Some(InferenceNet {
-                src_lstm: lstm(ps, "inference.src", cfg.emb, cfg.inf_hidden, 1)?,
-                tgt_lstm: lstm(ps, "inference.tgt", cfg.emb, cfg.inf_hidden, 1)?,
+                src_lstm: lstm(ps, "inference.src", cfg.emb, cfg.inf_hidden, cfg.inf_layers)?,
+                tgt_lstm: lstm(ps, "inference.tgt", cfg.emb, cfg.inf_hidden, cfg.inf_layers)?,
                 bilinear: ps.linear("inference.bilinear", 2 * cfg.inf_hidden, 2 * cfg.inf_hidden, false)?,
             })
         } else {
@@ -167,24 +176,64 @@ impl NmtModel {
         enc: &Encoded,
         y_prev: &Tensor,
         state: &DecoderState,
+        rng: Option<&mut SeededRng>,
+    ) -> Result<(Tensor, Tensor, DecoderState)> {
+        self.step_with(enc, y_prev, state, rng, None)
+    }
+
+    /// [`NmtModel::step`], with `kmax = Some(K)` (K < S) feeding the K-Max context: the prior's
+    /// scores outside its K largest are masked inside the attention, as the authors' K-Max does,
+    /// so the next step reads c_t = Σ_{i ∈ top-K(p_t)} p_K(i) x̃_i with
+    /// p_K(i) = p_{t,i} / Σ_{j ∈ top-K(p_t)} p_{t,j}. The scores returned are the raw ones (the
+    /// K-Max objective and decoding restrict them to the same top K).
+    pub fn step_with(
+        &self,
+        enc: &Encoded,
+        y_prev: &Tensor,
+        state: &DecoderState,
         mut rng: Option<&mut SeededRng>,
+        kmax: Option<usize>,
     ) -> Result<(Tensor, Tensor, DecoderState)> {
         let emb = dropout(&self.tgt_emb.forward(y_prev)?, self.cfg.dropout, rng.as_deref_mut())?;
         let x = Tensor::cat(&[&emb, &state.feed], 1)?;
         let (h, lstm) = self.decoder.step(&x, &state.lstm, rng)?;
         let q = self.att_h.forward(&h)?.unsqueeze(1)?; // [N,1,A]
         let scores = self.att_v.forward(&enc.att_keys.broadcast_add(&q)?.tanh()?)?.squeeze(D::Minus1)?; // [N,S]
-        let p = Categorical::from_logits(&scores, Some(&enc.src_mask))?.probs()?;
+        let prior = Categorical::from_logits(&scores, Some(&enc.src_mask))?;
+        let p = match kmax {
+            Some(k) if k < scores.dim(1)? => prior.restrict_to_top_k(k)?.probs()?,
+            _ => prior.probs()?,
+        };
         let feed = p.unsqueeze(1)?.matmul(&enc.states)?.squeeze(1)?;
         Ok((h, scores, DecoderState { lstm, feed }))
     }
 
     /// Teacher-forced forward pass over a batch. `rng = Some(..)` in training (dropout).
-    pub fn forward<'a>(&'a self, batch: &'a NmtBatch, mut rng: Option<&mut SeededRng>) -> Result<NmtOutputs<'a>> {
+    pub fn forward<'a>(&'a self, batch: &'a NmtBatch, rng: Option<&mut SeededRng>) -> Result<NmtOutputs<'a>> {
+        self.forward_with(batch, rng, None)
+    }
+
+    /// The forward pass an objective reads: for K-Max ([`ObjectiveKind::KMax`]) the decoder
+    /// feeds the K-Max context at every step ([`NmtModel::step_with`]), for every other
+    /// objective it is [`NmtModel::forward`].
+    pub fn forward_for<'a>(&'a self, kind: &ObjectiveKind, batch: &'a NmtBatch, rng: Option<&mut SeededRng>) -> Result<NmtOutputs<'a>> {
+        match *kind {
+            ObjectiveKind::KMax { k } => self.forward_with(batch, rng, Some(k)),
+            _ => self.forward(batch, rng),
+        }
+    }
+
+    /// [`NmtModel::forward`], feeding the K-Max context when `kmax = Some(K)` with K < S (then
+    /// step by step: the fused decoder feeds the full soft context).
+    pub fn forward_with<'a>(&'a self, batch: &'a NmtBatch, mut rng: Option<&mut SeededRng>, kmax: Option<usize>) -> Result<NmtOutputs<'a>> {
         let enc = self.encode(&batch.src, &batch.src_mask, rng.as_deref_mut())?;
         let (b, t) = batch.tgt_in.dims2()?;
         let s = batch.src.dim(1)?;
-        let fused = self.fused_decoder && enc.states.device().is_cpu() && matches!(enc.states.dtype(), DType::F32 | DType::F64);
+        let kmax = kmax.filter(|&k| k < s);
+        let fused = kmax.is_none()
+            && self.fused_decoder
+            && enc.states.device().is_cpu()
+            && matches!(enc.states.dtype(), DType::F32 | DType::F64);
         let (h, prior_scores) = if fused {
             self.decode_fused(&enc, &batch.tgt_in, rng.as_deref_mut())?
         } else {
@@ -192,7 +241,7 @@ impl NmtModel {
             let (mut hs, mut scores) = (Vec::with_capacity(t), Vec::with_capacity(t));
             for j in 0..t {
                 let y_prev = batch.tgt_in.narrow(1, j, 1)?.squeeze(1)?;
-                let (h, sc, next) = self.step(&enc, &y_prev, &state, rng.as_deref_mut())?;
+                let (h, sc, next) = self.step_with(&enc, &y_prev, &state, rng.as_deref_mut(), kmax)?;
                 hs.push(h);
                 scores.push(sc);
                 state = next;
@@ -416,6 +465,7 @@ mod tests {
             attn_hidden: 4,
             out_hidden: 5,
             inf_hidden: 3,
+            inf_layers: 1,
             dropout: 0.3,
             init: 0.3,
         }
@@ -471,6 +521,65 @@ mod tests {
             }
             assert!(g1.get(&ps.named_vars().iter().find(|(n, _)| n == "decoder.l0.w_hh").unwrap().1).is_some());
         }
+        Ok(())
+    }
+
+    /// K-Max feeds Σ_{i ∈ top-K} p_K(i) x̃_i (the prior masked inside the attention), checked
+    /// against a hand-built context from the step's own scores; K ≥ S is the plain step.
+    #[test]
+    fn kmax_step_feeds_the_renormalised_top_k_context() -> Result<()> {
+        let pairs: Vec<IdPair> = vec![
+            IdPair { src: vec![5, 6, 7, 8, 9], tgt: vec![9, 10] },
+            IdPair { src: vec![12, 5, 7], tgt: vec![13, 14] },
+        ];
+        let batch = NmtBatch::new(&pairs, &[0, 1], &Device::Cpu)?;
+        let mut ps = ParamStore::new(4, 0.3, &Device::Cpu);
+        let model = NmtModel::new(&mut ps, &config(1), 20, false)?;
+        let enc = model.encode(&batch.src, &batch.src_mask, None)?;
+        let y = batch.tgt_in.narrow(1, 0, 1)?.squeeze(1)?;
+        let init = model.initial_state(&enc)?;
+        let (_, scores, plain) = model.step(&enc, &y, &init, None)?;
+        let (_, scores_k, kmax) = model.step_with(&enc, &y, &init, None, Some(2))?;
+        let (_, _, all) = model.step_with(&enc, &y, &init, None, Some(5))?;
+        assert_eq!(scores.to_vec2::<f32>()?, scores_k.to_vec2::<f32>()?, "K-Max changed the raw scores");
+        assert_eq!(plain.feed.to_vec2::<f32>()?, all.feed.to_vec2::<f32>()?, "K = S is not the plain step");
+        let (sc, x, mask) = (scores.to_vec2::<f32>()?, enc.states.to_vec3::<f32>()?, batch.src_mask.to_vec2::<f32>()?);
+        let got = kmax.feed.to_vec2::<f32>()?;
+        for r in 0..2 {
+            let mut real: Vec<usize> = (0..5).filter(|&i| mask[r][i] > 0.0).collect();
+            real.sort_by(|&a, &b| sc[r][b].total_cmp(&sc[r][a]));
+            let top = &real[..2];
+            let z: f64 = top.iter().map(|&i| (sc[r][i] as f64).exp()).sum();
+            for d in 0..x[r][0].len() {
+                let want: f64 = top.iter().map(|&i| (sc[r][i] as f64).exp() / z * x[r][i][d] as f64).sum();
+                assert!((got[r][d] as f64 - want).abs() < 1e-5, "row {r} dim {d}: fed {} vs top-2 context {want}", got[r][d]);
+            }
+        }
+        let d = (&kmax.feed - &plain.feed)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(d > 1e-4, "the top-2 context equals the full soft context");
+        Ok(())
+    }
+
+    /// The K-Max evaluation runs the decoder on the K-Max context: at K = S it is the exact
+    /// marginal, at K < S it differs from restricting only the output mixture.
+    #[test]
+    fn kmax_evaluation_feeds_the_restricted_prior() -> Result<()> {
+        use crate::objective::held_out_metrics;
+        let pairs: Vec<IdPair> = vec![
+            IdPair { src: vec![5, 6, 7, 8], tgt: vec![9, 10, 11, 12] },
+            IdPair { src: vec![12, 5, 9], tgt: vec![13, 14, 15, 16, 9] },
+        ];
+        let batch = NmtBatch::new(&pairs, &[0, 1], &Device::Cpu)?;
+        let mut ps = ParamStore::new(6, 0.5, &Device::Cpu);
+        let model = NmtModel::new(&mut ps, &config(1), 20, false)?;
+        let nll = |kind: ObjectiveKind, out: &NmtOutputs| -> Result<f64> { Ok(held_out_metrics(&kind, out)?.nll_sum.unwrap()) };
+        let exact = nll(ObjectiveKind::Exact, &model.forward(&batch, None)?)?;
+        let k_s = nll(ObjectiveKind::KMax { k: 4 }, &model.forward_for(&ObjectiveKind::KMax { k: 4 }, &batch, None)?)?;
+        assert!((k_s - exact).abs() < 1e-4 * exact.abs(), "K = S: {k_s} vs exact {exact}");
+        let kind = ObjectiveKind::KMax { k: 1 };
+        let fed = nll(kind, &model.forward_for(&kind, &batch, None)?)?;
+        let mixture_only = nll(kind, &model.forward(&batch, None)?)?;
+        assert!((fed - mixture_only).abs() > 1e-4, "K-Max feeding changed nothing: {fed} vs {mixture_only}");
         Ok(())
     }
 

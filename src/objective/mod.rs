@@ -21,8 +21,9 @@
 //! | variational, enum | [`variational_enum`] | Σ_i q_i log f(x, i) - KL(q ‖ p) |
 //! | variational, sample | [`variational_sample`] | log f(x, z) - KL(q ‖ p), z ~ q, REINFORCE |
 //! | variational relaxed | [`variational_relaxed`] | E_{Dir(a_q)}[log f(x, z)] - KL(Dir(a_q) ‖ Dir(a_p)) |
+//! | (its test bound) | [`relaxed_iw_bound`] | log 1/K Σ_k f(x, z_k) Dir(z_k; a_p) / Dir(z_k; a_q), z_k ~ Dir(a_q) |
 //! | Gumbel-softmax | [`gumbel_softmax`] | log f(x, y) - KL(q ‖ p), y ~ Concrete(q, τ) |
-//! | RWS | [`rws`] | K samples from q, self-normalised weights |
+//! | RWS | [`rws`] | K samples from q, self-normalised weights, the authors' control variates |
 //! | VIMCO | [`vimco`] | log 1/K Σ_k w_k with leave-one-out signals |
 //! | K-Max | [`kmax_marginal`] | log Σ_{i ∈ top-K(p)} p_K(i) f(x, i) |
 //!
@@ -41,14 +42,14 @@ pub use enumerate::{
     exact_marginal, exact_marginal_from_log_probs, hard_enum, kmax_marginal, kmax_marginal_masked, soft,
     variational_enum,
 };
-pub use dispatch::{estimate, held_out, held_out_metrics, AlignmentOutputs, EstimatorState};
+pub use dispatch::{estimate, held_out, held_out_metrics, relaxed_held_out_bound, AlignmentOutputs, EstimatorState};
 pub use monotonic::{
     future_returns, monotonic_estimate, vimco_per_step_signals, EntropyBonus, MonotonicEstimate, MonotonicEstimator,
     MonotonicState, RunningMoments, SequenceScores,
 };
 pub use multisample::{rws, vimco, vimco_learning_signals};
 pub use reinforce::{hard_sample, variational_sample, Baseline, MovingAverage};
-pub use relaxed::{gumbel_softmax, variational_relaxed};
+pub use relaxed::{gumbel_softmax, relaxed_iw_bound, variational_relaxed};
 
 use crate::dist::Positivity;
 use candle_core::{DType, Result, Tensor};

@@ -4,10 +4,21 @@ use crate::dist::{Categorical, Distribution, KlDivergence};
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};
 
-/// Reweighted wake-sleep (Bornschein & Bengio 2015) with K samples z_k ~ q:
-/// log w_k = log p(z_k) + log f(x, z_k) - log q(z_k), w̃ = softmax_k(log w) (held constant).
-/// Wake update for p and f: Σ_k w̃_k ∇ [log p(z_k) + log f(x, z_k)] ≈ ∇ log p(y_t);
-/// wake update for q: Σ_k w̃_k ∇ log q(z_k) (fits q to the posterior, KL(p(z|y) ‖ q)).
+/// Reweighted wake-sleep (Bornschein & Bengio 2015) with K samples z_k ~ q and the control
+/// variates of Deng et al.'s code (harvardnlp/var-attn, `wsram` mode):
+/// log w_k = log p(z_k) + log f(x, z_k) - log q(z_k), w̃ = softmax_k(log w),
+/// b^p = softmax_k(log p(z_k) - log q(z_k)) (normalised importance ratios), all held constant.
+/// Per token the surrogate to maximise is
+///
+/// ```text
+/// Σ_k w̃_k log f(x, z_k) + Σ_k (w̃_k - b^p_k) log p(z_k) + Σ_k (w̃_k - 1/K) log q(z_k),
+/// ```
+///
+/// so f gets Σ_k w̃_k ∇ log f(x, z_k) ≈ ∇ log p(y_t), p gets the wake gradient with the
+/// self-normalised estimate of E_p[∇ log p] = 0 subtracted, and q gets the wake-phase gradient
+/// Σ_k w̃_k ∇ log q(z_k) (fits q to the posterior, KL(p(z|y) ‖ q)) with the Monte Carlo estimate
+/// of E_q[∇ log q] = 0 subtracted. There is no KL term in the loss: KL(q ‖ p) is reported in the
+/// metrics only, and [`Estimate::loss_with_kl_weight`] leaves the loss unchanged at any weight.
 /// The value reported is the importance-weighted bound log 1/K Σ_k w_k.
 ///
 /// ```
@@ -41,22 +52,26 @@ where
     let log_f = log_f_at(&z)?;
     let log_p = prior.log_prob(&z)?;
     let log_q = posterior.log_prob(&z)?;
-    let joint = (&log_p + &log_f)?;
-    let log_w = (&joint - &log_q)?.detach();
+    let log_ratio = (&log_p - &log_q)?.detach();
+    let log_w = (&log_ratio + &log_f)?.detach();
     let w = candle_nn::ops::softmax(&log_w, 0)?;
-    let wake_pf = w.mul(&joint)?.sum(0)?;
-    let wake_q = w.mul(&log_q)?.sum(0)?;
+    let b_p = candle_nn::ops::softmax(&log_ratio, 0)?;
+    let wake_f = w.mul(&log_f)?.sum(0)?;
+    let wake_p = (&w - b_p)?.mul(&log_p)?.sum(0)?;
+    let wake_q = (&w - 1.0 / samples as f64)?.mul(&log_q)?.sum(0)?;
     let bound = (log_w.log_sum_exp(0)? - (samples as f64).ln())?;
     let kl = posterior.kl(prior)?;
-    Parts {
+    let mut est = Parts {
         prior_entropy: prior.entropy()?,
         mask,
-        surrogate: (wake_pf + wake_q)?,
+        surrogate: ((wake_f + wake_p)? + wake_q)?,
         value: bound,
         log_lik: None,
         kl: Some(kl),
     }
-    .finish()
+    .finish()?;
+    est.kl_total = None;
+    Ok(est)
 }
 
 /// VIMCO's multi-sample bound and leave-one-out learning signals (Mnih & Rezende 2016), for
@@ -94,7 +109,9 @@ pub fn vimco_learning_signals(log_w: &Tensor) -> Result<(Tensor, Tensor)> {
 /// VIMCO: maximise the K-sample bound L = log 1/K Σ_k p(z_k) f(x, z_k) / q(z_k), z_k ~ q, with
 /// the gradient Σ_k (L - L_{-k}) ∇ log q(z_k) + Σ_k w̃_k ∇ log w_k, unbiased for ∇ E[L].
 /// With `posterior = None` the proposal is the prior itself (hard attention with a multi-sample
-/// objective): log w_k = log f(x, z_k).
+/// objective): log w_k = log f(x, z_k). The bound holds KL(q ‖ p) implicitly, so the loss has no
+/// separate KL term: KL is reported in the metrics only, and [`Estimate::loss_with_kl_weight`]
+/// leaves the loss unchanged at any weight.
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
@@ -141,6 +158,8 @@ where
     let bound = (log_w.log_sum_exp(0)? - (samples as f64).ln())?;
     let surrogate = (&bound + signal.mul(&log_q)?.sum(0)?)?;
     let kl = posterior.map(|q| q.kl(prior)).transpose()?;
-    Parts { prior_entropy: prior.entropy()?, mask, surrogate, value: bound.detach(), log_lik: None, kl }
-        .finish()
+    let mut est = Parts { prior_entropy: prior.entropy()?, mask, surrogate, value: bound.detach(), log_lik: None, kl }
+        .finish()?;
+    est.kl_total = None;
+    Ok(est)
 }

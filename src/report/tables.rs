@@ -782,6 +782,7 @@ mod tests {
             git_revision: None,
             device: "cpu".into(),
             test_ppl: 10.0,
+            test_ppl_bound_samples: None,
             test_prior_entropy: 1.0,
             test_ppl_kmax: None,
             ppl_against_k: vec![],

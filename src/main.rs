@@ -191,6 +191,10 @@ enum Command {
         /// Largest allowed max-abs error / max-abs reference value, per tensor and for the loss.
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
+        /// varattn's dtype: f64, or f32 (training's, through the fused f32 kernels) against the
+        /// reference in f64.
+        #[arg(long, default_value = "f64")]
+        dtype: String,
         /// Where the exported cases and the reference's results go (kept).
         #[arg(long, default_value = "results/parity")]
         out: PathBuf,
@@ -512,9 +516,14 @@ fn main() -> Result<()> {
             write_atomic(&out.join("bench.md"), md.as_bytes())?;
             println!("{md}");
         }
-        Command::Parity { pytorch, presets, rows, config_dir, src_len, tgt_len, batch, seed, checkpoint, tolerance, out } => {
+        Command::Parity { pytorch, presets, rows, config_dir, src_len, tgt_len, batch, seed, checkpoint, tolerance, dtype, out } => {
             use varattn::parity;
-            let opts = parity::ParityOptions { config_dir, src_len, tgt_len, batch, seed, dtype: candle_core::DType::F64, checkpoint };
+            let dtype = match dtype.as_str() {
+                "f64" => candle_core::DType::F64,
+                "f32" => candle_core::DType::F32,
+                other => bail!("parity: --dtype must be f64 or f32, got `{other}`"),
+            };
+            let opts = parity::ParityOptions { config_dir, src_len, tgt_len, batch, seed, dtype, checkpoint };
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join("nmt_reference.py");
             let script = if script.exists() { script } else { PathBuf::from("bench/nmt_reference.py") };
             let split = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();

@@ -24,6 +24,7 @@ pub mod experiments;
 pub mod io;
 pub mod models;
 pub mod objective;
+pub mod parity;
 pub mod report;
 pub mod rng;
 pub mod rundir;

@@ -163,6 +163,46 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         rounds: usize,
     },
+    /// Loss and every parameter gradient of the NMT model against the PyTorch reference
+    /// (bench/nmt_reference.py) at shared weights and on the same batch, in f64 without dropout;
+    /// fails when any relative error exceeds --tolerance (bench/parity.sh, docs/parity.md).
+    Parity {
+        /// Python interpreter with torch.
+        #[arg(long)]
+        pytorch: PathBuf,
+        /// Presets whose model sizes to use, comma-separated (smoke, cpu, paper).
+        #[arg(long, default_value = "smoke,cpu")]
+        presets: String,
+        /// Rows of configs/nmt (soft, exact, hard-enum, hard-sample, var-enum, var-sample).
+        #[arg(long, default_value = "soft,exact,var-enum,var-sample")]
+        rows: String,
+        #[arg(long, default_value = "configs/nmt")]
+        config_dir: PathBuf,
+        /// Longest source length of the batch (others drawn from half of it up).
+        #[arg(long, default_value_t = 12)]
+        src_len: usize,
+        /// Longest target length (end of sentence included).
+        #[arg(long, default_value_t = 10)]
+        tgt_len: usize,
+        /// Sentences in the batch (default: the preset's).
+        #[arg(long)]
+        batch: Option<usize>,
+        #[arg(long, default_value_t = 3435)]
+        seed: u64,
+        /// Weights of this checkpoint (a `varattn train` .safetensors) instead of the seeded init.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Largest allowed max-abs error / max-abs reference value, per tensor and for the loss.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f64,
+        /// varattn's dtype: f64, or f32 (training's, through the fused f32 kernels) against the
+        /// reference in f64.
+        #[arg(long, default_value = "f64")]
+        dtype: String,
+        /// Where the exported cases and the reference's results go (kept).
+        #[arg(long, default_value = "results/parity")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -415,6 +455,27 @@ fn main() -> Result<()> {
             write_atomic(&out.join("bench.csv"), &w.into_inner()?)?;
             write_atomic(&out.join("bench.md"), md.as_bytes())?;
             println!("{md}");
+        }
+        Command::Parity { pytorch, presets, rows, config_dir, src_len, tgt_len, batch, seed, checkpoint, tolerance, dtype, out } => {
+            use varattn::parity;
+            let dtype = match dtype.as_str() {
+                "f64" => candle_core::DType::F64,
+                "f32" => candle_core::DType::F32,
+                other => bail!("parity: --dtype must be f64 or f32, got `{other}`"),
+            };
+            let opts = parity::ParityOptions { config_dir, src_len, tgt_len, batch, seed, dtype, checkpoint };
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join("nmt_reference.py");
+            let script = if script.exists() { script } else { PathBuf::from("bench/nmt_reference.py") };
+            let split = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
+            let reports = parity::run_all(&opts, &split(&presets), &split(&rows), &pytorch, &script, &out)?;
+            let md = parity::table(&reports, tolerance);
+            write_atomic(&out.join("parity.md"), md.as_bytes())?;
+            write_atomic(&out.join("parity.json"), serde_json::to_string_pretty(&reports)?.as_bytes())?;
+            println!("{md}");
+            let bad: Vec<String> = reports.iter().filter(|r| r.worst().is_nan() || r.worst() > tolerance).map(|r| format!("{} {}", r.preset, r.row)).collect();
+            if !bad.is_empty() {
+                bail!("parity: beyond the tolerance {tolerance:e} (max-abs error / max-abs reference value): {}", bad.join(", "))
+            }
         }
         Command::Selftest { device, seed, steps, cache, configs, out } => selftest(&device, seed, steps, cache_dir(cache), &configs, out)?,
         Command::Data { command: DataCommand::Prepare { name, cache } } => {

@@ -434,7 +434,7 @@ impl AlignmentOutputs for NmtOutputs<'_> {
         Tensor::stack(&outs, 0)
     }
     fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor> {
-        let ctx = w.to_dtype(DType::F32)?.matmul(&self.enc.out_keys)?; // [B,T,O]
+        let ctx = w.to_dtype(self.enc.out_keys.dtype())?.matmul(&self.enc.out_keys)?; // [B,T,O]
         self.gold_log_f(&(&self.out_query + ctx)?, &self.gold)
     }
     fn log_f_soft(&self) -> Result<Tensor> {
@@ -443,7 +443,7 @@ impl AlignmentOutputs for NmtOutputs<'_> {
     }
     fn log_f_soft_detached(&self) -> Result<Tensor> {
         let p = Categorical::from_logits(&self.prior_scores.detach(), Some(&self.position_mask))?.probs()?;
-        let ctx = p.to_dtype(DType::F32)?.matmul(&self.enc.out_keys.detach())?; // [B,T,O]
+        let ctx = p.to_dtype(self.enc.out_keys.dtype())?.matmul(&self.enc.out_keys.detach())?; // [B,T,O]
         let pre = (self.out_query.detach() + ctx)?;
         self.gold_log_f_with(&pre, &self.gold, &self.model.out_w.detach(), &self.model.out_b.detach())
     }

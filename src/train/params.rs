@@ -24,6 +24,18 @@ impl ParamStore {
         &self.device
     }
 
+    /// The same store with parameters created from now on in `dtype` (F32 unless set; the draws
+    /// are the same, made in f32 and converted).
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// The dtype of the parameters this store creates.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     fn add(&mut self, name: &str, t: Tensor) -> Result<Tensor> {
         if self.vars.iter().any(|(n, _)| n == name) {
             candle_core::bail!("parameter `{name}` defined twice")

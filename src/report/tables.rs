@@ -780,6 +780,7 @@ mod tests {
             preset: "paper".into(),
             config_hash: "0".into(),
             git_revision: None,
+            git_dirty_paths: vec![],
             device: "cpu".into(),
             test_ppl: 10.0,
             test_ppl_bound_samples: None,
@@ -803,6 +804,8 @@ mod tests {
             train_seconds: 1.0,
             epochs: 1,
             history: vec![],
+            stopped_early: false,
+            best_epoch: None,
             dropped_too_long: 0,
             identity: None,
         }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate varattn's result tables.
 #
-#   ./reproduce.sh [--preset smoke|cpu|paper] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p,wmt17]
+#   ./reproduce.sh [--preset smoke|cpu|paper|reference] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p,wmt17]
 #                  [--jobs N] [--device cpu|cuda|cuda:N] [--quiet]
 #
 # Builds the release binary, prepares and verifies the data (offline sets; the Hub for paper), trains and evaluates every
@@ -17,6 +17,9 @@
 # built with the `cuda` feature (cargo build --features cuda into target/cuda, unless VARATTN_BIN
 # names one, e.g. scripts/cuda-build.sh's), and writes results/cuda/<preset>/ so that CPU and GPU
 # runs never mix.
+# --preset reference trains the NMT rows soft, exact and var-enum at the settings of an
+# independent PyTorch implementation (configs/nmt/presets.toml [reference]) into
+# results/reference/; --only defaults to nmt there.
 # Environment: VARATTN_BIN (use this binary instead of building one), VARATTN_RESULTS (results
 # root instead of ./results), VARATTN_CACHE (data cache, default ~/.cache/varattn).
 #   demo  every objective on a synthetic reversal task (seconds)
@@ -32,7 +35,7 @@ cd "$(dirname "$0")"
 
 preset=cpu
 seeds=1
-only=demo,nmt,vqa,vqa-bayes,g2p,wmt17
+only=
 quiet=
 jobs=
 device=cpu
@@ -57,8 +60,12 @@ case "$preset" in
   smoke) demo_steps=30 ;;
   cpu) demo_steps=150 ;;
   paper) demo_steps=1000 ;;
-  *) echo "reproduce.sh: unknown preset '$preset' (smoke, cpu or paper)" >&2; exit 2 ;;
+  reference) demo_steps=150 ;;
+  *) echo "reproduce.sh: unknown preset '$preset' (smoke, cpu, paper or reference)" >&2; exit 2 ;;
 esac
+if [ -z "$only" ]; then
+  if [ "$preset" = reference ]; then only=nmt; else only=demo,nmt,vqa,vqa-bayes,g2p,wmt17; fi
+fi
 case "$seeds" in ''|*[!0-9]*) echo "reproduce.sh: --seeds takes a positive number" >&2; exit 2 ;; esac
 cores=$(nproc 2>/dev/null || echo 1)
 if [ -z "$jobs" ]; then
@@ -161,7 +168,11 @@ run_rows() {
 
 if wants nmt; then
   echo "== NMT (Deng et al. Tables 1-3) on $nmt_corpus, preset $preset, $seeds seed(s)"
-  run_rows nmt soft exact hard-enum hard-sample relaxed-dirichlet var-enum var-sample gumbel rws
+  if [ "$preset" = reference ]; then
+    run_rows nmt soft exact var-enum
+  else
+    run_rows nmt soft exact hard-enum hard-sample relaxed-dirichlet var-enum var-sample gumbel rws
+  fi
 fi
 
 if wants vqa; then

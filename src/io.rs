@@ -79,19 +79,60 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The git revision of the working tree, if any (for provenance in results files).
+/// The HEAD commit of the working tree's repository (12 hex digits), if any, for provenance in
+/// results files; [`git_dirty_paths`] lists what the working tree changes on top of it.
 pub fn git_revision() -> Option<String> {
     let out = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
     if !out.status.success() {
         return None;
     }
-    let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    let dirty = std::process::Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
+    Some(String::from_utf8(out.stdout).ok()?.trim().to_string())
+}
+
+/// The paths (relative to the repository root) where the working tree differs from HEAD:
+/// modified, added, deleted, renamed and untracked files (git-ignored ones excepted), leaving out
+/// everything under `results/`, so that a tree whose only changes are results names its commit.
+/// Empty when clean or outside a repository.
+pub fn git_dirty_paths() -> Vec<String> {
+    std::process::Command::new("git")
+        .args(["status", "--porcelain=v1", "-z", "--untracked-files=normal"])
         .output()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
-    Some(if dirty { format!("{rev}-dirty") } else { rev })
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| dirty_paths_from_porcelain(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_default()
+}
+
+/// The HEAD commit and, when the tree has changes outside `results/`, how many paths they touch
+/// (e.g. `0123456789ab` or `0123456789ab with uncommitted changes to 2 path(s): src/io.rs, x.rs`),
+/// for the provenance line of reports; `unknown` outside a repository.
+pub fn git_description() -> String {
+    let rev = git_revision().unwrap_or_else(|| "unknown".into());
+    let dirty = git_dirty_paths();
+    match dirty.len() {
+        0 => rev,
+        n => {
+            let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
+            format!("{rev} with uncommitted changes to {n} path(s): {}{}", shown.join(", "), if n > 5 { ", ..." } else { "" })
+        }
+    }
+}
+
+/// The paths of `git status --porcelain=v1 -z` output (`XY path\0`, a rename or copy followed by
+/// its source `path\0`), without those under `results/`.
+pub fn dirty_paths_from_porcelain(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut entries = text.split('\0').filter(|e| !e.is_empty());
+    while let Some(e) = entries.next() {
+        let (status, path) = (e.get(..2).unwrap_or(""), e.get(3..).unwrap_or(""));
+        if status.starts_with(['R', 'C']) {
+            entries.next();
+        }
+        if !path.is_empty() && path != "results" && !path.starts_with("results/") {
+            out.push(path.to_string());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -108,6 +149,16 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn dirty_paths_leave_out_results_and_rename_sources() {
+        let porcelain = " M src/io.rs\0?? results/cpu/table.md\0?? results/\0R  new.rs\0old.rs\0?? notes.txt\0 D results\0";
+        assert_eq!(dirty_paths_from_porcelain(porcelain), ["src/io.rs", "new.rs", "notes.txt"]);
+        assert!(dirty_paths_from_porcelain("?? results/x.json\0 M results/cpu/a.md\0").is_empty());
+        assert!(dirty_paths_from_porcelain("").is_empty());
+        // a folder merely starting with "results" is not results/
+        assert_eq!(dirty_paths_from_porcelain("?? results-old/a\0"), ["results-old/a"]);
     }
 
     #[test]

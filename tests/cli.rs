@@ -136,8 +136,15 @@ fn row_config(dir: &Path, task: &str, base: &str, extra: &str) -> PathBuf {
 
 /// `varattn train --preset smoke --quiet --cache <shared cache> --config <config> --out <out> <extra>`.
 fn train_cmd(config: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = loud_train_cmd(config, out, extra);
+    c.arg("--quiet");
+    c
+}
+
+/// [`train_cmd`] without `--quiet`: the epoch lines are printed.
+fn loud_train_cmd(config: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = varattn();
-    c.args(["train", "--preset", "smoke", "--quiet", "--config"]).arg(config).arg("--out").arg(out).arg("--cache").arg(common::data_cache()).args(extra);
+    c.args(["train", "--preset", "smoke", "--config"]).arg(config).arg("--out").arg(out).arg("--cache").arg(common::data_cache()).args(extra);
     c
 }
 
@@ -400,6 +407,55 @@ fn resuming_at_every_step_gives_the_uninterrupted_result() {
     let (a, b) = (strip(common::run_result(&whole)), strip(common::run_result(&parts)));
     assert_eq!(a["history"].as_array().unwrap().len(), 2);
     assert_eq!(a, b);
+    // the training log too: one line per epoch, none repeated by the resumptions
+    let log = |dir: &Path| -> Vec<serde_json::Value> {
+        train_log(dir)
+            .into_iter()
+            .map(|mut l| {
+                for k in ["seconds", "valid_seconds"] {
+                    l.as_object_mut().unwrap().remove(k);
+                }
+                l
+            })
+            .collect()
+    };
+    assert_eq!(log(&whole).len(), 2);
+    assert_eq!(log(&whole), log(&parts));
+}
+
+/// The lines of `<run>/train_log.jsonl`, each parsed.
+fn train_log(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("train_log.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+}
+
+/// The epoch line names the validation metric; `train_log.jsonl` has a line per epoch agreeing
+/// with the result's history; the result names the best epoch, whether the run stopped early and
+/// the changed paths outside results/.
+#[test]
+fn the_epoch_line_names_its_metric_and_the_training_log_follows_the_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = row_config(tmp.path(), "nmt", "soft", "[train]\nepochs = 2");
+    let out = tmp.path().join("run");
+    let o = loud_train_cmd(&config, &out, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("soft epoch 1: valid PPL ") && stderr(&o).contains("soft epoch 2: valid PPL "), "{}", stderr(&o));
+    let r = common::run_result(&out);
+    let history = r["history"].as_array().unwrap();
+    let log = train_log(&out);
+    assert_eq!(log.len(), 2);
+    for (i, (l, h)) in log.iter().zip(history).enumerate() {
+        assert_eq!(l["epoch"], i + 1);
+        assert_eq!(l["valid_metric"], "PPL");
+        assert_eq!(l["valid"], h["valid_ppl"]);
+        assert_eq!((&l["lr"], &l["improved"]), (&h["lr"], &h["improved"]));
+        assert!(l["seconds"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(r["stopped_early"], false);
+    let best = r["best_epoch"].as_u64().unwrap() as usize;
+    assert!(history[best - 1]["improved"].as_bool().unwrap());
+    assert!(r["git_revision"].as_str().is_none_or(|g| !g.contains("dirty")));
+    assert!(r["git_dirty_paths"].as_array().unwrap().iter().all(|p| !p.as_str().unwrap().starts_with("results/")));
 }
 
 /// Row 12: I/O errors name their path; a corrupt checkpoint points to `--fresh`.

@@ -69,7 +69,7 @@ fn g2p_rows_train_report_and_resume() {
     }
     assert!(tmp.path().join("results/smoke/table-g2p.csv").exists());
     let claims = std::fs::read_to_string(tmp.path().join("results/smoke/claims-g2p.md")).unwrap();
-    assert!(claims.contains("vimco reaches a PER no higher than reinforce"), "{claims}");
+    assert!(claims.contains("vimco reaches a lower PER than reinforce"), "{claims}");
 }
 
 #[test]

@@ -15,7 +15,7 @@
 use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::cmudict::{self, corrupt_letters, phoneme_error_rate, G2pExample, LETTERS};
-use crate::io::{git_revision, write_atomic};
+use crate::io::{git_dirty_paths, git_revision, write_atomic};
 use crate::models::transducer::{PathChoice, Transducer, TransducerBatch, TransducerConfig};
 use crate::objective::{
     monotonic_estimate, EntropyBonus, Estimate, EstimatorState, MonotonicEstimator, MonotonicState,
@@ -342,6 +342,9 @@ impl TrainTask<MonotonicEstimator> for G2pTask<'_> {
         let w = self.entropy.weight_at(st.steps);
         Ok(monotonic_estimate(kind, &scores, base.as_ref(), st, true, w)?.estimate)
     }
+    fn valid_metric(&self) -> runner::ValidMetric {
+        runner::ValidMetric::Per
+    }
     fn validate(&self) -> Result<f64> {
         evaluate_per(self.model, &self.data.valid, self.eval_batch, self.device)
     }
@@ -366,6 +369,9 @@ pub struct G2pResult {
     pub preset: String,
     pub config_hash: String,
     pub git_revision: Option<String>,
+    /// Paths changed on top of `git_revision` outside `results/` (empty: the run is that commit).
+    #[serde(default)]
+    pub git_dirty_paths: Vec<String>,
     pub device: String,
     /// The estimator's kind (`reinforce`, `nvil`, `vimco`, `vimco-per-step`).
     pub estimator: String,
@@ -415,6 +421,12 @@ pub struct G2pResult {
     pub steps: usize,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
+    /// Whether training ended before `epochs` (`train.patience`, `train.min_lr`).
+    #[serde(default)]
+    pub stopped_early: bool,
+    /// The epoch whose parameters were evaluated (the best validation score).
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
     /// Seed, data files (sha256) and build features of the run (absent in older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<crate::rundir::RunIdentity>,
@@ -493,6 +505,7 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
         preset: opts.preset.clone(),
         config_hash: hash,
         git_revision: git_revision(),
+        git_dirty_paths: git_dirty_paths(),
         device: format!("{dev:?}"),
         estimator: estimator_name(&cfg.objective).to_string(),
         samples: cfg.objective.samples(),
@@ -519,6 +532,8 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
         train_labels_per_second: st.train_tokens / st.train_seconds.max(1e-9),
         steps: st.step,
         epochs: st.epoch,
+        stopped_early: st.stopped_early,
+        best_epoch: st.best_epoch,
         history: st.history,
         identity: st.identity,
     };

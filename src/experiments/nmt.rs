@@ -10,7 +10,7 @@ use crate::data::ding::{self, ParallelCorpus};
 use crate::data::nmt::{encode_corpus, make_batches, IdPair, NmtBatch};
 use crate::eval::beam::{beam_search, BeamConfig};
 use crate::eval::bleu::{corpus_bleu, multi_bleu, tokenize_13a, BleuOptions};
-use crate::io::{git_revision, write_atomic};
+use crate::io::{git_dirty_paths, git_revision, write_atomic};
 use crate::models::nmt::{Marginal, NmtModel, NmtModelConfig};
 use crate::objective::{estimate, held_out_metrics, relaxed_held_out_bound, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
@@ -31,6 +31,14 @@ pub struct NmtDataConfig {
     /// on lower-cased text).
     #[serde(default)]
     pub lowercase: bool,
+    /// Pool the corpus's train, valid and test pairs and split them again ([`resplit`]); the
+    /// derived split files and their BPE live in `<cache>/<corpus>/<`[`Resplit::dir_name`]`>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resplit: Option<Resplit>,
+    /// With `resplit`: drop repeated (source, target) pairs from the pool (after lower-casing),
+    /// keeping the first.
+    #[serde(default)]
+    pub dedup: bool,
     pub bpe_vocab: usize,
     /// Training pairs with a side longer than this many subwords are dropped (counted).
     pub max_len: usize,
@@ -38,6 +46,45 @@ pub struct NmtDataConfig {
     pub train_limit: Option<usize>,
     pub valid_limit: Option<usize>,
     pub test_limit: Option<usize>,
+}
+
+/// `[data] resplit`: a seeded split of a corpus's pooled pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resplit {
+    /// Seed of the shuffle (`ChaCha8Rng`, as [`ding::split`]).
+    pub seed: u64,
+    /// Validation pairs (the first of the shuffled pool).
+    pub valid: usize,
+    /// Test pairs (the next); the rest is train.
+    pub test: usize,
+}
+
+impl Resplit {
+    /// The folder of the derived splits inside the corpus folder, e.g. `resplit-3435-v500-t500-lc-dedup`.
+    pub fn dir_name(&self, lowercase: bool, dedup: bool) -> String {
+        format!(
+            "resplit-{}-v{}-t{}{}{}",
+            self.seed,
+            self.valid,
+            self.test,
+            if lowercase { "-lc" } else { "" },
+            if dedup { "-dedup" } else { "" }
+        )
+    }
+}
+
+/// The pairs of `corpus` pooled in the order train, valid, test (with `dedup`, each distinct
+/// (source, target) pair once, at its first place), shuffled with `r.seed` and split into
+/// `r.valid` valid, `r.test` test and the rest train pairs ([`ding::split`]).
+pub fn resplit(corpus: ParallelCorpus, r: &Resplit, dedup: bool) -> Result<ParallelCorpus> {
+    let mut seen = std::collections::HashSet::new();
+    let pool: Vec<ding::Pair> = [corpus.train, corpus.valid, corpus.test]
+        .into_iter()
+        .flatten()
+        .filter(|p| !dedup || seen.insert(p.clone()))
+        .collect();
+    ding::split(pool, r.seed, r.valid, r.test)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +128,12 @@ impl NmtConfig {
         let d = &self.data;
         check::at_least("data.bpe_vocab", d.bpe_vocab, ding::SPECIAL_TOKENS.len() + 1)?;
         check::at_least("data.max_len", d.max_len, 1)?;
+        if let Some(r) = &d.resplit {
+            check::at_least("data.resplit.valid", r.valid, 1)?;
+            check::at_least("data.resplit.test", r.test, 1)?;
+        } else if d.dedup {
+            bail!("data.dedup = true needs data.resplit (the pooled pairs are deduplicated before they are split again)")
+        }
         check::limit("data.train_limit", d.train_limit)?;
         check::limit("data.valid_limit", d.valid_limit)?;
         check::limit("data.test_limit", d.test_limit)?;
@@ -120,6 +173,9 @@ pub struct NmtResult {
     pub preset: String,
     pub config_hash: String,
     pub git_revision: Option<String>,
+    /// Paths changed on top of `git_revision` outside `results/` (empty: the run is that commit).
+    #[serde(default)]
+    pub git_dirty_paths: Vec<String>,
     pub device: String,
     /// exp(NLL / tokens) on the test set: the exact marginal (K-Max excepted) for latent rows, the
     /// model's own likelihood for soft attention; for the relaxed (Dirichlet) row exp(-Σ_t L_K / T)
@@ -173,10 +229,33 @@ pub struct NmtResult {
     pub train_seconds: f64,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
+    /// Whether training ended before `epochs` (`train.patience`, `train.min_lr`).
+    #[serde(default)]
+    pub stopped_early: bool,
+    /// The epoch whose parameters were evaluated (the best validation score).
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
     pub dropped_too_long: usize,
     /// Seed, data files (sha256) and build features of the run (absent in older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<crate::rundir::RunIdentity>,
+}
+
+/// A loaded corpus as `[data]` asks: lower-cased with `lowercase`, then split again with
+/// `resplit` (deduplicated first with `dedup`).
+pub fn derive_corpus(mut corpus: ParallelCorpus, cfg: &NmtDataConfig) -> Result<ParallelCorpus> {
+    if cfg.lowercase {
+        for split in [&mut corpus.train, &mut corpus.valid, &mut corpus.test] {
+            for p in split.iter_mut() {
+                p.src = p.src.to_lowercase();
+                p.tgt = p.tgt.to_lowercase();
+            }
+        }
+    }
+    match &cfg.resplit {
+        Some(r) => resplit(corpus, r, cfg.dedup).with_context(|| format!("[data] resplit of {}", cfg.corpus)),
+        None => Ok(corpus),
+    }
 }
 
 /// The corpus, its BPE and the id-encoded splits (with limits applied).
@@ -201,16 +280,20 @@ pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedDat
         "ding-de-en" => ding::prepare_ding(cache_dir)?,
         hub => crate::data::hub_prepare::load_translation_corpus(hub, cache_dir, true).with_context(|| format!("[data] corpus = \"{hub}\""))?,
     };
-    if cfg.lowercase {
-        for split in [&mut corpus.train, &mut corpus.valid, &mut corpus.test] {
-            for p in split.iter_mut() {
-                p.src = p.src.to_lowercase();
-                p.tgt = p.tgt.to_lowercase();
-            }
+    let mut files = corpus_files(&cache_dir.join(&cfg.corpus))?;
+    corpus = derive_corpus(corpus, cfg)?;
+    let bpe_path = match &cfg.resplit {
+        Some(r) => {
+            let dir = cache_dir.join(&cfg.corpus).join(r.dir_name(cfg.lowercase, cfg.dedup));
+            ding::write_corpus(&corpus, &dir)?;
+            files.extend(ding::SPLIT_FILES.iter().map(|f| dir.join(f)));
+            dir.join(format!("bpe-{}.json", cfg.bpe_vocab))
         }
-    }
-    let lc = if cfg.lowercase { "-lc" } else { "" };
-    let bpe_path = cache_dir.join(&cfg.corpus).join(format!("bpe-{}{lc}.json", cfg.bpe_vocab));
+        None => {
+            let lc = if cfg.lowercase { "-lc" } else { "" };
+            cache_dir.join(&cfg.corpus).join(format!("bpe-{}{lc}.json", cfg.bpe_vocab))
+        }
+    };
     let tokenizer = if bpe_path.exists() {
         ding::load_bpe(&bpe_path)?
     } else {
@@ -224,7 +307,6 @@ pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedDat
             cfg.bpe_vocab
         )
     }
-    let mut files = corpus_files(&cache_dir.join(&cfg.corpus))?;
     files.push(bpe_path.clone());
     let ids = encode_corpus(&tokenizer, &corpus, cfg.max_len)?;
     let limit = |mut v: Vec<IdPair>, l: Option<usize>| {
@@ -421,6 +503,9 @@ impl TrainTask for NmtTask<'_> {
         let out = self.model.forward_for(kind, &batch, Some(dropout))?;
         Ok(estimate(kind, &out, estimator, noise)?)
     }
+    fn valid_metric(&self) -> runner::ValidMetric {
+        runner::ValidMetric::Ppl
+    }
     fn validate(&self) -> Result<f64> {
         evaluate(self.model, &self.objective, &self.data.valid, self.batch, self.device)?
             .perplexity()
@@ -516,6 +601,7 @@ fn test_evaluation(
         preset: opts.preset.clone(),
         config_hash: hash.to_string(),
         git_revision: git_revision(),
+        git_dirty_paths: git_dirty_paths(),
         device: format!("{:?}", dev),
         test_ppl: test.perplexity().unwrap_or(f64::NAN),
         test_ppl_bound_samples: matches!(cfg.objective, ObjectiveKind::VarRelaxed { .. }).then_some(cfg.eval.relaxed_bound_samples),
@@ -538,6 +624,8 @@ fn test_evaluation(
         train_tokens_per_second: st.train_tokens / st.train_seconds.max(1e-9),
         train_seconds: st.train_seconds,
         epochs: st.epoch,
+        stopped_early: st.stopped_early,
+        best_epoch: st.best_epoch,
         history: st.history.clone(),
         dropped_too_long: data.dropped_too_long,
         identity: st.identity.clone(),
@@ -576,4 +664,54 @@ fn alignment_pictures(model: &NmtModel, data: &PreparedData, opts: &RunOptions, 
         crate::report::plot::alignment_heatmaps(&opts.out_dir.join(format!("alignment-{k}")), &src, &tgt, &panels)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ding::Pair;
+
+    #[test]
+    fn the_reference_preset_lowercases_deduplicates_and_splits_500_500_by_seed() {
+        let (cfg, _): (NmtConfig, _) = crate::config::load_with_preset(Path::new("configs/nmt/soft.toml"), "reference").unwrap();
+        cfg.validate().unwrap();
+        let d = &cfg.data;
+        assert!(d.lowercase && d.dedup && d.resplit == Some(Resplit { seed: 3435, valid: 500, test: 500 }));
+        assert_eq!((d.bpe_vocab, cfg.train.epochs, cfg.train.batch, cfg.train.patience), (4000, 12, 64, None));
+        // 1500 distinct sentences, each also in upper case (a duplicate once lower-cased) and one
+        // repeated exactly, spread over the three splits of the original corpus
+        let pair = |i: usize| Pair::new(format!("Satz {i}."), format!("Sentence {i}."));
+        let all: Vec<Pair> = (0..1500)
+            .flat_map(|i| {
+                let p = pair(i);
+                let upper = Pair::new(p.src.to_uppercase(), p.tgt.to_uppercase());
+                [p.clone(), upper, p]
+            })
+            .collect();
+        let corpus = ParallelCorpus { valid: all[..700].to_vec(), test: all[700..1400].to_vec(), train: all[1400..].to_vec() };
+        let a = derive_corpus(corpus.clone(), d).unwrap();
+        assert_eq!((a.valid.len(), a.test.len(), a.train.len()), (500, 500, 500));
+        let mut seen = std::collections::HashSet::new();
+        for (_, split) in a.splits() {
+            for p in split {
+                assert_eq!((p.src.to_lowercase(), p.tgt.to_lowercase()), (p.src.clone(), p.tgt.clone()));
+                assert!(seen.insert(p.clone()), "{p:?} twice");
+            }
+        }
+        assert_eq!(derive_corpus(corpus.clone(), d).unwrap(), a, "the split is not deterministic");
+        let other = NmtDataConfig { resplit: Some(Resplit { seed: 1, valid: 500, test: 500 }), ..d.clone() };
+        assert_ne!(derive_corpus(corpus.clone(), &other).unwrap().test, a.test);
+        // without dedup the lower-cased duplicates stay
+        let kept = NmtDataConfig { dedup: false, ..d.clone() };
+        assert_eq!(derive_corpus(corpus, &kept).unwrap().train.len(), 4500 - 1000);
+        assert_eq!(Resplit { seed: 3435, valid: 500, test: 500 }.dir_name(true, true), "resplit-3435-v500-t500-lc-dedup");
+    }
+
+    #[test]
+    fn dedup_without_resplit_is_refused() {
+        let (mut cfg, _): (NmtConfig, _) = crate::config::load_with_preset(Path::new("configs/nmt/soft.toml"), "smoke").unwrap();
+        cfg.data.dedup = true;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("data.dedup") && e.contains("data.resplit"), "{e}");
+    }
 }

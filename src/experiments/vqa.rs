@@ -10,7 +10,7 @@ use crate::config::config_hash;
 use crate::data::easy_vqa::{self, EasyVqa, QuestionVocab, VqaExample};
 use crate::dist::{Dirichlet, Distribution};
 use crate::eval::calibration::{expected_calibration_error, pavpu};
-use crate::io::{git_revision, write_atomic};
+use crate::io::{git_dirty_paths, git_revision, write_atomic};
 use crate::models::vqa::{VqaBatch, VqaModel, VqaModelConfig, VqaOutputs};
 use crate::objective::{estimate, held_out_metrics, AlignmentOutputs, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
@@ -145,6 +145,9 @@ pub struct VqaResult {
     pub preset: String,
     pub config_hash: String,
     pub git_revision: Option<String>,
+    /// Paths changed on top of `git_revision` outside `results/` (empty: the run is that commit).
+    #[serde(default)]
+    pub git_dirty_paths: Vec<String>,
     pub device: String,
     pub train_image_fraction: f64,
     pub test: VqaMetrics,
@@ -164,6 +167,12 @@ pub struct VqaResult {
     pub parameters: usize,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
+    /// Whether training ended before `epochs` (`train.patience`, `train.min_lr`).
+    #[serde(default)]
+    pub stopped_early: bool,
+    /// The epoch whose parameters were evaluated (the best validation score).
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
     /// Seed, data files (sha256) and build features of the run (absent in older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<crate::rundir::RunIdentity>,
@@ -434,6 +443,9 @@ impl TrainTask for VqaTask<'_> {
         let regions = self.model.regions(&b.images)?;
         train_estimate(self.model, &b, regions, kind, dropout, noise, estimator)
     }
+    fn valid_metric(&self) -> runner::ValidMetric {
+        runner::ValidMetric::Nll
+    }
     fn validate(&self) -> Result<f64> {
         Ok(evaluate(self.model, &self.objective, self.data, false, self.batch, None, None, self.device)?.nll)
     }
@@ -509,6 +521,7 @@ impl VqaResult {
             preset: opts.preset.clone(),
             config_hash,
             git_revision: git_revision(),
+            git_dirty_paths: git_dirty_paths(),
             device: format!("{:?}", opts.device),
             train_image_fraction: cfg.data.train_image_fraction,
             test,
@@ -520,6 +533,8 @@ impl VqaResult {
             train_steps: st.step,
             parameters,
             epochs: st.epoch,
+            stopped_early: st.stopped_early,
+            best_epoch: st.best_epoch,
             history: st.history,
             identity: st.identity,
         };

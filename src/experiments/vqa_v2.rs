@@ -340,6 +340,9 @@ impl TrainTask for V2Task<'_> {
         let b = self.m.batch(self.data, &sel, answers, self.device)?;
         train_estimate(self.m.model, &b.batch, b.regions, kind, dropout, noise, estimator)
     }
+    fn valid_metric(&self) -> runner::ValidMetric {
+        runner::ValidMetric::Nll
+    }
     fn validate(&self) -> Result<f64> {
         Ok(evaluate(self.m, &self.objective, self.data, false, self.batch, None, self.device)?.nll)
     }

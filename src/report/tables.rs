@@ -42,15 +42,21 @@ pub fn take_skipped_results() -> Vec<String> {
     std::mem::take(&mut *SKIPPED_RESULTS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Every readable `result.json` under `runs_dir/<row>/seed-*/`; one that cannot be read or
+/// Every readable `result.json` under `runs_dir/<row>/seed-*/`, in path order; one that cannot be read or
 /// parsed is skipped with a warning naming it (and recorded for [`take_skipped_results`]).
 fn collect<R: serde::de::DeserializeOwned>(runs_dir: &Path, name: impl Fn(&R) -> String) -> Result<BTreeMap<String, Vec<R>>> {
     let mut out: BTreeMap<String, Vec<R>> = BTreeMap::new();
-    let Ok(rows) = std::fs::read_dir(runs_dir) else { return Ok(out) };
-    for row in rows.flatten() {
-        let Ok(seeds) = std::fs::read_dir(row.path()) else { continue };
-        for seed in seeds.flatten() {
-            let p = seed.path().join("result.json");
+    // in path order: a row's results (and so its seeds) come in the same order on every machine
+    let sorted = |dir: &Path| -> Option<Vec<std::path::PathBuf>> {
+        let mut v: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
+        v.sort();
+        Some(v)
+    };
+    let Some(rows) = sorted(runs_dir) else { return Ok(out) };
+    for row in rows {
+        let Some(seeds) = sorted(&row) else { continue };
+        for seed in seeds {
+            let p = seed.join("result.json");
             if p.exists() {
                 let read = std::fs::read_to_string(&p)
                     .with_context(|| format!("reading {}", p.display()))
@@ -780,6 +786,7 @@ mod tests {
             preset: "paper".into(),
             config_hash: "0".into(),
             git_revision: None,
+            git_dirty_paths: vec![],
             device: "cpu".into(),
             test_ppl: 10.0,
             test_ppl_bound_samples: None,
@@ -803,6 +810,8 @@ mod tests {
             train_seconds: 1.0,
             epochs: 1,
             history: vec![],
+            stopped_early: false,
+            best_epoch: None,
             dropped_too_long: 0,
             identity: None,
         }

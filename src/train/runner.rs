@@ -29,6 +29,10 @@ pub trait TrainTask<K = ObjectiveKind> {
     ) -> Result<Estimate>;
     /// The validation score to minimise (perplexity, NLL).
     fn validate(&self) -> Result<f64>;
+    /// What [`TrainTask::validate`] measures, for the epoch line and the training log.
+    fn valid_metric(&self) -> ValidMetric {
+        ValidMetric::Score
+    }
     /// The largest validation score of a run that has not diverged, and what the bound is (e.g.
     /// for perplexity, a multiple of the vocabulary size V that a uniform guess scores); a
     /// non-finite score or one above it stops the run without a result.
@@ -41,6 +45,40 @@ pub trait TrainTask<K = ObjectiveKind> {
     /// need not push past [`TrainTask::divergence_bound`]).
     fn objective_floor(&self) -> Option<(f64, String)> {
         None
+    }
+}
+
+/// The validation score of a task: its name and how a value is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidMetric {
+    /// Perplexity exp(NLL / tokens).
+    Ppl,
+    /// Mean negative log-likelihood per example, in nats.
+    Nll,
+    /// Phoneme error rate, a fraction (printed as a percentage).
+    Per,
+    /// Any other score to minimise.
+    Score,
+}
+
+impl ValidMetric {
+    /// The name on the epoch line and in the training log (`PPL`, `NLL`, `PER`, `score`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ValidMetric::Ppl => "PPL",
+            ValidMetric::Nll => "NLL",
+            ValidMetric::Per => "PER",
+            ValidMetric::Score => "score",
+        }
+    }
+
+    /// `value` as the epoch line shows it, e.g. `PPL 53.60`, `NLL 0.520`, `PER 41.2%`.
+    pub fn show(self, value: f64) -> String {
+        match self {
+            ValidMetric::Ppl => format!("PPL {value:.2}"),
+            ValidMetric::Per => format!("PER {:.1}%", 100.0 * value),
+            m => format!("{} {value:.3}", m.name()),
+        }
     }
 }
 
@@ -83,6 +121,13 @@ pub struct TrainConfig {
     pub kl_warmup_steps: usize,
     /// Write the resumable checkpoint every this many steps (and at every epoch end).
     pub checkpoint_every: usize,
+    /// Early stopping: stop after this many consecutive epochs (after pretraining) whose
+    /// validation score does not improve on the best; absent = run all `epochs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// Stop once learning-rate halving has brought the rate below this floor; absent = no floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_lr: Option<f64>,
 }
 
 impl TrainConfig {
@@ -95,6 +140,12 @@ impl TrainConfig {
         check::positive("train.max_grad_norm", self.max_grad_norm)?;
         check::within("train.lr_decay", self.lr_decay, (0.0, false), (1.0, true))?;
         check::at_least("train.checkpoint_every", self.checkpoint_every, 1)?;
+        if let Some(p) = self.patience {
+            check::at_least("train.patience", p, 1)?;
+        }
+        if let Some(m) = self.min_lr {
+            check::within("train.min_lr", m, (0.0, false), (self.lr, true))?;
+        }
         if let Some(d) = self.moving_average_baseline {
             check::within("train.moving_average_baseline", d, (0.0, true), (1.0, false))?;
         }
@@ -122,6 +173,10 @@ pub struct LoopConfig<K = ObjectiveKind> {
     pub kl_warmup_steps: usize,
     pub checkpoint_every: usize,
     pub moving_average_baseline: Option<f64>,
+    /// See [`TrainConfig::patience`].
+    pub patience: Option<usize>,
+    /// See [`TrainConfig::min_lr`].
+    pub min_lr: Option<f64>,
     pub config_hash: String,
     /// Seed, data and build of the run: a checkpoint of another identity is refused.
     pub identity: Option<RunIdentity>,
@@ -155,6 +210,8 @@ impl<K> LoopConfig<K> {
             kl_warmup_steps: train.kl_warmup_steps,
             checkpoint_every: train.checkpoint_every,
             moving_average_baseline: train.moving_average_baseline,
+            patience: train.patience,
+            min_lr: train.min_lr,
             config_hash: config_hash.to_string(),
             identity: None,
             seed: opts.seed,
@@ -170,8 +227,14 @@ pub struct EpochRecord {
     pub epoch: usize,
     pub train_objective_per_token: f64,
     pub train_tokens_per_second: f64,
+    /// The validation score ([`TrainTask::valid_metric`]; the name is historical).
     pub valid_ppl: f64,
+    /// The learning rate the epoch trained with.
     pub lr: f64,
+    /// Whether this epoch's parameters became the best checkpoint (a new best validation score,
+    /// or any epoch of pretraining).
+    #[serde(default)]
+    pub improved: bool,
 }
 
 /// Index batches of 0..n in chunks of `size` (at least 1): in order, or shuffled by `rng`.
@@ -214,6 +277,55 @@ pub struct TrainState {
     pub epoch_tokens: f64,
     pub epoch_seconds: f64,
     pub finished: bool,
+    /// The epoch (1-based) whose parameters are the best checkpoint.
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
+    /// Consecutive epochs after pretraining without a new best validation score.
+    #[serde(default)]
+    pub epochs_without_improvement: usize,
+    /// Whether the run ended before `epochs` by [`TrainConfig::patience`] or [`TrainConfig::min_lr`].
+    #[serde(default)]
+    pub stopped_early: bool,
+}
+
+/// Why a run stops after an epoch before its maximum number of epochs, if it does: `patience`
+/// epochs in a row without a new best ([`TrainConfig::patience`]), or a learning rate `lr` (after
+/// this epoch's halving) below `min_lr`.
+pub fn early_stop(patience: Option<usize>, epochs_without_improvement: usize, min_lr: Option<f64>, lr: f64) -> Option<String> {
+    if let Some(p) = patience.filter(|&p| epochs_without_improvement >= p) {
+        return Some(format!("{epochs_without_improvement} epoch(s) without a better validation score (train.patience = {p})"));
+    }
+    min_lr.filter(|&m| lr < m).map(|m| format!("learning rate {lr:.3e} below train.min_lr = {m:.3e}"))
+}
+
+/// One line of `train_log.jsonl`, appended to the run directory after every epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLine {
+    pub epoch: usize,
+    /// Optimiser steps so far.
+    pub step: usize,
+    /// Mean training objective per token of the epoch.
+    pub train_objective_per_token: f64,
+    /// [`ValidMetric::name`] of `valid`.
+    pub valid_metric: String,
+    pub valid: f64,
+    /// The learning rate the epoch trained with.
+    pub lr: f64,
+    pub improved: bool,
+    /// Seconds of training steps in the epoch (validation excluded).
+    pub seconds: f64,
+    /// Seconds of the validation after it.
+    pub valid_seconds: f64,
+}
+
+/// The training log of a run directory.
+pub const TRAIN_LOG: &str = "train_log.jsonl";
+
+fn append_log(out_dir: &Path, line: &LogLine) -> Result<()> {
+    use std::io::Write;
+    let path = out_dir.join(TRAIN_LOG);
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(format!("{}\n", serde_json::to_string(line)?).as_bytes()).with_context(|| format!("appending to {}", path.display()))
 }
 
 pub fn progress_bar(enabled: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
@@ -290,6 +402,9 @@ pub fn train<K: Copy>(
             epoch_tokens: 0.0,
             epoch_seconds: 0.0,
             finished: false,
+            best_epoch: None,
+            epochs_without_improvement: 0,
+            stopped_early: false,
         }
     };
     let mut dropout_rng = SeededRng::from_state(st.dropout_rng);
@@ -355,7 +470,9 @@ pub fn train<K: Copy>(
             }
         }
         bar.finish_and_clear();
+        let t_valid = Instant::now();
         let vppl = task.validate()?;
+        let valid_seconds = t_valid.elapsed().as_secs_f64();
         let bound = task.divergence_bound();
         if !vppl.is_finite() || bound.as_ref().is_some_and(|(b, _)| vppl > *b) {
             let why = match &bound {
@@ -378,28 +495,57 @@ pub fn train<K: Copy>(
                 opt.config.lr
             )
         }
+        let after_pretraining = st.epoch + 1 >= cfg.pretrain_epochs;
+        let improved = st.best_valid_ppl.is_none_or(|b| vppl < b) || !after_pretraining;
+        let epoch_lr = opt.config.lr;
         st.history.push(EpochRecord {
             epoch: st.epoch + 1,
             train_objective_per_token: objective,
             train_tokens_per_second: st.epoch_tokens / st.epoch_seconds.max(1e-9),
             valid_ppl: vppl,
-            lr: opt.config.lr,
+            lr: epoch_lr,
+            improved,
         });
+        let metric = task.valid_metric();
         if cfg.progress {
             eprintln!(
-                "{} epoch {}: valid {vppl:.3}, train {:.0} tok/s, lr {:.2e}",
+                "{} epoch {}: valid {}{}, train {:.0} tok/s, lr {:.2e}",
                 cfg.name,
                 st.epoch + 1,
+                metric.show(vppl),
+                if improved { " (best)" } else { "" },
                 st.epoch_tokens / st.epoch_seconds.max(1e-9),
-                opt.config.lr
+                epoch_lr
             );
         }
-        let after_pretraining = st.epoch + 1 >= cfg.pretrain_epochs;
-        let improved = st.best_valid_ppl.is_none_or(|b| vppl < b);
-        if improved || !after_pretraining {
+        let log_line = LogLine {
+            epoch: st.epoch + 1,
+            step: st.step,
+            train_objective_per_token: objective,
+            valid_metric: metric.name().to_string(),
+            valid: vppl,
+            lr: epoch_lr,
+            improved,
+            seconds: st.epoch_seconds,
+            valid_seconds,
+        };
+        if improved {
             st.best_valid_ppl = Some(vppl);
+            st.best_epoch = Some(st.epoch + 1);
+            st.epochs_without_improvement = 0;
         } else {
             opt.config.lr *= cfg.lr_decay;
+            st.epochs_without_improvement += 1;
+        }
+        let stop = if after_pretraining && st.epoch + 1 < cfg.epochs {
+            early_stop(cfg.patience, st.epochs_without_improvement, cfg.min_lr, opt.config.lr)
+        } else {
+            None
+        };
+        if let Some(why) = &stop {
+            println!("{}: stopping early after epoch {}: {why}; the best checkpoint is epoch {}", cfg.name, st.epoch + 1, st.best_epoch.unwrap_or(0));
+            st.stopped_early = true;
+            st.finished = true;
         }
         st.epoch += 1;
         st.cursor = 0;
@@ -409,10 +555,11 @@ pub fn train<K: Copy>(
         st.dropout_rng = dropout_rng.state();
         st.noise_rng = noise_rng.state();
         st.lr = opt.config.lr;
-        if st.best_valid_ppl == Some(vppl) {
+        if improved {
             save(&st, opt, &best)?;
         }
         save(&st, opt, &last)?;
+        append_log(out_dir, &log_line)?;
         if stop_here(&st) {
             return Ok(None);
         }
@@ -423,4 +570,157 @@ pub fn train<K: Copy>(
         checkpoint::load_params(&best, params, &dev)?;
     }
     Ok(Some(st))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objective::Metrics;
+    use candle_core::{Device, Tensor};
+    use std::cell::{Cell, RefCell};
+
+    /// A one-parameter task: loss (w - 1 - ε)² with ε from the noise stream; the validation
+    /// score of epoch e is `scores[e]` (whatever w is), and every validation records w.
+    struct Scripted {
+        w: Tensor,
+        scores: Vec<f64>,
+        epoch: Cell<usize>,
+        seen_w: RefCell<Vec<f32>>,
+    }
+
+    impl TrainTask for Scripted {
+        fn epoch_plan(&self, epoch: usize) -> Vec<Vec<usize>> {
+            self.epoch.set(epoch);
+            epoch_batches(4, 2, 7, epoch)
+        }
+        fn train_step(&self, _: &[usize], _: &ObjectiveKind, _: &mut SeededRng, noise: &mut SeededRng, _: &mut EstimatorState) -> Result<Estimate> {
+            let eps = noise.next_normal() * 0.1;
+            let loss = self.w.affine(1.0, -1.0 - eps)?.sqr()?.sum_all()?;
+            let v = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            Ok(Estimate { loss, metrics: Metrics { tokens: 1.0, objective_sum: -v, ..Default::default() }, kl_total: None, log_lik: None })
+        }
+        fn valid_metric(&self) -> ValidMetric {
+            ValidMetric::Nll
+        }
+        fn validate(&self) -> Result<f64> {
+            self.seen_w.borrow_mut().push(self.w.flatten_all()?.to_vec1::<f32>()?[0]);
+            Ok(self.scores[self.epoch.get()])
+        }
+    }
+
+    const SCORES: [f64; 8] = [5.0, 4.0, 4.5, 4.0, 4.7, 3.0, 2.0, 1.0];
+
+    /// Trains the scripted task in `dir` (a fresh process's objects), returns the state (None when
+    /// stopped by `stop_after_steps`) and the parameter after training.
+    fn run(dir: &Path, patience: Option<usize>, stop_after_steps: Option<usize>) -> (Option<TrainState>, f32, Vec<f32>) {
+        let dev = Device::Cpu;
+        let mut ps = ParamStore::new(3, 0.1, &dev);
+        let w = ps.uniform("w", &[1]).unwrap();
+        let task = Scripted { w: w.clone(), scores: SCORES.to_vec(), epoch: Cell::new(0), seen_w: RefCell::new(vec![]) };
+        let train = TrainConfig {
+            batch: 2,
+            epochs: SCORES.len(),
+            lr: 0.1,
+            max_grad_norm: 5.0,
+            lr_decay: 0.5,
+            pretrain_epochs: 0,
+            pretrain_objective: None,
+            moving_average_baseline: None,
+            kl_warmup_steps: 0,
+            checkpoint_every: 1,
+            patience,
+            min_lr: None,
+        };
+        train.validate().unwrap();
+        let mut opt = Adam::new(ps.named_vars(), train.adam()).unwrap();
+        let opts = RunOptions {
+            preset: "test".into(),
+            seed: 3435,
+            out_dir: dir.to_path_buf(),
+            cache_dir: dir.to_path_buf(),
+            stop_after_steps,
+            device: dev,
+            progress: false,
+        };
+        let cfg = LoopConfig::new("scripted", ObjectiveKind::Soft, &train, "h", &opts);
+        let st = super::train(&task, &ps, &mut opt, &cfg, dir).unwrap();
+        let seen = task.seen_w.borrow().clone();
+        (st, w.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0], seen)
+    }
+
+    fn log_lines(dir: &Path) -> Vec<LogLine> {
+        let text = std::fs::read_to_string(dir.join(TRAIN_LOG)).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn early_stop_counts_epochs_without_improvement_and_the_lr_floor() {
+        assert_eq!(early_stop(None, 100, None, 1e-9), None);
+        assert_eq!(early_stop(Some(2), 1, None, 1e-3), None);
+        assert!(early_stop(Some(2), 2, None, 1e-3).unwrap().contains("train.patience = 2"));
+        assert_eq!(early_stop(None, 0, Some(1e-4), 1e-4), None);
+        assert!(early_stop(None, 0, Some(1e-4), 5e-5).unwrap().contains("train.min_lr"));
+    }
+
+    #[test]
+    fn patience_stops_after_that_many_epochs_without_improvement_and_keeps_the_best() {
+        let dir = tempfile::tempdir().unwrap();
+        let (st, w, seen) = run(dir.path(), Some(2), None);
+        let st = st.unwrap();
+        // 5, 4 (best), 4.5 (1 without), 4.0 (not below 4: 2 without) -> stop after epoch 4
+        assert_eq!(st.history.len(), 4);
+        assert!(st.stopped_early && st.finished);
+        assert_eq!(st.best_epoch, Some(2));
+        assert_eq!(st.history.iter().map(|h| h.improved).collect::<Vec<_>>(), [true, true, false, false]);
+        assert_eq!(st.history.iter().map(|h| h.lr).collect::<Vec<_>>(), [0.1, 0.1, 0.1, 0.05]);
+        // the parameters returned are those validated after the best epoch
+        assert_eq!(seen.len(), 4);
+        assert_eq!(w, seen[1]);
+        assert_ne!(seen[1], seen[3]);
+        let log = log_lines(dir.path());
+        assert_eq!(log.iter().map(|l| l.epoch).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(log.iter().map(|l| l.step).collect::<Vec<_>>(), [2, 4, 6, 8]);
+        assert!(log.iter().all(|l| l.valid_metric == "NLL"));
+        assert_eq!(log.iter().map(|l| l.valid).collect::<Vec<_>>(), SCORES[..4]);
+        // without patience every epoch runs
+        let dir = tempfile::tempdir().unwrap();
+        let st = run(dir.path(), None, None).0.unwrap();
+        assert_eq!(st.history.len(), SCORES.len());
+        assert!(!st.stopped_early);
+        assert_eq!(st.best_epoch, Some(8));
+    }
+
+    #[test]
+    fn a_run_stopped_early_and_resumed_ends_as_the_uninterrupted_one() {
+        let whole = tempfile::tempdir().unwrap();
+        let (a, wa, _) = run(whole.path(), Some(2), None);
+        let a = a.unwrap();
+        let parts = tempfile::tempdir().unwrap();
+        let mut k = 1;
+        let (b, wb) = loop {
+            match run(parts.path(), Some(2), Some(k)) {
+                (Some(st), w, _) => break (st, w),
+                (None, ..) => k += 3,
+            }
+        };
+        assert!(k > 1, "the run was never interrupted");
+        // and once more after it finished: nothing is trained again
+        let (c, wc, seen) = run(parts.path(), Some(2), None);
+        assert!(seen.is_empty());
+        for (st, w) in [(&b, wb), (c.as_ref().unwrap(), wc)] {
+            assert_eq!(w, wa);
+            assert_eq!((st.step, st.epoch, st.best_epoch, st.stopped_early), (a.step, a.epoch, a.best_epoch, a.stopped_early));
+            let key = |s: &TrainState| s.history.iter().map(|h| (h.epoch, h.train_objective_per_token, h.valid_ppl, h.lr, h.improved)).collect::<Vec<_>>();
+            assert_eq!(key(st), key(&a));
+        }
+        let key = |l: &LogLine| (l.epoch, l.step, l.train_objective_per_token, l.valid, l.lr, l.improved);
+        assert_eq!(log_lines(parts.path()).iter().map(key).collect::<Vec<_>>(), log_lines(whole.path()).iter().map(key).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_metric_names_itself_on_the_epoch_line() {
+        assert_eq!(ValidMetric::Ppl.show(53.6), "PPL 53.60");
+        assert_eq!(ValidMetric::Nll.show(0.52), "NLL 0.520");
+        assert_eq!(ValidMetric::Per.show(0.412), "PER 41.2%");
+    }
 }

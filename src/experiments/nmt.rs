@@ -294,15 +294,27 @@ pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedDat
             cache_dir.join(&cfg.corpus).join(format!("bpe-{}{lc}.json", cfg.bpe_vocab))
         }
     };
+    // A training set too small for `bpe_vocab` merges learns a smaller vocabulary; its size is
+    // kept beside the BPE file (`<bpe>.size`), so a file of any other size is refused.
+    let size_path = bpe_path.with_extension("json.size");
     let tokenizer = if bpe_path.exists() {
         ding::load_bpe(&bpe_path)?
     } else {
-        ding::train_bpe(&corpus, cfg.bpe_vocab, &bpe_path)?
+        let t = ding::train_bpe(&corpus, cfg.bpe_vocab, &bpe_path)?;
+        let learnt = t.get_vocab_size(true);
+        if learnt < cfg.bpe_vocab {
+            crate::io::write_atomic(&size_path, learnt.to_string().as_bytes())?;
+        }
+        t
+    };
+    let expected = match std::fs::read_to_string(&size_path) {
+        Ok(text) => text.trim().parse::<usize>().with_context(|| format!("{}: not a vocabulary size", size_path.display()))?,
+        Err(_) => cfg.bpe_vocab,
     };
     let entries = tokenizer.get_vocab_size(true);
-    if entries != cfg.bpe_vocab {
+    if entries != expected || entries > cfg.bpe_vocab {
         bail!(
-            "{}: a vocabulary of {entries} entries, but [data] bpe_vocab = {}; delete the file to learn the BPE again (or lower bpe_vocab if the training set cannot give that many)",
+            "{}: a vocabulary of {entries} entries, but [data] bpe_vocab = {} (learnt: {expected}); delete the file to learn the BPE again",
             bpe_path.display(),
             cfg.bpe_vocab
         )

@@ -60,7 +60,7 @@ pub fn pin_thread_count() {
 /// blocks above the (adaptive) mmap threshold come from a fresh mmap, and free memory at the top of
 /// the heap is trimmed back to the kernel, so the next step takes a page fault and a kernel page
 /// clear for every 4 KiB it touches again. Measured with `varattn bench --rows-only` on the
-/// 2-core machine of README's Performance section (three alternating pairs of builds with and
+/// 2-core machine of docs/performance.md (three alternating pairs of builds with and
 /// without it, tokens/s): soft +9–13%, exact +3–11%, var-enum +7–14%, var-sample +5–9%. The price: the resident size stays at the run's high-water mark (which
 /// `varattn bench` reports as peak RSS anyway). Call it at the start of `main`, with
 /// [`pin_thread_count`]; the `varattn` binary does.

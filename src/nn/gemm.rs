@@ -10,7 +10,7 @@ use gemm::Parallelism;
 /// With more than one thread (candle's count) and enough work, the product is split into one
 /// block of rows (or of columns, when there are more columns than rows) per thread and the
 /// blocks run on candle's barrier pool, each as a single-threaded `gemm` call, the calling
-/// thread taking one. Measured on the 2-core machine of README's Performance section, this
+/// thread taking one. Measured on the 2-core machine of docs/performance.md, this
 /// scales the decoder's M = 32 products (32×512×1024: 111 → 178 GFLOP/s) where `gemm`'s own
 /// rayon split did not, and keeps to the threads candle's element-wise ops already keep awake.
 /// Every output element is still one `gemm` dot product over the whole of k, in the same order.

@@ -91,7 +91,7 @@ const KEPT_ITEMS: usize = 8;
 
 /// At least this many rows per item: gemm's products of fewer rows take other kernels (below
 /// about 16 rows the values differ in the last bits) and run below a matmul's rate. On the
-/// 2-core machine of README's Performance section items of 64 rows ran the kept path at 0.66 of
+/// 2-core machine of docs/performance.md items of 64 rows ran the kept path at 0.66 of
 /// three plain products, of 256 rows at 0.76, of 512 to 2,496 rows at 0.77-0.80.
 const KEPT_MIN_ITEM_ROWS: usize = 64;
 

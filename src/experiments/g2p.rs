@@ -421,15 +421,9 @@ pub struct G2pResult {
     pub steps: usize,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
-    /// Whether training ended before `epochs` (`train.patience`, `train.min_lr`).
-    #[serde(default)]
-    pub stopped_early: bool,
-    /// The epoch whose parameters were evaluated (the best validation score).
-    #[serde(default)]
-    pub best_epoch: Option<usize>,
-    /// Seed, data files (sha256) and build features of the run (absent in older results).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<crate::rundir::RunIdentity>,
+    /// How training ended and the run's identity (`stopped_early`, `best_epoch`, `identity`).
+    #[serde(flatten)]
+    pub outcome: runner::RunOutcome,
 }
 
 fn estimator_name(e: &MonotonicEstimator) -> &'static str {
@@ -532,10 +526,8 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
         train_labels_per_second: st.train_tokens / st.train_seconds.max(1e-9),
         steps: st.step,
         epochs: st.epoch,
-        stopped_early: st.stopped_early,
-        best_epoch: st.best_epoch,
+        outcome: runner::RunOutcome::of(&st),
         history: st.history,
-        identity: st.identity,
     };
     write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
     Ok(Some(result))

@@ -229,16 +229,10 @@ pub struct NmtResult {
     pub train_seconds: f64,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
-    /// Whether training ended before `epochs` (`train.patience`, `train.min_lr`).
-    #[serde(default)]
-    pub stopped_early: bool,
-    /// The epoch whose parameters were evaluated (the best validation score).
-    #[serde(default)]
-    pub best_epoch: Option<usize>,
+    /// How training ended and the run's identity (`stopped_early`, `best_epoch`, `identity`).
+    #[serde(flatten)]
+    pub outcome: runner::RunOutcome,
     pub dropped_too_long: usize,
-    /// Seed, data files (sha256) and build features of the run (absent in older results).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<crate::rundir::RunIdentity>,
 }
 
 /// A loaded corpus as `[data]` asks: lower-cased with `lowercase`, then split again with
@@ -636,11 +630,9 @@ fn test_evaluation(
         train_tokens_per_second: st.train_tokens / st.train_seconds.max(1e-9),
         train_seconds: st.train_seconds,
         epochs: st.epoch,
-        stopped_early: st.stopped_early,
-        best_epoch: st.best_epoch,
+        outcome: runner::RunOutcome::of(&st),
         history: st.history.clone(),
         dropped_too_long: data.dropped_too_long,
-        identity: st.identity.clone(),
     })
 }
 

@@ -167,15 +167,9 @@ pub struct VqaResult {
     pub parameters: usize,
     pub epochs: usize,
     pub history: Vec<EpochRecord>,
-    /// Whether training ended before `epochs` (`train.patience`, `train.min_lr`).
-    #[serde(default)]
-    pub stopped_early: bool,
-    /// The epoch whose parameters were evaluated (the best validation score).
-    #[serde(default)]
-    pub best_epoch: Option<usize>,
-    /// Seed, data files (sha256) and build features of the run (absent in older results).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<crate::rundir::RunIdentity>,
+    /// How training ended and the run's identity (`stopped_early`, `best_epoch`, `identity`).
+    #[serde(flatten)]
+    pub outcome: runner::RunOutcome,
 }
 
 impl VqaResult {
@@ -533,10 +527,8 @@ impl VqaResult {
             train_steps: st.step,
             parameters,
             epochs: st.epoch,
-            stopped_early: st.stopped_early,
-            best_epoch: st.best_epoch,
+            outcome: runner::RunOutcome::of(&st),
             history: st.history,
-            identity: st.identity,
         };
         write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
         Ok(result)

@@ -810,10 +810,8 @@ mod tests {
             train_seconds: 1.0,
             epochs: 1,
             history: vec![],
-            stopped_early: false,
-            best_epoch: None,
+            outcome: Default::default(),
             dropped_too_long: 0,
-            identity: None,
         }
     }
 

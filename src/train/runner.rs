@@ -161,6 +161,26 @@ impl TrainConfig {
     }
 }
 
+/// How a finished run's training ended and what it was run on, as every task's result records it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// Whether training ended before `epochs` (`train.patience`, `train.min_lr`).
+    #[serde(default)]
+    pub stopped_early: bool,
+    /// The epoch whose parameters were evaluated (the best validation score).
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
+    /// Seed, data files (sha256) and build features of the run (absent in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<RunIdentity>,
+}
+
+impl RunOutcome {
+    pub fn of(st: &TrainState) -> Self {
+        RunOutcome { stopped_early: st.stopped_early, best_epoch: st.best_epoch, identity: st.identity.clone() }
+    }
+}
+
 /// Schedule settings of the loop.
 #[derive(Debug, Clone)]
 pub struct LoopConfig<K = ObjectiveKind> {

@@ -18,6 +18,7 @@ use crate::train::runner::{self, epoch_batches, index_batches, EpochRecord, Loop
 use crate::train::{Adam, ParamStore};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
+use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +34,11 @@ pub struct VqaDataConfig {
     pub train_limit: Option<usize>,
     pub valid_limit: Option<usize>,
     pub test_limit: Option<usize>,
+    /// Training batches take the questions of shuffled images in turn (every question of an
+    /// image, then the next image's; each image's CNN features computed once per batch) instead
+    /// of shuffled questions. Default: shuffled questions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group_by_image: bool,
     /// VQA-v2 settings (`dataset = "vqa-v2"` only): answer classes, backbone, feature cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vqa_v2: Option<super::vqa_v2::VqaV2DataConfig>,
@@ -229,7 +235,9 @@ impl PreparedVqa {
         let b = idx.len();
         let len = idx.iter().map(|&i| self.vocab.encode(&ex[i].question).len()).max().unwrap_or(1).max(1);
         let (mut words, mut mask) = (vec![0u32; b * len], vec![0f32; b * len]);
+        // each distinct image once, in order of first use; `image_index` maps questions to them
         let mut pixels = Vec::with_capacity(b * easy_vqa::IMAGE_BYTES);
+        let (mut rows, mut image_index) = (HashMap::new(), Vec::with_capacity(b));
         let mut answers = Vec::with_capacity(b);
         for (r, &i) in idx.iter().enumerate() {
             let e = &ex[i];
@@ -237,19 +245,26 @@ impl PreparedVqa {
                 words[r * len + j] = w as u32;
                 mask[r * len + j] = 1.0;
             }
-            let img = match split {
-                Split::Test => self.data.test_image(e.image_id),
-                _ => self.data.train_image(e.image_id),
+            let next = rows.len() as u32;
+            let row = *rows.entry(e.image_id).or_insert(next);
+            if row == next {
+                let img = match split {
+                    Split::Test => self.data.test_image(e.image_id),
+                    _ => self.data.train_image(e.image_id),
+                }
+                .with_context(|| format!("question {}: no image {}", e.question_id, e.image_id))?;
+                pixels.extend_from_slice(img);
             }
-            .with_context(|| format!("question {}: no image {}", e.question_id, e.image_id))?;
-            pixels.extend_from_slice(img);
+            image_index.push(row);
             answers.push(e.answer_index as u32);
         }
-        // [B, 64, 64, 3] u8 -> [B, 3, 64, 64] f32 in [0, 1]
+        // [U, 64, 64, 3] u8 -> [U, 3, 64, 64] f32 in [0, 1]
         let s = easy_vqa::IMAGE_SIZE;
-        let images = Tensor::from_vec(pixels, (b, s, s, 3), device)?.to_dtype(DType::F32)?.permute((0, 3, 1, 2))?.contiguous()?;
+        let u = rows.len();
+        let images = Tensor::from_vec(pixels, (u, s, s, 3), device)?.to_dtype(DType::F32)?.permute((0, 3, 1, 2))?.contiguous()?;
         Ok(VqaBatch {
             images: (images / 255.0)?,
+            image_index: Some(Tensor::from_vec(image_index, b, device)?),
             questions: Tensor::from_vec(words, (b, len), device)?,
             question_mask: Tensor::from_vec(mask, (b, len), device)?,
             answers: Tensor::from_vec(answers, b, device)?,
@@ -316,7 +331,7 @@ pub fn evaluate(
         }
         if let (Some((passes, alpha, _)), Some(prng), Some(arng)) = (uncertainty, pass_rng.as_mut(), attn_rng.as_mut()) {
             let mut samples: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(passes); idx.len()];
-            let regions = model.regions(&b.images)?;
+            let regions = model.batch_regions(&b)?;
             for _ in 0..passes {
                 let mut nrng = eps_state.map(SeededRng::from_state);
                 let noise = noise.map(|(s, _)| s).zip(nrng.as_mut());
@@ -412,10 +427,31 @@ pub(crate) fn train_estimate(
     )?)
 }
 
+/// The batch plan of training epoch `epoch` with [`VqaDataConfig::group_by_image`]: the
+/// distinct images of `train` (in order of first use) shuffled by stream 1000 + epoch of
+/// `seed`, their questions concatenated image by image (file order within an image) and cut
+/// into batches of `size` questions.
+pub fn image_grouped_batches(train: &[VqaExample], size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+    let mut by_image: Vec<Vec<usize>> = Vec::new();
+    let mut slot: HashMap<u32, usize> = HashMap::new();
+    for (i, e) in train.iter().enumerate() {
+        let k = *slot.entry(e.image_id).or_insert_with(|| {
+            by_image.push(Vec::new());
+            by_image.len() - 1
+        });
+        by_image[k].push(i);
+    }
+    let mut order: Vec<usize> = (0..by_image.len()).collect();
+    crate::rng::SeededRng::new(seed).fork(1000 + epoch as u64).shuffle(&mut order);
+    let flat: Vec<usize> = order.into_iter().flat_map(|k| by_image[k].iter().copied()).collect();
+    flat.chunks(size.max(1)).map(|c| c.to_vec()).collect()
+}
+
 struct VqaTask<'a> {
     model: &'a VqaModel,
     data: &'a PreparedVqa,
     batch: usize,
+    group_by_image: bool,
     objective: ObjectiveKind,
     seed: u64,
     device: &'a Device,
@@ -423,7 +459,11 @@ struct VqaTask<'a> {
 
 impl TrainTask for VqaTask<'_> {
     fn epoch_plan(&self, epoch: usize) -> Vec<Vec<usize>> {
-        epoch_batches(self.data.data.train.len(), self.batch, self.seed, epoch)
+        if self.group_by_image {
+            image_grouped_batches(&self.data.data.train, self.batch, self.seed, epoch)
+        } else {
+            epoch_batches(self.data.data.train.len(), self.batch, self.seed, epoch)
+        }
     }
     fn train_step(
         &self,
@@ -434,7 +474,7 @@ impl TrainTask for VqaTask<'_> {
         estimator: &mut EstimatorState,
     ) -> Result<Estimate> {
         let b = self.data.batch(Split::Train, idx, self.device)?;
-        let regions = self.model.regions(&b.images)?;
+        let regions = self.model.batch_regions(&b)?;
         train_estimate(self.model, &b, regions, kind, dropout, noise, estimator)
     }
     fn valid_metric(&self) -> runner::ValidMetric {
@@ -481,7 +521,7 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     let mut ps = ParamStore::new(opts.seed, cfg.model.init, dev);
     let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;
     let mut opt = Adam::new(ps.named_vars(), cfg.train.adam())?;
-    let task = VqaTask { model: &model, data: &data, batch: cfg.train.batch, objective: cfg.objective, seed: opts.seed, device: dev };
+    let task = VqaTask { model: &model, data: &data, batch: cfg.train.batch, group_by_image: cfg.data.group_by_image, objective: cfg.objective, seed: opts.seed, device: dev };
     let mut loop_cfg = LoopConfig::new(&cfg.name, cfg.objective, &cfg.train, &hash, opts);
     let wheel = opts.cache_dir.join(easy_vqa::EASY_VQA_WHEEL);
     loop_cfg.identity = Some(crate::rundir::RunIdentity::new(opts.seed, &opts.cache_dir, &[wheel])?);
@@ -560,4 +600,43 @@ fn attention_pictures(model: &VqaModel, kind: &ObjectiveKind, data: &PreparedVqa
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(question_id: u32, image_id: u32) -> VqaExample {
+        VqaExample { question_id, image_id, question: "is there a circle?".into(), answer: "yes".into(), answer_index: 0 }
+    }
+
+    #[test]
+    fn image_grouped_batches_cover_every_question_once_with_each_image_contiguous() {
+        // images interleaved in file order: 0, 1, 0, 2, 1, 2, 2, 3
+        let train: Vec<VqaExample> =
+            [0, 1, 0, 2, 1, 2, 2, 3].iter().enumerate().map(|(q, &img)| example(q as u32, img)).collect();
+        let plan = image_grouped_batches(&train, 3, 7, 1);
+        assert_eq!(plan.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 2]);
+        let flat: Vec<usize> = plan.concat();
+        let mut sorted = flat.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..train.len()).collect::<Vec<_>>());
+        // an image's questions follow each other, in file order
+        let images: Vec<u32> = flat.iter().map(|&i| train[i].image_id).collect();
+        let mut seen = Vec::new();
+        for (k, &img) in images.iter().enumerate() {
+            if k == 0 || images[k - 1] != img {
+                assert!(!seen.contains(&img), "image {img} split in {images:?}");
+                seen.push(img);
+            }
+        }
+        for w in flat.windows(2) {
+            if train[w[0]].image_id == train[w[1]].image_id {
+                assert!(w[0] < w[1]);
+            }
+        }
+        // reproducible per (seed, epoch); other epochs give other orders
+        assert_eq!(plan, image_grouped_batches(&train, 3, 7, 1));
+        assert!((2..12).any(|e| image_grouped_batches(&train, 3, 7, e) != plan));
+    }
 }

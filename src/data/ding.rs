@@ -506,12 +506,18 @@ impl PrepareReport {
 /// checks package version, source sha256, counts and split-file sha256.
 /// Prints one line per split (see [`summary_lines`]).
 pub fn prepare_ding(cache_dir: &Path) -> Result<ParallelCorpus> {
-    let manifest = DingManifest::embedded()?;
-    let (corpus, report) = prepare_ding_unverified(cache_dir)?;
-    verify_against_manifest(&corpus, &report, &manifest)?;
+    let corpus = prepare_ding_quietly(cache_dir)?;
     for line in summary_lines(&corpus) {
         println!("{line}");
     }
+    Ok(corpus)
+}
+
+/// [`prepare_ding`] without the lines on stdout (warnings still go to stderr).
+pub fn prepare_ding_quietly(cache_dir: &Path) -> Result<ParallelCorpus> {
+    let manifest = DingManifest::embedded()?;
+    let (corpus, report) = prepare_ding_unverified(cache_dir)?;
+    verify_against_manifest(&corpus, &report, &manifest)?;
     Ok(corpus)
 }
 

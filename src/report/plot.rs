@@ -305,6 +305,8 @@ impl HeatmapLayout {
 struct Heatmap<'a> {
     src: Vec<String>,
     tgt: Vec<String>,
+    /// The names of the source (column) and target (row) axes.
+    axes: (String, String),
     panels: Vec<(&'a str, &'a [Vec<f32>])>,
     layout: HeatmapLayout,
     src_label_w: i32,
@@ -313,6 +315,7 @@ struct Heatmap<'a> {
 
 impl<'a> Heatmap<'a> {
     fn new(
+        axes: (&str, &str),
         src_tokens: &[String],
         tgt_tokens: &[String],
         panels: &[(&'a str, &'a [Vec<f32>])],
@@ -387,8 +390,9 @@ impl<'a> Heatmap<'a> {
         // Horizontal: [pad][axis name][tgt labels][gap][grid] ... [cbar][ticks][pad]
         let axis_h = HM_AXIS_PX as i32 + 6;
         let left = HM_PAD + axis_h + slack(tgt_label_w) + 8;
-        // The grid is centred in a column wide enough for the panel title.
-        let inner = grid_w.max(slack(title_w) + 8);
+        // The grid is centred in a column wide enough for the panel title and the axis name.
+        let src_axis_w = text_width(axes.0, HM_AXIS_PX)?;
+        let inner = grid_w.max(slack(title_w) + 8).max(slack(src_axis_w) + 8);
         let panel_w = left + inner;
         let title_y = HM_PAD;
         let grid_top = title_y + HM_TITLE_PX as i32 + 14;
@@ -404,6 +408,7 @@ impl<'a> Heatmap<'a> {
         Ok(Self {
             src,
             tgt,
+            axes: (axes.0.to_string(), axes.1.to_string()),
             panels: panels.to_vec(),
             layout: HeatmapLayout {
                 width: width as u32,
@@ -491,7 +496,7 @@ impl Figure for Heatmap<'_> {
             // Axis names.
             let axis = style(HM_AXIS_PX, MUTED, HPos::Center, VPos::Top);
             root.draw_text(
-                "source",
+                &self.axes.0,
                 &axis,
                 (
                     gx + grid_w / 2,
@@ -500,7 +505,7 @@ impl Figure for Heatmap<'_> {
             )
             .map_err(perr)?;
             root.draw_text(
-                "target",
+                &self.axes.1,
                 &style(HM_AXIS_PX, MUTED, HPos::Center, VPos::Center)
                     .transform(FontTransform::Rotate270),
                 (
@@ -567,7 +572,19 @@ pub fn alignment_heatmaps(
     tgt_tokens: &[String],
     panels: &[(&str, &[Vec<f32>])],
 ) -> Result<()> {
-    let fig = Heatmap::new(src_tokens, tgt_tokens, panels)?;
+    alignment_heatmaps_with_axes(path_stem, ("source", "target"), src_tokens, tgt_tokens, panels)
+}
+
+/// [`alignment_heatmaps`] with the axes named `axes` = (source, target), e.g.
+/// `("source (German)", "target (English)")`.
+pub fn alignment_heatmaps_with_axes(
+    path_stem: &Path,
+    axes: (&str, &str),
+    src_tokens: &[String],
+    tgt_tokens: &[String],
+    panels: &[(&str, &[Vec<f32>])],
+) -> Result<()> {
+    let fig = Heatmap::new(axes, src_tokens, tgt_tokens, panels)?;
     render(path_stem, &fig)
 }
 
@@ -1231,7 +1248,7 @@ mod tests {
             .collect();
         let panels: [(&str, &[Vec<f32>]); 2] = [("prior p(z_t)", &m), ("posterior q(z_t)", &m)];
         alignment_heatmaps(&stem, &src, &tgt, &panels).unwrap();
-        let fig = Heatmap::new(&src, &tgt, &panels).unwrap();
+        let fig = Heatmap::new(("source", "target"), &src, &tgt, &panels).unwrap();
         assert_outputs(&stem, fig.size());
         let svg = fs::read_to_string(with_ext(&stem, "svg")).unwrap();
         assert!(
@@ -1267,7 +1284,7 @@ mod tests {
         let p1 = one_hot([1, 3, 3]);
         let panels: [(&str, &[Vec<f32>]); 2] = [("prior", &p0), ("posterior", &p1)];
         alignment_heatmaps(&stem, &src, &tgt, &panels).unwrap();
-        let fig = Heatmap::new(&src, &tgt, &panels).unwrap();
+        let fig = Heatmap::new(("source", "target"), &src, &tgt, &panels).unwrap();
         let img = assert_outputs(&stem, fig.size());
         let l = &fig.layout;
         for (p, m) in [&p0, &p1].iter().enumerate() {

@@ -665,7 +665,8 @@ fn alignment_pictures(model: &NmtModel, data: &PreparedData, opts: &RunOptions, 
         if let Some(q) = &qm {
             panels.push(("posterior q(z_t)", q));
         }
-        crate::report::plot::alignment_heatmaps(&opts.out_dir.join(format!("alignment-{k}")), &src, &tgt, &panels)?;
+        let stem = opts.out_dir.join(format!("alignment-{k}"));
+        crate::report::plot::alignment_heatmaps(&stem, "source subword", "target subword", &src, &tgt, &panels)?;
     }
     Ok(())
 }

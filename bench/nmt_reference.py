@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch reference of varattn's NMT model and four of its objectives, for `varattn bench`.
 
-Written from the equations of Deng et al. (2018) as ../shared/PAPERS.md states them, not from
+Written from the equations of Deng et al. (2018) as docs/papers.md states them, not from
 varattn's code:
 
   encoder    x~ = BiLSTM(emb(x))                                  (stacked, bidirectional)
@@ -241,7 +241,7 @@ def param_map(model, cfg):
 
 def parity_loss(model, objective, src, tgt_in, tgt_out, smask, tmask, z=None):
     """The objective's loss, -(sum over real target tokens of the per-token surrogate) / tokens,
-    from the equations of Deng et al. (2018), PAPERS.md section 1:
+    from the equations of Deng et al. (2018), docs/papers.md section 1:
 
       f(x, i)     = softmax(W_o tanh(W_c [h_t; x~_i]) + b_o)[y_t]   (one output layer for every row)
       soft        log f(x, E_p[z]), the context sum_i p_i x~_i in place of x~_i

@@ -1,18 +1,60 @@
-//! # varattn — latent-alignment attention on candle
+//! # varattn: latent-alignment attention on candle
 //!
-//! Attention as a latent variable: at each target step t an alignment z_t picks what the model
-//! reads. The crate is organised along three independent axes (see DESIGN.md):
+//! Attention read as a latent variable: at each target step t an alignment z_t picks what the
+//! decoder reads, and a model is trained with soft, exact-marginal, hard or variational attention
+//! (Deng et al. 2018), hard monotonic alignments (Lawson et al. 2018), alignment attention
+//! (Zhang et al. 2021) or Bayesian Weibull attention (Fan et al. 2020). The papers' equations, in
+//! this crate's notation, are in `docs/papers.md`; how the code is laid out and why, in
+//! `docs/design.md`; the command line, presets and results, in the README.
 //!
-//! * [`dist`] — what z is: categorical, Dirichlet, relaxed categorical (Gumbel-softmax),
-//!   Weibull with a Gamma prior, Bernoulli; each with log-prob, seeded sampling,
-//!   reparameterised sampling where it exists, entropy, mean and closed-form KL.
-//! * [`objective`] — how a latent alignment becomes a loss: soft, exact marginal, hard
+//! The code follows three independent axes, so that a row of a paper's table is a
+//! configuration, not a code path:
+//!
+//! * **what z is**, [`dist`]: [`dist::Categorical`], [`dist::Dirichlet`],
+//!   [`dist::RelaxedCategorical`] (Gumbel-softmax), [`dist::Weibull`] with a [`dist::Gamma`]
+//!   prior, [`dist::Bernoulli`]; each with log-prob, seeded sampling, reparameterised sampling
+//!   where it exists, entropy, mean and closed-form KL;
+//! * **how a latent alignment becomes a loss**, [`objective`]: soft, exact marginal, hard
 //!   (enumerated or sampled with REINFORCE), variational (enumerated, sampled, relaxed Dirichlet,
-//!   Gumbel-softmax, RWS), VIMCO and K-Max.
-//! * models (NMT, VQA, online transducer) produce the prior p, posterior q and log f(x, i); they
-//!   know nothing of estimators.
+//!   Gumbel-softmax, RWS), VIMCO and K-Max; NVIL and VIMCO for monotonic alignments; the
+//!   alignment-attention regularisers;
+//! * **what produces the prior p, the posterior q and log f(x, i)**, [`models`]: the NMT
+//!   encoder-decoder, the VQA model, the online transducer, the demo's reversal task. Models know
+//!   nothing of estimators; [`objective::estimate`] turns any configured objective and a model's
+//!   [`objective::AlignmentOutputs`] into a loss.
 //!
-//! Every random draw goes through [`rng::SeededRng`].
+//! Around them: [`rng`] (every random draw goes through [`rng::SeededRng`]), [`special`]
+//! (lgamma, digamma and friends as candle ops with gradients), [`attention`], [`nn`] (fused CPU
+//! kernels), [`data`], [`train`], [`experiments`], [`eval`], [`stats`] and [`report`] (tables,
+//! claims with verdicts, figures), and the tools behind the `varattn` binary ([`bench`],
+//! [`parity`], [`selftest`], [`demo`]).
+//!
+//! ## Example: the exact marginal and its Jensen bound
+//!
+//! One target step with S = 3 source positions: the prior p(z_t), and log f(x, i), the gold token's
+//! log-likelihood when the decoder reads position i. Enumerating all three gives the exact
+//! marginal log Σ_i p_i f(x, i); hard attention trains the lower bound Σ_i p_i log f(x, i).
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use varattn::dist::Categorical;
+//! use varattn::objective::{exact_marginal, hard_enum};
+//!
+//! let dev = Device::Cpu;
+//! let prior = Categorical::from_logits(&Tensor::new(&[[0.0f32, 1.0, 2.0]], &dev)?, None)?;
+//! let log_f = Tensor::new(&[[-0.2f32, -2.5, -1.0]], &dev)?;
+//! let exact = exact_marginal(&prior, &log_f, None)?;
+//! let jensen = hard_enum(&prior, &log_f, None)?;
+//! assert!(jensen.metrics.objective_sum <= exact.metrics.objective_sum);
+//!
+//! // the same number by hand
+//! let p: Vec<f32> = prior.probs()?.flatten_all()?.to_vec1()?;
+//! let by_hand = (p[0] * (-0.2f32).exp() + p[1] * (-2.5f32).exp() + p[2] * (-1.0f32).exp()).ln();
+//! assert!((exact.metrics.objective_sum as f32 - by_hand).abs() < 1e-5);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+//!
+//! The README's Rust examples are compiled and run as doctests too.
 pub mod bench;
 pub mod attention;
 pub mod config;

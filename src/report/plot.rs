@@ -1,5 +1,13 @@
-//! Figures for reports: alignment heatmaps, line charts, bar charts and
+//! Figures for reports: alignment heatmaps, line plots, bar charts and
 //! image-attention overlays, each written as `{stem}.png` and `{stem}.svg`.
+//!
+//! * [`alignment_heatmaps`]: weight matrices side by side, axes named by the
+//!   caller (source / target tokens, image regions, letters, draws).
+//! * [`line_plot`]: named [`Series`] with optional error bars (given, or the
+//!   spread over seeds, [`Series::over_seeds`]), linear or logarithmic axes
+//!   ([`Scale`]), a distinct colour, marker and dash per series and the legend
+//!   inside the plotting area; [`line_chart`] is the plain form.
+//! * [`bar_chart`], [`image_attention`].
 //!
 //! # Fonts
 //!
@@ -32,6 +40,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, ensure, Context, Result};
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -173,6 +183,9 @@ fn series_color(i: usize) -> RGBColor {
     SERIES[i % SERIES.len()]
 }
 
+/// A pixel position on a drawing backend.
+type BackendCoord = (i32, i32);
+
 /// Converts any plotters error into an `anyhow` error.
 fn perr<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
@@ -276,6 +289,7 @@ const HM_LABEL_PX: f64 = 16.0;
 const HM_TITLE_PX: f64 = 18.0;
 const HM_AXIS_PX: f64 = 14.0;
 const HM_MAX_LABEL_CHARS: usize = 18;
+const HM_MAX_AXIS_CHARS: usize = 48;
 const HM_CBAR_W: i32 = 16;
 
 /// Pixel geometry of a heatmap figure.
@@ -303,44 +317,48 @@ impl HeatmapLayout {
 }
 
 struct Heatmap<'a> {
+    /// Axis names: under the columns (x) and left of the rows (y).
+    x_label: String,
+    y_label: String,
     src: Vec<String>,
     tgt: Vec<String>,
-    /// The names of the source (column) and target (row) axes.
-    axes: (String, String),
     panels: Vec<(&'a str, &'a [Vec<f32>])>,
     layout: HeatmapLayout,
     src_label_w: i32,
     tgt_label_w: i32,
+    /// Centre height of the rotated y-axis name.
+    y_label_y: i32,
 }
 
 impl<'a> Heatmap<'a> {
     fn new(
-        axes: (&str, &str),
+        x_label: &str,
+        y_label: &str,
         src_tokens: &[String],
         tgt_tokens: &[String],
         panels: &[(&'a str, &'a [Vec<f32>])],
     ) -> Result<Self> {
         ensure!(
             !src_tokens.is_empty(),
-            "alignment heatmap: no source tokens"
+            "alignment heatmap: no column labels ({x_label})"
         );
         ensure!(
             !tgt_tokens.is_empty(),
-            "alignment heatmap: no target tokens"
+            "alignment heatmap: no row labels ({y_label})"
         );
         ensure!(!panels.is_empty(), "alignment heatmap: no panels");
         let (n_rows, n_cols) = (tgt_tokens.len(), src_tokens.len());
         for (title, m) in panels {
             ensure!(
                 m.len() == n_rows,
-                "alignment heatmap panel {title:?}: {} rows but {} target tokens",
+                "alignment heatmap panel {title:?}: {} rows but {} row labels ({y_label})",
                 m.len(),
                 n_rows
             );
             for (i, row) in m.iter().enumerate() {
                 ensure!(
                     row.len() == n_cols,
-                    "alignment heatmap panel {title:?}: row {i} has {} values but {} source tokens",
+                    "alignment heatmap panel {title:?}: row {i} has {} values but {} column labels ({x_label})",
                     row.len(),
                     n_cols
                 );
@@ -387,12 +405,16 @@ impl<'a> Heatmap<'a> {
             .max()
             .unwrap_or(0);
 
-        // Horizontal: [pad][axis name][tgt labels][gap][grid] ... [cbar][ticks][pad]
+        let x_label = truncate(x_label, HM_MAX_AXIS_CHARS);
+        let y_label = truncate(y_label, HM_MAX_AXIS_CHARS);
+        let x_label_w = text_width(&x_label, HM_AXIS_PX)?;
+        let y_label_w = text_width(&y_label, HM_AXIS_PX)?;
+
+        // Horizontal: [pad][axis name][row labels][gap][grid] ... [cbar][ticks][pad]
         let axis_h = HM_AXIS_PX as i32 + 6;
         let left = HM_PAD + axis_h + slack(tgt_label_w) + 8;
-        // The grid is centred in a column wide enough for the panel title and the axis name.
-        let src_axis_w = text_width(axes.0, HM_AXIS_PX)?;
-        let inner = grid_w.max(slack(title_w) + 8).max(slack(src_axis_w) + 8);
+        // The grid is centred in a column wide enough for the panel title and the x-axis name.
+        let inner = grid_w.max(slack(title_w) + 8).max(slack(x_label_w) + 8);
         let panel_w = left + inner;
         let title_y = HM_PAD;
         let grid_top = title_y + HM_TITLE_PX as i32 + 14;
@@ -403,12 +425,18 @@ impl<'a> Heatmap<'a> {
         let tick_w = text_width("1.00", HM_LABEL_PX)?;
         let width = cbar_x + HM_CBAR_W + 6 + slack(tick_w) + HM_PAD;
         let below = grid_h + 8 + slack(src_label_w) + 8 + axis_h;
-        let height = grid_top + below.max(cbar_height(grid_h)) + HM_PAD;
+        // The y-axis name is centred on the grid, moved down when it is longer than the room
+        // above the grid's middle, and the figure is tall enough to hold it.
+        let half = slack(y_label_w) / 2;
+        let y_label_y = (grid_top + grid_h / 2).max(HM_PAD + half);
+        let height = (grid_top + below.max(cbar_height(grid_h)) + HM_PAD).max(y_label_y + half + HM_PAD);
 
         Ok(Self {
+            x_label,
+            y_label,
+            y_label_y,
             src,
             tgt,
-            axes: (axes.0.to_string(), axes.1.to_string()),
             panels: panels.to_vec(),
             layout: HeatmapLayout {
                 width: width as u32,
@@ -476,7 +504,7 @@ impl Figure for Heatmap<'_> {
             ))
             .map_err(perr)?;
 
-            // Target tokens to the left of the rows.
+            // Row labels to the left of the rows.
             for (i, t) in self.tgt.iter().enumerate() {
                 let y = gy + i as i32 * cell + cell / 2;
                 root.draw_text(
@@ -486,7 +514,7 @@ impl Figure for Heatmap<'_> {
                 )
                 .map_err(perr)?;
             }
-            // Source tokens under the columns, reading upwards.
+            // Column labels under the columns, reading upwards.
             for (j, s) in self.src.iter().enumerate() {
                 let x = gx + j as i32 * cell + cell / 2;
                 let st = style(HM_LABEL_PX, TEXT, HPos::Right, VPos::Center)
@@ -496,7 +524,7 @@ impl Figure for Heatmap<'_> {
             // Axis names.
             let axis = style(HM_AXIS_PX, MUTED, HPos::Center, VPos::Top);
             root.draw_text(
-                &self.axes.0,
+                &self.x_label,
                 &axis,
                 (
                     gx + grid_w / 2,
@@ -505,12 +533,12 @@ impl Figure for Heatmap<'_> {
             )
             .map_err(perr)?;
             root.draw_text(
-                &self.axes.1,
+                &self.y_label,
                 &style(HM_AXIS_PX, MUTED, HPos::Center, VPos::Center)
                     .transform(FontTransform::Rotate270),
                 (
                     gx - 8 - slack(self.tgt_label_w) - HM_AXIS_PX as i32 / 2,
-                    gy + grid_h / 2,
+                    self.y_label_y,
                 ),
             )
             .map_err(perr)?;
@@ -554,37 +582,41 @@ impl Figure for Heatmap<'_> {
 /// Draws side-by-side alignment heatmaps and writes `{stem}.png` and
 /// `{stem}.svg`.
 ///
-/// Each panel is `(title, matrix)`, where `matrix[t][s]` is the probability
-/// that target position `t` aligns to source position `s`: rows are target
-/// tokens (labelled on the left, top to bottom), columns are source tokens
-/// (labelled underneath, reading upwards). Values must lie in [0, 1] (a
-/// rounding slack of 1e-3 is clamped); 0 is drawn near-white and 1 dark blue,
-/// with a colour bar on the right. Labels longer than 18 characters are
-/// shortened with an ellipsis; any text the embedded Noto Sans covers
-/// (Latin, Greek, Cyrillic, umlauts, ß, …) renders.
+/// Each panel is `(title, matrix)`, where `matrix[r][c]` is the weight that
+/// row `r` puts on column `c`: rows are labelled by `y_tokens` (on the left,
+/// top to bottom), columns by `x_tokens` (underneath, reading upwards), and
+/// the axes are named `x_label` (under the columns) and `y_label` (left of
+/// the rows, reading upwards). For NMT that is `"source token"` /
+/// `"target token"`; for VQA image regions, G2P letters or Monte Carlo draws
+/// name what the rows and columns are. Values must lie in [0, 1] (a rounding
+/// slack of 1e-3 is clamped); 0 is drawn near-white and 1 dark blue, with a
+/// colour bar on the right. Token labels longer than 18 characters and axis
+/// names longer than 48 are shortened with an ellipsis; any text the
+/// embedded Noto Sans covers (Latin, Greek, Cyrillic, umlauts, ß, …) renders.
 ///
 /// Errors, before any file is created, when a token list or the panel list
-/// is empty, a matrix's shape differs from `tgt_tokens.len()` ×
-/// `src_tokens.len()`, or a value is NaN, infinite or outside [0, 1].
+/// is empty, a matrix's shape differs from `y_tokens.len()` ×
+/// `x_tokens.len()`, or a value is NaN, infinite or outside [0, 1].
+///
+/// ```no_run
+/// # fn main() -> anyhow::Result<()> {
+/// use varattn::report::plot;
+/// let cols: Vec<String> = ["s", "t", "r"].iter().map(|s| s.to_string()).collect();
+/// let rows: Vec<String> = vec!["sample 1".into(), "sample 2".into()];
+/// let m = vec![vec![1.0f32, 0.0, 0.0], vec![0.0, 0.5, 0.5]];
+/// plot::alignment_heatmaps("figs/g2p".as_ref(), "input letter", "sampled alignment",
+///                          &cols, &rows, &[("q(b | x, y)", m.as_slice())])?;
+/// # Ok(()) }
+/// ```
 pub fn alignment_heatmaps(
     path_stem: &Path,
-    src_tokens: &[String],
-    tgt_tokens: &[String],
+    x_label: &str,
+    y_label: &str,
+    x_tokens: &[String],
+    y_tokens: &[String],
     panels: &[(&str, &[Vec<f32>])],
 ) -> Result<()> {
-    alignment_heatmaps_with_axes(path_stem, ("source", "target"), src_tokens, tgt_tokens, panels)
-}
-
-/// [`alignment_heatmaps`] with the axes named `axes` = (source, target), e.g.
-/// `("source (German)", "target (English)")`.
-pub fn alignment_heatmaps_with_axes(
-    path_stem: &Path,
-    axes: (&str, &str),
-    src_tokens: &[String],
-    tgt_tokens: &[String],
-    panels: &[(&str, &[Vec<f32>])],
-) -> Result<()> {
-    let fig = Heatmap::new(axes, src_tokens, tgt_tokens, panels)?;
+    let fig = Heatmap::new(x_label, y_label, x_tokens, y_tokens, panels)?;
     render(path_stem, &fig)
 }
 
@@ -632,169 +664,587 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
-/// Legend box on the right: coloured swatch and name for each series.
-/// Returns the width it needs.
-fn legend_width(names: &[String], px: f64) -> Result<i32> {
-    let w = names
-        .iter()
-        .try_fold(0, |m, s| Ok::<_, anyhow::Error>(m.max(text_width(s, px)?)))?;
-    Ok(slack(w) + 34 + 16)
-}
-
-fn draw_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    names: &[String],
-    px: f64,
-    top: i32,
-    markers: bool,
-) -> Result<()> {
-    let row_h = px as i32 + 8;
-    for (i, name) in names.iter().enumerate() {
-        let y = top + i as i32 * row_h + row_h / 2;
-        let c = series_color(i);
-        area.draw(&PathElement::new(vec![(4, y), (28, y)], c.stroke_width(2)))
-            .map_err(perr)?;
-        if markers {
-            area.draw(&Circle::new((16, y), 3, c.filled()))
-                .map_err(perr)?;
-        }
-        area.draw_text(name, &style(px, TEXT, HPos::Left, VPos::Center), (34, y))
-            .map_err(perr)?;
+/// Round tick values in `[lo, hi]`, about seven of them: the multiples of a
+/// step of 1, 2 or 5 × 10^k; whole numbers only when `integer`.
+fn linear_ticks(lo: f64, hi: f64, integer: bool) -> Vec<f64> {
+    let span = hi - lo;
+    if span.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return vec![lo];
     }
-    Ok(())
+    let raw = span / 7.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let mut step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * mag);
+    if integer {
+        step = step.max(1.0).round();
+    }
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// Ticks of a logarithmic axis over `[lo, hi]` (both > 0): the powers of
+/// `base` inside it (every n-th when there are more than ten); when a base-10
+/// range holds fewer than three powers, 1, 2 and 5 times the powers of 10;
+/// failing both, round linear ticks.
+fn log_ticks(lo: f64, hi: f64, base: f64) -> Vec<f64> {
+    let (a, b) = (lo.log(base), hi.log(base));
+    let ks: Vec<i32> = ((a - 1e-9).ceil() as i32..=(b + 1e-9).floor() as i32).collect();
+    if ks.len() >= 3 || (ks.len() == 2 && base != 10.0) {
+        let every = ks.len().div_ceil(10) as i32;
+        return ks
+            .into_iter()
+            .filter(|k| k.rem_euclid(every) == 0)
+            .map(|k| base.powi(k))
+            .collect();
+    }
+    if base == 10.0 {
+        let v: Vec<f64> = (a.floor() as i32..=b.ceil() as i32)
+            .flat_map(|k| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(k)))
+            .filter(|t| *t >= lo * (1.0 - 1e-9) && *t <= hi * (1.0 + 1e-9))
+            .collect();
+        if v.len() >= 2 {
+            return v;
+        }
+    }
+    linear_ticks(lo, hi, false)
+}
+
+/// How a line plot's axis places values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scale {
+    /// Evenly spaced. Ticks at round numbers, and at whole numbers only when
+    /// every value on the axis is a whole number (epochs, K, steps).
+    #[default]
+    Linear,
+    /// Logarithmic, ticks at the powers of 10 (1, 10, 100, …; also at 2 and 5
+    /// times the powers when the axis holds fewer than three powers). Values
+    /// must be positive.
+    Log10,
+    /// Logarithmic, ticks at the powers of 2 (1, 2, 4, 8, …). Values must be
+    /// positive.
+    Log2,
+}
+
+impl Scale {
+    fn base(self) -> Option<f64> {
+        match self {
+            Scale::Linear => None,
+            Scale::Log10 => Some(10.0),
+            Scale::Log2 => Some(2.0),
+        }
+    }
+}
+
+/// What the error bars of a series averaged over seeds span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// The mean ± the sample standard deviation over seeds (what the report's
+    /// tables print after "±").
+    Std,
+    /// The mean ± its standard error, the standard deviation over √(seeds).
+    StdErr,
+}
+
+/// One point of a line [`Series`]: `y` at `x`, with an error bar from
+/// `y - err` to `y + err` when `err` is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub x: f64,
+    pub y: f64,
+    pub err: Option<f64>,
+}
+
+/// A named line of a [`line_plot`], its points in drawing order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<Point>,
+}
+
+impl Series {
+    /// A line without error bars.
+    pub fn new(name: impl Into<String>, points: impl IntoIterator<Item = (f64, f64)>) -> Self {
+        let points = points.into_iter().map(|(x, y)| Point { x, y, err: None }).collect();
+        Self { name: name.into(), points }
+    }
+
+    /// A line with an error bar `y ± err` at every `(x, y, err)`.
+    pub fn with_errors(
+        name: impl Into<String>,
+        points: impl IntoIterator<Item = (f64, f64, f64)>,
+    ) -> Self {
+        let points = points.into_iter().map(|(x, y, e)| Point { x, y, err: Some(e) }).collect();
+        Self { name: name.into(), points }
+    }
+
+    /// One line from several seeds' runs of the same setting (`runs[s]` is
+    /// seed s's `(x, y)` points, e.g. (epoch, validation PPL)): at every x
+    /// that some run has, the mean of the runs' y there, with an error bar of
+    /// `spread` where two or more runs have that x (runs that stopped early
+    /// simply contribute fewer points). Points are sorted by x.
+    pub fn over_seeds(name: impl Into<String>, runs: &[Vec<(f64, f64)>], spread: Spread) -> Self {
+        let mut at: Vec<(f64, Vec<f64>)> = Vec::new();
+        for &(x, y) in runs.iter().flatten() {
+            match at.iter_mut().find(|(ax, _)| *ax == x) {
+                Some((_, ys)) => ys.push(y),
+                None => at.push((x, vec![y])),
+            }
+        }
+        at.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let points = at
+            .into_iter()
+            .map(|(x, ys)| {
+                let (y, sd) = crate::stats::mean_std(&ys);
+                let err = (ys.len() > 1).then(|| match spread {
+                    Spread::Std => sd,
+                    Spread::StdErr => sd / (ys.len() as f64).sqrt(),
+                });
+                Point { x, y, err }
+            })
+            .collect();
+        Self { name: name.into(), points }
+    }
+}
+
+impl From<&(String, Vec<(f64, f64)>)> for Series {
+    fn from((name, pts): &(String, Vec<(f64, f64)>)) -> Self {
+        Series::new(name.clone(), pts.iter().copied())
+    }
+}
+
+/// Title, axis names and axis scales of a [`line_plot`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinePlot<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub x_scale: Scale,
+    pub y_scale: Scale,
+}
+
+impl<'a> LinePlot<'a> {
+    /// Linear axes named `x_label` and `y_label`.
+    pub fn new(title: &'a str, x_label: &'a str, y_label: &'a str) -> Self {
+        Self { title, x_label, y_label, x_scale: Scale::Linear, y_scale: Scale::Linear }
+    }
+
+    /// The same plot with the x axis on `scale`.
+    pub fn x_scale(self, scale: Scale) -> Self {
+        Self { x_scale: scale, ..self }
+    }
+
+    /// The same plot with the y axis on `scale`.
+    pub fn y_scale(self, scale: Scale) -> Self {
+        Self { y_scale: scale, ..self }
+    }
+}
+
+/// The series look: colour `i % 10` of Tableau 10, marker shape `i % 6`,
+/// every second series dashed, so no two of the first 30 series look alike.
+const MARKERS: usize = 6;
+
+fn dashed(i: usize) -> bool {
+    i % 2 == 1
+}
+
+/// Outline of series `i`'s marker, in pixels around its centre: circle,
+/// square, triangle, diamond, downward triangle, plus.
+fn marker_shape(i: usize) -> Vec<(i32, i32)> {
+    match i % MARKERS {
+        0 => (0..12)
+            .map(|k| {
+                let a = k as f64 * std::f64::consts::PI / 6.0;
+                ((4.5 * a.cos()).round() as i32, (4.5 * a.sin()).round() as i32)
+            })
+            .collect(),
+        1 => vec![(-4, -4), (4, -4), (4, 4), (-4, 4)],
+        2 => vec![(0, -5), (5, 4), (-5, 4)],
+        3 => vec![(0, -6), (5, 0), (0, 6), (-5, 0)],
+        4 => vec![(0, 5), (5, -4), (-5, -4)],
+        _ => vec![
+            (-2, -5), (2, -5), (2, -2), (5, -2), (5, 2), (2, 2),
+            (2, 5), (-2, 5), (-2, 2), (-5, 2), (-5, -2), (-2, -2),
+        ],
+    }
+}
+
+/// The legend glyph's two strokes of series `i` (two dashes when the series
+/// is dashed), as `(from, to)` pixel offsets of a 24 px line.
+fn legend_strokes(i: usize) -> [(i32, i32); 2] {
+    if dashed(i) {
+        [(0, 8), (16, 24)]
+    } else {
+        [(0, 12), (12, 24)]
+    }
+}
+
+/// The legend corners and sides tried, in order of preference.
+const LEGEND_PLACES: [SeriesLabelPosition; 8] = [
+    SeriesLabelPosition::UpperRight,
+    SeriesLabelPosition::UpperLeft,
+    SeriesLabelPosition::LowerRight,
+    SeriesLabelPosition::LowerLeft,
+    SeriesLabelPosition::MiddleRight,
+    SeriesLabelPosition::MiddleLeft,
+    SeriesLabelPosition::UpperMiddle,
+    SeriesLabelPosition::LowerMiddle,
+];
+
+/// Where plotters puts a `w` × `h` legend at `pos` in an `area` (as
+/// `SeriesLabelStyle::draw` lays it out): its top-left corner.
+fn legend_origin(pos: &SeriesLabelPosition, (w, h): (i32, i32), area: (i32, i32)) -> (i32, i32) {
+    use SeriesLabelPosition::*;
+    let x = match pos {
+        UpperLeft | MiddleLeft | LowerLeft => 5,
+        UpperMiddle | MiddleMiddle | LowerMiddle => (area.0 - w) / 2,
+        UpperRight | MiddleRight | LowerRight => area.0 - w - 5,
+        Coordinate(x, _) => *x,
+    };
+    let y = match pos {
+        UpperLeft | UpperMiddle | UpperRight => 5,
+        MiddleLeft | MiddleMiddle | MiddleRight => (area.1 - h) / 2,
+        LowerLeft | LowerMiddle | LowerRight => area.1 - h - 5,
+        Coordinate(_, y) => *y,
+    };
+    (x, y)
+}
+
+/// The legend place, among [`LEGEND_PLACES`], whose box (grown by 6 px)
+/// covers the fewest of `pixels` (points of the drawn lines, in plotting-area
+/// pixels); the first such place on a tie.
+fn pick_legend_place(area: (i32, i32), legend: (i32, i32), pixels: &[(i32, i32)]) -> SeriesLabelPosition {
+    let covered = |pos: &SeriesLabelPosition| {
+        let (x0, y0) = legend_origin(pos, legend, area);
+        let (x1, y1) = (x0 + legend.0, y0 + legend.1);
+        pixels
+            .iter()
+            .filter(|&&(x, y)| x >= x0 - 6 && x <= x1 + 6 && y >= y0 - 6 && y <= y1 + 6)
+            .count()
+    };
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
+    for pos in LEGEND_PLACES {
+        let n = covered(&pos);
+        if n < best.0 {
+            best = (n, pos);
+        }
+    }
+    best.1
 }
 
 // ---------------------------------------------------------------------------
-// 2. Line chart
+// 2. Line plots
 // ---------------------------------------------------------------------------
 
-const CHART_W: u32 = 760;
-const CHART_H: u32 = 460;
+const CHART_W: u32 = 800;
+const CHART_H: u32 = 480;
 const CHART_PX: f64 = 16.0;
 const CHART_TITLE_PX: f64 = 20.0;
+const LEGEND_PX: f64 = 14.0;
+/// plotters' legend layout: glyph column width and margin around the text.
+const LEGEND_GLYPH_W: i32 = 30;
+const LEGEND_MARGIN: i32 = 8;
+/// Markers are drawn at every n-th point so that a series shows about this many.
+const MARKERS_PER_SERIES: usize = 15;
+
+/// One axis of a line plot: its scale, padded range and tick values.
+#[derive(Debug, Clone)]
+struct Axis {
+    scale: Scale,
+    range: (f64, f64),
+    ticks: Vec<f64>,
+}
+
+impl Axis {
+    /// The axis over data in `[lo, hi]`: linear ranges padded by 5% (starting
+    /// at 0 for non-negative data near it when `pad_zero`), logarithmic ones
+    /// by 5% of their span in powers (half a power each side for a single
+    /// value).
+    fn new(scale: Scale, lo: f64, hi: f64, pad_zero: bool, integer: bool) -> Self {
+        match scale.base() {
+            None => {
+                let range = padded_range(lo, hi, pad_zero);
+                Self { scale, range, ticks: linear_ticks(range.0, range.1, integer) }
+            }
+            Some(base) => {
+                let (a, b) = (lo.log(base), hi.log(base));
+                let pad = if b - a > 1e-9 { 0.05 * (b - a) } else { 0.5 };
+                let range = (base.powf(a - pad), base.powf(b + pad));
+                Self { scale, range, ticks: log_ticks(range.0, range.1, base) }
+            }
+        }
+    }
+}
+
+/// A plotters coordinate (linear or logarithmic) with our own tick values as
+/// its key points, labelled by the mesh's label formatter.
+struct Ticked<R: Ranged<ValueType = f64>> {
+    inner: R,
+    ticks: Vec<f64>,
+}
+
+impl<R: Ranged<ValueType = f64>> Ranged for Ticked<R> {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.inner.range()
+    }
+
+    fn axis_pixel_range(&self, limit: (i32, i32)) -> std::ops::Range<i32> {
+        self.inner.axis_pixel_range(limit)
+    }
+}
 
 struct LineChart<'a> {
-    title: &'a str,
-    x_label: &'a str,
-    y_label: &'a str,
-    series: &'a [(String, Vec<(f64, f64)>)],
+    plot: LinePlot<'a>,
+    series: &'a [Series],
     names: Vec<String>,
-    x_range: (f64, f64),
-    y_range: (f64, f64),
-    legend_w: i32,
-    markers: bool,
+    x: Axis,
+    y: Axis,
+    y_label_area: i32,
 }
 
 impl<'a> LineChart<'a> {
-    fn new(
-        title: &'a str,
-        x_label: &'a str,
-        y_label: &'a str,
-        series: &'a [(String, Vec<(f64, f64)>)],
-    ) -> Result<Self> {
+    fn new(plot: LinePlot<'a>, series: &'a [Series]) -> Result<Self> {
+        let title = plot.title;
         ensure!(!series.is_empty(), "line chart {title:?}: no series");
-        let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        );
-        for (name, pts) in series {
-            ensure!(
-                !pts.is_empty(),
-                "line chart {title:?}: series {name:?} has no points"
-            );
-            for (k, &(x, y)) in pts.iter().enumerate() {
+        let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) =
+            (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let mut integer_x = true;
+        for Series { name, points } in series {
+            ensure!(!points.is_empty(), "line chart {title:?}: series {name:?} has no points");
+            for (k, p) in points.iter().enumerate() {
+                let (x, y) = (p.x, p.y);
                 ensure!(
                     x.is_finite() && y.is_finite(),
                     "line chart {title:?}: series {name:?} point {k} is ({x}, {y})"
                 );
+                if let Some(e) = p.err {
+                    ensure!(
+                        e.is_finite() && e >= 0.0,
+                        "line chart {title:?}: series {name:?} point {k} has error bar ±{e}"
+                    );
+                }
+                ensure!(
+                    plot.x_scale == Scale::Linear || x > 0.0,
+                    "line chart {title:?}: series {name:?} point {k} has x = {x} on a logarithmic axis"
+                );
+                ensure!(
+                    plot.y_scale == Scale::Linear || y > 0.0,
+                    "line chart {title:?}: series {name:?} point {k} has y = {y} on a logarithmic axis"
+                );
+                integer_x &= x == x.round();
                 x_lo = x_lo.min(x);
                 x_hi = x_hi.max(x);
-                y_lo = y_lo.min(y);
-                y_hi = y_hi.max(y);
+                let e = p.err.unwrap_or(0.0);
+                // On a log axis a bar reaching 0 or below is cut at the axis' end.
+                let low = if plot.y_scale == Scale::Linear || y - e > 0.0 { y - e } else { y };
+                y_lo = y_lo.min(low);
+                y_hi = y_hi.max(y + e);
             }
         }
         ensure_font()?;
-        let names: Vec<String> = series.iter().map(|(n, _)| truncate(n, 32)).collect();
-        let legend_w = legend_width(&names, CHART_PX - 2.0)?;
-        let max_pts = series.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+        let x = Axis::new(plot.x_scale, x_lo, x_hi, false, integer_x);
+        let y = Axis::new(plot.y_scale, y_lo, y_hi, true, false);
+        let tick_w = y
+            .ticks
+            .iter()
+            .try_fold(0, |m, &t| Ok::<_, anyhow::Error>(m.max(text_width(&fmt_tick(t), CHART_PX - 2.0)?)))?;
         Ok(Self {
-            title,
-            x_label,
-            y_label,
+            plot,
             series,
-            names,
-            x_range: padded_range(x_lo, x_hi, false),
-            y_range: padded_range(y_lo, y_hi, true),
-            legend_w,
-            markers: max_pts <= 40,
+            names: series.iter().map(|s| truncate(&s.name, 40)).collect(),
+            x,
+            y,
+            y_label_area: slack(tick_w) + CHART_PX as i32 + 20,
         })
     }
-}
 
-impl Figure for LineChart<'_> {
-    fn size(&self) -> (u32, u32) {
-        (CHART_W + self.legend_w as u32, CHART_H)
+    /// Width and height plotters gives the legend box.
+    fn legend_size(&self) -> Result<(i32, i32)> {
+        let mut text = MultiLineText::<BackendCoord, &str>::new((0, 0), font(LEGEND_PX));
+        for n in &self.names {
+            text.push_line(n.as_str());
+        }
+        let (w, h) = text.estimate_dimension().map_err(perr)?;
+        Ok((w + LEGEND_GLYPH_W + 2 * LEGEND_MARGIN, h + 2 * LEGEND_MARGIN))
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let (plot_area, legend_area) = root.split_horizontally(CHART_W);
-        let mut chart = ChartBuilder::on(&plot_area)
-            .caption(self.title, font(CHART_TITLE_PX).color(&TEXT))
+    fn draw_on<DB, X, Y>(&self, root: &DrawingArea<DB, Shift>, x: X, y: Y) -> Result<()>
+    where
+        DB: DrawingBackend,
+        X: Ranged<ValueType = f64, FormatOption = DefaultFormatting>,
+        Y: Ranged<ValueType = f64, FormatOption = DefaultFormatting>,
+    {
+        let mut chart = ChartBuilder::on(root)
+            .caption(self.plot.title, font(CHART_TITLE_PX).color(&TEXT))
             .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
-            .build_cartesian_2d(
-                self.x_range.0..self.x_range.1,
-                self.y_range.0..self.y_range.1,
-            )
+            .margin_right(24)
+            .x_label_area_size(52)
+            .y_label_area_size(self.y_label_area)
+            .build_cartesian_2d(x, y)
             .map_err(perr)?;
         chart
             .configure_mesh()
             .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(225, 225, 225))
             .axis_style(MUTED)
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
+            .x_desc(self.plot.x_label)
+            .y_desc(self.plot.y_label)
             .axis_desc_style(font(CHART_PX).color(&TEXT))
             .label_style(font(CHART_PX - 2.0).color(&TEXT))
             .x_label_formatter(&|v| fmt_tick(*v))
             .y_label_formatter(&|v| fmt_tick(*v))
-            .x_labels(8)
-            .y_labels(8)
             .draw()
             .map_err(perr)?;
-        for (i, (_, pts)) in self.series.iter().enumerate() {
+
+        let y_floor = self.y.range.0;
+        let mut pixels = Vec::new();
+        let (ox, oy) = chart.plotting_area().get_base_pixel();
+        for (i, s) in self.series.iter().enumerate() {
             let c = series_color(i);
+            let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x, p.y)).collect();
+            // Error bars first, so that lines and markers sit on top.
+            let bars = s.points.iter().filter_map(|p| {
+                p.err.map(|e| {
+                    ErrorBar::new_vertical(p.x, (p.y - e).max(y_floor), p.y, p.y + e, c.stroke_width(1), 7)
+                })
+            });
+            chart.draw_series(bars).map_err(perr)?;
+            let style = c.stroke_width(2);
+            let anno = if dashed(i) {
+                chart.draw_series(DashedLineSeries::new(pts.iter().copied(), 9, 5, style))
+            } else {
+                chart.draw_series(LineSeries::new(pts.iter().copied(), style))
+            }
+            .map_err(perr)?;
+            // Legend glyph: the series' stroke with its marker in the middle.
+            let [a, b] = legend_strokes(i);
+            anno.label(self.names[i].as_str()).legend(move |at| {
+                EmptyElement::at(at)
+                    + PathElement::new(vec![(a.0, 0), (a.1, 0)], style)
+                    + PathElement::new(vec![(b.0, 0), (b.1, 0)], style)
+                    + Polygon::new(
+                        marker_shape(i).into_iter().map(|(x, y)| (x + 12, y)).collect::<Vec<_>>(),
+                        c.filled(),
+                    )
+            });
+            let every = pts.len().div_ceil(MARKERS_PER_SERIES).max(1);
             chart
-                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
+                .draw_series(
+                    pts.iter()
+                        .step_by(every)
+                        .map(|&p| EmptyElement::at(p) + Polygon::new(marker_shape(i), c.filled())),
+                )
                 .map_err(perr)?;
-            if self.markers {
-                chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
-                    .map_err(perr)?;
+            // What the legend should not cover: the points, 8 more along each
+            // segment, and the error bars' ends.
+            let px = |p: (f64, f64)| {
+                let (bx, by) = chart.backend_coord(&p);
+                (bx - ox, by - oy)
+            };
+            for w in pts.windows(2) {
+                let (a, b) = (px(w[0]), px(w[1]));
+                pixels.extend((0..9).map(|k| (a.0 + (b.0 - a.0) * k / 9, a.1 + (b.1 - a.1) * k / 9)));
+            }
+            pixels.push(px(pts[pts.len() - 1]));
+            for p in &s.points {
+                if let Some(e) = p.err {
+                    pixels.push(px((p.x, (p.y - e).max(y_floor))));
+                    pixels.push(px((p.x, p.y + e)));
+                }
             }
         }
-        // Legend beside the plot, aligned with the top of the plotting area.
-        draw_legend(
-            &legend_area,
-            &self.names,
-            CHART_PX - 2.0,
-            14 + CHART_TITLE_PX as i32 + 12,
-            self.markers,
-        )
+        let (aw, ah) = chart.plotting_area().dim_in_pixel();
+        let place = pick_legend_place((aw as i32, ah as i32), self.legend_size()?, &pixels);
+        chart
+            .configure_series_labels()
+            .position(place)
+            .legend_area_size(LEGEND_GLYPH_W)
+            .margin(LEGEND_MARGIN)
+            .label_font(font(LEGEND_PX).color(&TEXT))
+            .background_style(WHITE.mix(0.9))
+            .border_style(GRID)
+            .draw()
+            .map_err(perr)?;
+        Ok(())
     }
 }
 
-/// Draws one line per named series, with a legend on the right, and writes
-/// `{stem}.png` and `{stem}.svg`.
+impl Figure for LineChart<'_> {
+    fn size(&self) -> (u32, u32) {
+        (CHART_W, CHART_H)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let lin = |a: &Axis| Ticked { inner: RangedCoordf64::from(a.range.0..a.range.1), ticks: a.ticks.clone() };
+        let log = |a: &Axis| Ticked { inner: LogCoord::from((a.range.0..a.range.1).log_scale()), ticks: a.ticks.clone() };
+        match (self.x.scale == Scale::Linear, self.y.scale == Scale::Linear) {
+            (true, true) => self.draw_on(root, lin(&self.x), lin(&self.y)),
+            (true, false) => self.draw_on(root, lin(&self.x), log(&self.y)),
+            (false, true) => self.draw_on(root, log(&self.x), lin(&self.y)),
+            (false, false) => self.draw_on(root, log(&self.x), log(&self.y)),
+        }
+    }
+}
+
+/// Draws one line per [`Series`], with error bars where points have them and
+/// a legend inside the plotting area, and writes `{stem}.png` and
+/// `{stem}.svg` (800 × 480 px).
 ///
-/// Points are drawn in the given order (sort by x first for a curve); series
-/// of at most 40 points also get dot markers. Both axes range over the data
-/// plus 5% padding (the y axis starts at 0 when the data are non-negative and
-/// close to it). Errors, before any file is created, when there are no
-/// series, a series has no points, or any coordinate is NaN or infinite.
+/// Points are joined in the given order (sort by x first for a curve). Each
+/// series has its own colour (Tableau 10), marker shape (six shapes, on every
+/// point of a short series and on about 15 points of a long one) and dash
+/// pattern (every second series dashed), so series stay apart in print and
+/// for colour-blind readers. The legend goes to the corner or side of the
+/// plotting area where it covers the fewest drawn points.
+///
+/// Axes follow `plot.x_scale` and `plot.y_scale` ([`Scale`]). A linear axis
+/// spans the data (error bars included) plus 5% (the y axis starts at 0 when
+/// the data are non-negative and close to it), with ticks at round numbers;
+/// an x axis whose values are all whole numbers (epochs, K) gets whole-number
+/// ticks only. A logarithmic axis puts its ticks at powers of its base.
+///
+/// Errors, before any file is created, when there are no series, a series
+/// has no points, a coordinate or error bar is NaN or infinite, an error bar
+/// is negative, or a value on a logarithmic axis is not positive.
+///
+/// ```no_run
+/// # fn main() -> anyhow::Result<()> {
+/// use varattn::report::plot::{self, LinePlot, Scale, Series, Spread};
+/// // validation PPL per epoch of two seeds: one line, mean ± std over the seeds
+/// let seeds = vec![vec![(1.0, 120.0), (2.0, 80.0)], vec![(1.0, 126.0), (2.0, 77.0)]];
+/// let soft = Series::over_seeds("soft", &seeds, Spread::Std);
+/// plot::line_plot("figs/valid".as_ref(), &LinePlot::new("Validation PPL", "epoch", "PPL"), &[soft])?;
+/// // a K-sample bound against K on a log2 axis, with standard errors
+/// let bound = Series::with_errors("E[L_K]", [(1.0, -3.2, 0.05), (4.0, -3.0, 0.03), (16.0, -2.9, 0.02)]);
+/// let spec = LinePlot::new("Bound against K", "K", "nats").x_scale(Scale::Log2);
+/// plot::line_plot("figs/bound".as_ref(), &spec, &[bound])?;
+/// # Ok(()) }
+/// ```
+pub fn line_plot(path_stem: &Path, plot: &LinePlot, series: &[Series]) -> Result<()> {
+    let fig = LineChart::new(*plot, series)?;
+    render(path_stem, &fig)
+}
+
+/// [`line_plot`] with linear axes and no error bars: one line per
+/// `(name, points)`.
 pub fn line_chart(
     path_stem: &Path,
     title: &str,
@@ -802,8 +1252,8 @@ pub fn line_chart(
     y_label: &str,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<()> {
-    let fig = LineChart::new(title, x_label, y_label, series)?;
-    render(path_stem, &fig)
+    let series: Vec<Series> = series.iter().map(Series::from).collect();
+    line_plot(path_stem, &LinePlot::new(title, x_label, y_label), &series)
 }
 
 // ---------------------------------------------------------------------------
@@ -1165,7 +1615,7 @@ pub fn image_attention(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn toks(s: &str) -> Vec<String> {
@@ -1247,20 +1697,21 @@ mod tests {
             .map(|t| (0..6).map(|s| if s == t { 0.9 } else { 0.02 }).collect())
             .collect();
         let panels: [(&str, &[Vec<f32>]); 2] = [("prior p(z_t)", &m), ("posterior q(z_t)", &m)];
-        alignment_heatmaps(&stem, &src, &tgt, &panels).unwrap();
-        let fig = Heatmap::new(("source", "target"), &src, &tgt, &panels).unwrap();
+        alignment_heatmaps(&stem, "source token", "target token", &src, &tgt, &panels).unwrap();
+        let fig = Heatmap::new("source token", "target token", &src, &tgt, &panels).unwrap();
         assert_outputs(&stem, fig.size());
         let svg = fs::read_to_string(with_ext(&stem, "svg")).unwrap();
         assert!(
             svg.contains("Straße") && svg.contains("Brücke") && svg.contains("posterior q(z_t)")
         );
+        assert!(svg_has_text(&svg, "source token") && svg_has_text(&svg, "target token"));
         // Only the two figures, no temporary files.
         assert_eq!(
             listing(&dir.path().join("nested/deeper")),
             ["align.ep3.png", "align.ep3.svg"]
         );
         // Overwriting works.
-        alignment_heatmaps(&stem, &src, &tgt, &panels).unwrap();
+        alignment_heatmaps(&stem, "source token", "target token", &src, &tgt, &panels).unwrap();
         assert_eq!(
             listing(&dir.path().join("nested/deeper")),
             ["align.ep3.png", "align.ep3.svg"]
@@ -1283,8 +1734,8 @@ mod tests {
         let p0 = one_hot([4, 0, 2]);
         let p1 = one_hot([1, 3, 3]);
         let panels: [(&str, &[Vec<f32>]); 2] = [("prior", &p0), ("posterior", &p1)];
-        alignment_heatmaps(&stem, &src, &tgt, &panels).unwrap();
-        let fig = Heatmap::new(("source", "target"), &src, &tgt, &panels).unwrap();
+        alignment_heatmaps(&stem, "x", "y", &src, &tgt, &panels).unwrap();
+        let fig = Heatmap::new("x", "y", &src, &tgt, &panels).unwrap();
         let img = assert_outputs(&stem, fig.size());
         let l = &fig.layout;
         for (p, m) in [&p0, &p1].iter().enumerate() {
@@ -1351,7 +1802,7 @@ mod tests {
                 src.clone(),
                 tgt.clone(),
                 vec![("p", &ok), ("q", &few_rows)],
-                "1 rows but 2 target",
+                "1 rows but 2 row labels (target)",
             ),
             (src.clone(), tgt.clone(), vec![("p", &nan)], "NaN"),
             (
@@ -1361,16 +1812,16 @@ mod tests {
                 "outside [0, 1]",
             ),
             (src.clone(), tgt.clone(), vec![], "no panels"),
-            (vec![], tgt.clone(), vec![("p", &ok)], "no source tokens"),
+            (vec![], tgt.clone(), vec![("p", &ok)], "no column labels (source)"),
             (
                 toks("a b c"),
                 tgt.clone(),
                 vec![("p", &ok)],
-                "3 source tokens",
+                "3 column labels (source)",
             ),
         ];
         for (s, t, p, want) in cases {
-            let err = alignment_heatmaps(&stem, &s, &t, &p)
+            let err = alignment_heatmaps(&stem, "source", "target", &s, &t, &p)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "error {err:?} should mention {want:?}");
@@ -1405,7 +1856,8 @@ mod tests {
         let stem = dir.path().join("curves");
         let series = curves();
         line_chart(&stem, "Validation PPL", "step", "PPL", &series).unwrap();
-        let fig = LineChart::new("Validation PPL", "step", "PPL", &series).unwrap();
+        let owned: Vec<Series> = series.iter().map(Series::from).collect();
+        let fig = LineChart::new(LinePlot::new("Validation PPL", "step", "PPL"), &owned).unwrap();
         let img = assert_outputs(&stem, fig.size());
         // Both series colours appear in the plot.
         let has = |c: RGBColor| img.pixels().any(|p| p.0 == [c.0, c.1, c.2]);
@@ -1556,6 +2008,198 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    /// x of the SVG `<text>` element whose content is exactly `content`.
+    fn svg_text_x(svg: &str, content: &str) -> Option<f64> {
+        let end = svg.find(&format!(">\n{content}\n</text>"))?;
+        let start = svg[..end].rfind("<text")?;
+        let tag = &svg[start..end];
+        let x = tag.find(" x=\"")? + 4;
+        tag[x..].split('"').next()?.parse().ok()
+    }
+
+    /// Whether the SVG has a `<text>` element whose content is exactly
+    /// `content` (plotters writes it on a line of its own).
+    pub(crate) fn svg_has_text(svg: &str, content: &str) -> bool {
+        svg.contains(&format!(">\n{content}\n</text>"))
+    }
+
+    #[test]
+    fn heatmap_axis_names_are_the_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("draws");
+        let cols = toks("key1 key2 key3");
+        let rows = toks("d1 d2");
+        let m = vec![vec![0.2f32, 0.3, 0.5], vec![1.0, 0.0, 0.0]];
+        let panels: [(&str, &[Vec<f32>]); 1] = [("k = 10", &m)];
+        // A y name longer than the two-row grid is tall still fits in the figure.
+        let long_y = "Monte Carlo draw of the attention weights";
+        alignment_heatmaps(&stem, "image region", long_y, &cols, &rows, &panels).unwrap();
+        let fig = Heatmap::new("image region", long_y, &cols, &rows, &panels).unwrap();
+        assert_outputs(&stem, fig.size());
+        let svg = fs::read_to_string(with_ext(&stem, "svg")).unwrap();
+        assert!(svg_has_text(&svg, "image region") && svg_has_text(&svg, long_y));
+        assert!(!svg_has_text(&svg, "source") && !svg_has_text(&svg, "target"));
+        let half = slack(text_width(long_y, HM_AXIS_PX).unwrap()) / 2;
+        assert!(fig.y_label_y - half >= 0 && fig.y_label_y + half <= fig.layout.height as i32);
+    }
+
+    #[test]
+    fn epoch_axes_get_whole_number_ticks_only() {
+        assert_eq!(linear_ticks(0.9, 3.1, true), [1.0, 2.0, 3.0]);
+        assert!(linear_ticks(0.9, 3.1, false).contains(&1.5));
+        for t in linear_ticks(-1.0, 41.0, true) {
+            assert_eq!(t, t.round());
+        }
+        assert_eq!(linear_ticks(4.5, 5.5, true), [5.0]);
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("valid");
+        let series = vec![("soft".to_string(), vec![(1.0, 157.0), (2.0, 83.0), (3.0, 61.0)])];
+        line_chart(&stem, "Validation perplexity per epoch", "epoch", "PPL", &series).unwrap();
+        let svg = fs::read_to_string(with_ext(&stem, "svg")).unwrap();
+        for t in ["1", "2", "3"] {
+            assert!(svg_has_text(&svg, t), "no tick {t}");
+        }
+        for t in ["1.5", "2.5", "0.5"] {
+            assert!(!svg_has_text(&svg, t), "fractional epoch tick {t}");
+        }
+        // Fractional x values keep fractional ticks.
+        let half = [("a".to_string(), vec![(0.5, 1.0), (1.0, 2.0), (2.5, 3.0)])];
+        let owned: Vec<Series> = half.iter().map(Series::from).collect();
+        let fig = LineChart::new(LinePlot::new("t", "x", "y"), &owned).unwrap();
+        assert!(fig.x.ticks.iter().any(|t| *t != t.round()));
+    }
+
+    #[test]
+    fn log_axes_tick_at_powers() {
+        let is_power = |t: f64, b: f64| (t.log(b) - t.log(b).round()).abs() < 1e-9;
+        let ax = Axis::new(Scale::Log10, 1.0, 4000.0, true, true);
+        assert_eq!(ax.ticks, [1.0, 10.0, 100.0, 1000.0]);
+        let ax = Axis::new(Scale::Log2, 1.0, 32.0, true, true);
+        assert_eq!(ax.ticks, [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]);
+        assert!(ax.range.0 < 1.0 && ax.range.1 > 32.0);
+        // Many decades: every n-th power, still powers.
+        let ax = Axis::new(Scale::Log10, 1e-12, 1e12, false, false);
+        assert!(ax.ticks.len() <= 10 && ax.ticks.iter().all(|&t| is_power(t, 10.0)));
+        // Less than two decades: 1, 2, 5 times powers of 10.
+        assert_eq!(log_ticks(0.15, 1.8, 10.0), [0.2, 0.5, 1.0]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("logx");
+        let n: Vec<f64> = vec![10.0, 50.0, 200.0, 1000.0, 4000.0];
+        let series = [Series::new("REINFORCE", n.iter().map(|&n| (n, 1.0 / n.sqrt())))];
+        let spec = LinePlot::new("error against n", "number of estimates n", "error").x_scale(Scale::Log10);
+        line_plot(&stem, &spec, &series).unwrap();
+        let fig = LineChart::new(spec, &series).unwrap();
+        assert_outputs(&stem, fig.size());
+        let svg = fs::read_to_string(with_ext(&stem, "svg")).unwrap();
+        for t in ["10", "100", "1000"] {
+            assert!(svg_has_text(&svg, t), "no tick {t}");
+        }
+        assert!(fig.x.ticks.iter().all(|&t| is_power(t, 10.0)), "{:?}", fig.x.ticks);
+        assert!(svg_has_text(&svg, "number of estimates n") && svg_has_text(&svg, "error"));
+        // The points are spread evenly in log n: 10 → 100 is as wide as 100 → 1000.
+        let x = |v: f64| (v.log10() - fig.x.range.0.log10()) / (fig.x.range.1.log10() - fig.x.range.0.log10());
+        assert!(((x(100.0) - x(10.0)) - (x(1000.0) - x(100.0))).abs() < 1e-12);
+
+        // Both axes logarithmic, y with error bars reaching below 0.
+        let both = [Series::with_errors("bound", [(1.0, 0.5, 0.6), (4.0, 0.2, 0.1), (16.0, 0.05, 0.01)])];
+        let spec = LinePlot::new("t", "K", "gap").x_scale(Scale::Log2).y_scale(Scale::Log10);
+        line_plot(&dir.path().join("loglog"), &spec, &both).unwrap();
+
+        // Non-positive values on a log axis are refused before any file is written.
+        let bad = [Series::new("a", [(0.0, 1.0), (1.0, 2.0)])];
+        let err = line_plot(&dir.path().join("sub/bad"), &spec, &bad).unwrap_err().to_string();
+        assert!(err.contains("x = 0 on a logarithmic axis"), "{err}");
+        assert!(!dir.path().join("sub").exists());
+    }
+
+    #[test]
+    fn series_over_seeds_average_with_spread() {
+        let runs = vec![vec![(2.0, 20.0), (1.0, 10.0)], vec![(1.0, 14.0), (2.0, 22.0), (3.0, 30.0)]];
+        let sd = Series::over_seeds("soft", &runs, Spread::Std);
+        let xs: Vec<f64> = sd.points.iter().map(|p| p.x).collect();
+        assert_eq!(xs, [1.0, 2.0, 3.0]);
+        assert_eq!(sd.points[0].y, 12.0);
+        assert!((sd.points[0].err.unwrap() - 8f64.sqrt()).abs() < 1e-12);
+        assert!((sd.points[1].err.unwrap() - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(sd.points[2].err, None, "one seed has no spread");
+        let se = Series::over_seeds("soft", &runs, Spread::StdErr);
+        assert!((se.points[0].err.unwrap() - 2.0).abs() < 1e-12);
+        let one = Series::over_seeds("soft", &runs[..1], Spread::Std);
+        assert!(one.points.iter().all(|p| p.err.is_none()));
+    }
+
+    #[test]
+    fn error_bars_are_drawn_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = vec![vec![(1.0, 120.0), (2.0, 80.0), (3.0, 60.0)], vec![(1.0, 130.0), (2.0, 76.0), (3.0, 66.0)]];
+        let spec = LinePlot::new("Validation perplexity per epoch", "epoch", "PPL");
+        let c = series_color(0);
+        let colour = format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
+        let lines_in = |svg: &str| {
+            svg.split("<line").skip(1).filter(|l| l[..l.find('>').unwrap()].to_uppercase().contains(&colour)).count()
+        };
+        let with = [Series::over_seeds("soft", &runs, Spread::Std)];
+        line_plot(&dir.path().join("with"), &spec, &with).unwrap();
+        let without = [Series::over_seeds("soft", &runs[..1], Spread::Std)];
+        line_plot(&dir.path().join("without"), &spec, &without).unwrap();
+        let svg_with = fs::read_to_string(dir.path().join("with.svg")).unwrap();
+        let svg_without = fs::read_to_string(dir.path().join("without.svg")).unwrap();
+        // Each ErrorBar is a vertical stroke and two caps.
+        assert_eq!(lines_in(&svg_with) - lines_in(&svg_without), 3 * 3);
+        // The y range holds the bars.
+        let fig = LineChart::new(spec, &with).unwrap();
+        let top = fig.series[0].points.iter().map(|p| p.y + p.err.unwrap()).fold(f64::MIN, f64::max);
+        assert!(fig.y.range.1 >= top);
+
+        let neg = [Series::with_errors("a", [(1.0, 2.0, -0.5)])];
+        let err = line_plot(&dir.path().join("neg"), &spec, &neg).unwrap_err().to_string();
+        assert!(err.contains("error bar ±-0.5"), "{err}");
+        let nan = [Series::with_errors("a", [(1.0, 2.0, f64::NAN)])];
+        assert!(line_plot(&dir.path().join("nan"), &spec, &nan).is_err());
+    }
+
+    #[test]
+    fn series_look_different_and_the_legend_stays_inside() {
+        let looks: Vec<_> = (0..30).map(|i| (series_color(i), marker_shape(i), dashed(i))).collect();
+        for (i, a) in looks.iter().enumerate() {
+            for b in &looks[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // Six different marker outlines.
+        for i in 0..MARKERS {
+            for j in i + 1..MARKERS {
+                assert_ne!(marker_shape(i), marker_shape(j));
+            }
+        }
+        // A rising line covers the lower left and upper right: the legend goes upper left.
+        let rising: Vec<(i32, i32)> = (0..=700).map(|x| (x, 400 - x * 400 / 700)).collect();
+        let place = pick_legend_place((700, 400), (150, 80), &rising);
+        assert!(matches!(place, SeriesLabelPosition::UpperLeft));
+        let falling: Vec<(i32, i32)> = (0..=700).map(|x| (x, x * 400 / 700)).collect();
+        assert!(matches!(pick_legend_place((700, 400), (150, 80), &falling), SeriesLabelPosition::UpperRight));
+
+        // Nine series with long names, as the report's NMT figure has: every name is drawn
+        // whole inside the figure.
+        let dir = tempfile::tempdir().unwrap();
+        let stem = dir.path().join("nine");
+        let names: Vec<String> = (0..9).map(|i| format!("row {i}: 20,000 implicit-gradient draws")).collect();
+        let series: Vec<Series> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Series::new(n.clone(), (1..=3).map(|e| (e as f64, 200.0 / e as f64 + 5.0 * i as f64))))
+            .collect();
+        line_plot(&stem, &LinePlot::new("nine", "epoch", "PPL"), &series).unwrap();
+        let fig = LineChart::new(LinePlot::new("nine", "epoch", "PPL"), &series).unwrap();
+        let svg = fs::read_to_string(with_ext(&stem, "svg")).unwrap();
+        for n in &fig.names {
+            let x = svg_text_x(&svg, n).unwrap_or_else(|| panic!("legend entry {n:?} missing"));
+            let w = text_width(n, LEGEND_PX).unwrap() as f64;
+            assert!(x > 0.0 && x + w < CHART_W as f64, "{n:?} at x = {x} is cut off");
+        }
     }
 
     #[test]

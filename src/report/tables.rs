@@ -715,26 +715,42 @@ pub fn claims_summary(preset: &str, parts: &[(String, Vec<Claim>)]) -> String {
     s
 }
 
-/// Figures of the NMT runs: validation PPL per epoch for every row (first seed), and test PPL
-/// against K for the latent rows, as `<dir>/nmt-valid-ppl.{png,svg}` and `<dir>/nmt-ppl-vs-k.*`.
+/// Figures of the NMT runs, as `<dir>/nmt-valid-ppl.{png,svg}` and `<dir>/nmt-ppl-vs-k.*`:
+/// validation PPL per epoch for every row, and test PPL against K (log axis) for the latent rows.
+/// With several seeds a row's line is the mean over its seeds with error bars of ± one standard
+/// deviation (the spread the tables print after "±"), and the title says how many seeds.
 pub fn nmt_figures(results: &BTreeMap<String, Vec<NmtResult>>, dir: &Path) -> Result<()> {
+    use super::plot::{line_plot, LinePlot, Scale, Series, Spread};
     let mut curves = vec![];
     let mut ks = vec![];
+    let mut seeds = 0;
     for name in NMT_ROWS {
-        let Some(r) = results.get(name).and_then(|rs| rs.first()) else { continue };
-        let pts: Vec<(f64, f64)> = r.history.iter().map(|e| (e.epoch as f64, e.valid_ppl)).filter(|p| p.1.is_finite()).collect();
-        if !pts.is_empty() {
-            curves.push((name.to_string(), pts));
+        let Some(rs) = results.get(name).filter(|rs| !rs.is_empty()) else { continue };
+        seeds = seeds.max(rs.len());
+        let runs: Vec<Vec<(f64, f64)>> = rs
+            .iter()
+            .map(|r| r.history.iter().map(|e| (e.epoch as f64, e.valid_ppl)).filter(|p| p.1.is_finite()).collect())
+            .collect();
+        if runs.iter().any(|r| !r.is_empty()) {
+            curves.push(Series::over_seeds(name, &runs, Spread::Std));
         }
-        if !r.ppl_against_k.is_empty() {
-            ks.push((name.to_string(), r.ppl_against_k.iter().map(|&(k, p)| (k as f64, p)).collect()));
+        let runs: Vec<Vec<(f64, f64)>> = rs
+            .iter()
+            .map(|r| r.ppl_against_k.iter().map(|&(k, p)| (k as f64, p)).filter(|p| p.1.is_finite()).collect())
+            .collect();
+        if runs.iter().any(|r| !r.is_empty()) {
+            ks.push(Series::over_seeds(name, &runs, Spread::Std));
         }
     }
+    let over = if seeds > 1 { format!(" (mean ± sd over {seeds} seeds)") } else { String::new() };
     if !curves.is_empty() {
-        super::plot::line_chart(&dir.join("nmt-valid-ppl"), "Validation perplexity per epoch", "epoch", "PPL", &curves)?;
+        let title = format!("Validation perplexity per epoch{over}");
+        line_plot(&dir.join("nmt-valid-ppl"), &LinePlot::new(&title, "epoch", "validation PPL"), &curves)?;
     }
     if !ks.is_empty() {
-        super::plot::line_chart(&dir.join("nmt-ppl-vs-k"), "Test perplexity with K-Max", "K", "PPL", &ks)?;
+        let title = format!("Test perplexity with K-Max{over}");
+        let spec = LinePlot::new(&title, "K (alignments kept)", "test PPL").x_scale(Scale::Log10);
+        line_plot(&dir.join("nmt-ppl-vs-k"), &spec, &ks)?;
     }
     Ok(())
 }
@@ -813,6 +829,44 @@ mod tests {
             outcome: Default::default(),
             dropped_too_long: 0,
         }
+    }
+
+    #[test]
+    fn nmt_figures_average_the_seeds_with_error_bars() {
+        use crate::train::runner::EpochRecord;
+        let epoch = |epoch, valid_ppl| EpochRecord {
+            epoch,
+            train_objective_per_token: -5.0,
+            train_tokens_per_second: 1.0,
+            valid_ppl,
+            lr: 1e-3,
+            improved: true,
+        };
+        let with = |seed, h: Vec<EpochRecord>, ks: Vec<(usize, f64)>| NmtResult {
+            history: h,
+            ppl_against_k: ks,
+            ..nmt_result("var-enum", seed, 1.0, 1.0)
+        };
+        let mut rs = BTreeMap::new();
+        rs.insert(
+            "var-enum".to_string(),
+            vec![
+                with(1, vec![epoch(1, 120.0), epoch(2, 80.0), epoch(3, 60.0)], vec![(1, 58.0), (2, 55.0), (10, 53.0)]),
+                with(2, vec![epoch(1, 130.0), epoch(2, f64::NAN)], vec![(1, 60.0), (2, 56.0), (10, 54.0)]),
+            ],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        nmt_figures(&rs, dir.path()).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("nmt-valid-ppl.svg")).unwrap();
+        assert!(svg.contains("Validation perplexity per epoch (mean ± sd over 2 seeds)"));
+        use crate::report::plot::tests::svg_has_text;
+        assert!(svg_has_text(&svg, "validation PPL") && svg_has_text(&svg, "var-enum"));
+        let k_svg = std::fs::read_to_string(dir.path().join("nmt-ppl-vs-k.svg")).unwrap();
+        // log10 K axis: ticks 1, 2, 5, 10 (the range is less than two decades)
+        for t in ["1", "2", "5", "10"] {
+            assert!(svg_has_text(&k_svg, t), "no K tick {t}");
+        }
+        assert!(dir.path().join("nmt-ppl-vs-k.png").exists());
     }
 
     #[test]

@@ -524,6 +524,13 @@ fn main() -> Result<()> {
                 summary.push(("Tables 1-3 (NMT), claims-nmt.md".into(), claims));
             }
             println!("{}", tables::claims_summary(preset, &summary));
+            // whether every run trained until validation stopped improving
+            let runs = varattn::report::convergence::read_runs(&dir.join("runs"))?;
+            if !runs.is_empty() {
+                let md = varattn::report::convergence::convergence_markdown(&runs);
+                write_atomic(&dir.join("convergence.md"), md.as_bytes())?;
+                println!("{}", md.lines().nth(2).unwrap_or_default());
+            }
             let skipped = tables::take_skipped_results();
             if !skipped.is_empty() {
                 bail!("{} result file(s) could not be read and were left out of the tables:\n  {}", skipped.len(), skipped.join("\n  "))

@@ -2,7 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
-use varattn::config::{config_hash, load_with_overrides, Override};
+use varattn::config::{config_hash, load_with_overrides, Override, Task};
 use varattn::demo::{self, DemoConfig};
 use varattn::experiments::finished::FinishedRun;
 use varattn::experiments::g2p::G2pConfig;
@@ -680,29 +680,25 @@ enum RowConfig {
     Vqa(Box<VqaConfig>),
 }
 
-/// The task folder of a row config (`configs/<task>/<row>.toml`) and the row merged over its
-/// preset with the overrides, validated; the merged TOML beside it.
-fn load_row(config: &Path, preset: &str, sets: &[Override]) -> Result<(String, RowConfig, toml::Value)> {
-    let task = config.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let task = match task.as_str() {
-        "nmt" | "wmt17" | "vqa" | "g2p" => task,
-        other => bail!("{}: cannot tell the task from its folder `{other}` (configs/nmt, configs/wmt17, configs/vqa or configs/g2p)", config.display()),
-    };
+/// The task a row config declares (`task = "nmt"`, ...) and the row merged over its preset with
+/// the overrides, validated; the merged TOML beside it.
+fn load_row(config: &Path, preset: &str, sets: &[Override]) -> Result<(Task, RowConfig, toml::Value)> {
+    let task = varattn::config::row_task(config)?;
     let keys: String = sets.iter().map(|o| format!(" --set {}", o.key)).collect();
     let in_config = || format!("{} (with preset `{preset}`{keys})", config.display());
-    // configs/wmt17 holds NMT rows on another corpus (their runs go under runs/wmt17/)
-    let (row, merged): (RowConfig, toml::Value) = match task.as_str() {
-        "nmt" | "wmt17" => {
+    // wmt17 rows are NMT rows on another corpus (their runs go under runs/wmt17/)
+    let (row, merged): (RowConfig, toml::Value) = match task {
+        Task::Nmt | Task::Wmt17 => {
             let (c, m): (NmtConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
             c.validate().with_context(in_config)?;
             (RowConfig::Nmt(Box::new(c)), m)
         }
-        "g2p" => {
+        Task::G2p => {
             let (c, m): (G2pConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
             c.validate().with_context(in_config)?;
             (RowConfig::G2p(Box::new(c)), m)
         }
-        _ => {
+        Task::Vqa => {
             let (c, m): (VqaConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
             c.validate().with_context(in_config)?;
             (RowConfig::Vqa(Box::new(c)), m)
@@ -730,7 +726,7 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let hash = config_hash(&merged);
     let root = results.unwrap_or_else(results_root);
-    let out = out.unwrap_or_else(|| root.join(preset).join("runs").join(&task).join(&name).join(format!("seed-{seed}")));
+    let out = out.unwrap_or_else(|| root.join(preset).join("runs").join(task.name()).join(&name).join(format!("seed-{seed}")));
     let cache = cache_dir(cache);
     let lock = RunLock::acquire(&out)?;
     if fresh {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate varattn's result tables.
 #
-#   ./reproduce.sh [--preset smoke|cpu|paper|reference] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p,wmt17]
+#   ./reproduce.sh [--preset smoke|cpu|full|paper|reference] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p,wmt17]
 #                  [--jobs N] [--device cpu|cuda|cuda:N] [--quiet]
 #
 # Builds the release binary, prepares and verifies the data (offline sets; the Hub for paper), trains and evaluates every
@@ -17,6 +17,7 @@
 # built with the `cuda` feature (cargo build --features cuda into target/cuda, unless VARATTN_BIN
 # names one, e.g. scripts/cuda-build.sh's), and writes results/cuda/<preset>/ so that CPU and GPU
 # runs never mix.
+# --preset full trains at the sizes of the final tables (configs/<task>/presets.toml [full]).
 # --preset reference trains the NMT rows soft, exact and var-enum at the settings of an
 # independent PyTorch implementation (configs/nmt/presets.toml [reference]) into
 # results/reference/; --only defaults to nmt there.
@@ -59,9 +60,10 @@ done
 case "$preset" in
   smoke) demo_steps=30 ;;
   cpu) demo_steps=150 ;;
+  full) demo_steps=300 ;;
   paper) demo_steps=1000 ;;
   reference) demo_steps=150 ;;
-  *) echo "reproduce.sh: unknown preset '$preset' (smoke, cpu, paper or reference)" >&2; exit 2 ;;
+  *) echo "reproduce.sh: unknown preset '$preset' (smoke, cpu, full, paper or reference)" >&2; exit 2 ;;
 esac
 if [ -z "$only" ]; then
   if [ "$preset" = reference ]; then only=nmt; else only=demo,nmt,vqa,vqa-bayes,g2p,wmt17; fi

@@ -29,6 +29,8 @@ enum Preset {
     Smoke,
     /// The offline replication on a 2-core machine.
     Cpu,
+    /// The offline replication at the sizes of the final tables (`[full]` of the presets files).
+    Full,
     /// NMT at the settings of an independent PyTorch implementation (soft, exact, var-enum).
     Reference,
     /// The papers' sizes, for a GPU.
@@ -41,6 +43,7 @@ impl Preset {
         match self {
             Preset::Smoke => "smoke",
             Preset::Cpu => "cpu",
+            Preset::Full => "full",
             Preset::Reference => "reference",
             Preset::Paper => "paper",
         }

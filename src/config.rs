@@ -1,13 +1,15 @@
-//! Configuration files: a row of a paper table is a TOML file; a preset (smoke, cpu, paper,
-//! reference) supplies the sizes. `load_with_preset` deep-merges the row file over the
+//! Configuration files: a row of a paper table is a TOML file; a preset (smoke, cpu, full,
+//! paper, reference) supplies the sizes. `load_with_preset` deep-merges the row file over the
 //! preset's table and deserialises with unknown keys rejected, naming the file and key. A row may
 //! also hold `[presets.<name>]` tables: settings of that row under that preset only, merged last.
 //! Every row declares its [`Task`] (`task = "nmt"`); the task and the per-preset tables are not
-//! part of the merged config.
+//! part of the merged config. [`registry`] reads `configs/tables.toml`, the rows of every table.
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use toml::Value;
+
+pub mod registry;
 
 /// The task of a row config: the experiment that trains it, the `configs/<task>/` folder of its
 /// presets file and the `runs/<task>/` folder of its runs. `wmt17` rows are NMT rows on the WMT17

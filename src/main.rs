@@ -2,6 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
+use varattn::config::registry::Registry;
 use varattn::config::{config_hash, load_with_overrides, Override, Task};
 use varattn::demo::{self, DemoConfig};
 use varattn::experiments::finished::FinishedRun;
@@ -232,6 +233,29 @@ enum Command {
         /// Results root (default: $VARATTN_RESULTS or ./results).
         #[arg(long)]
         results: Option<PathBuf>,
+    },
+    /// Print the runs the tables of configs/tables.toml need under a preset, one `<task> <row>
+    /// <seed>` line each (seeds 3435, 3436, ...), in table order; a run that two tables share is
+    /// printed once. reproduce.sh trains these.
+    Tables {
+        /// The preset whose runs to list.
+        #[arg(long, value_enum, default_value = "cpu")]
+        preset: Preset,
+        /// Only the tables of these reproduce.sh groups, comma-separated (nmt, vqa, vqa-bayes, g2p,
+        /// wmt17: the `group` keys of tables.toml); default: every table.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// At least this many seeds for every row that trains under the preset (a row the registry
+        /// gives more keeps its count).
+        #[arg(long, value_name = "N")]
+        seeds: Option<usize>,
+        /// Folder of the table registry (tables.toml) and the row configs.
+        #[arg(long, default_value = "configs")]
+        configs: PathBuf,
+        /// Start each line with the group of the first selected table that lists the run:
+        /// `<group> <task> <row> <seed>`.
+        #[arg(long)]
+        with_group: bool,
     },
     /// Check a device against the CPU: every distribution, special-function op and objective
     /// forward and backward (f32 and f64, same inputs and seeded noise), then a few training
@@ -530,6 +554,18 @@ fn main() -> Result<()> {
             let skipped = tables::take_skipped_results();
             if !skipped.is_empty() {
                 bail!("{} result file(s) could not be read and were left out of the tables:\n  {}", skipped.len(), skipped.join("\n  "))
+            }
+        }
+        Command::Tables { preset, only, seeds, configs, with_group } => {
+            if seeds == Some(0) {
+                bail!("tables: --seeds 0: must be at least 1")
+            }
+            let registry = Registry::load(&configs)?;
+            for run in registry.runs(preset.name(), &only, seeds)? {
+                match with_group {
+                    true => println!("{} {} {} {}", run.group, run.task, run.row, run.seed),
+                    false => println!("{} {} {}", run.task, run.row, run.seed),
+                }
             }
         }
         Command::Bench { presets, rows, config_dir, src_len, tgt_len, batch, warmup, steps, seed, pytorch, out, device, rows_only, rounds } => {

@@ -794,7 +794,7 @@ fn every_flag_of_every_subcommand_has_help() {
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .filter(|c| c != "help")
         .collect();
-    for c in ["train", "translate", "align", "eval", "report", "bleu", "bench"] {
+    for c in ["train", "translate", "align", "eval", "report", "tables", "bleu", "bench"] {
         assert!(commands.iter().any(|k| k == c), "{c} missing from:\n{text}");
     }
     let mut all: Vec<Vec<String>> = commands.iter().map(|c| vec![c.clone()]).collect();

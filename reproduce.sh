@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Regenerate varattn's result tables.
 #
-#   ./reproduce.sh [--preset smoke|cpu|paper|reference] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p,wmt17]
+#   ./reproduce.sh [--preset smoke|cpu|full|paper|reference] [--seeds N] [--only demo,nmt,vqa,vqa-bayes,g2p,wmt17]
 #                  [--jobs N] [--device cpu|cuda|cuda:N] [--quiet]
 #
 # Builds the release binary, prepares and verifies the data (offline sets; the Hub for paper), trains and evaluates every
-# run a table needs (seeds 3435, 3436, ...), and writes results/<preset>/: one Markdown and one CSV
-# file per table, figures, and each run's directory under results/<preset>/runs/. Finished runs
-# are skipped and interrupted runs resume from their checkpoints, so rerunning after a kill
-# finishes without redoing work.
+# run a table needs, and writes results/<preset>/: one Markdown and one CSV file per table, figures,
+# and each run's directory under results/<preset>/runs/. The runs are the ones the table registry
+# configs/tables.toml gives the preset (`varattn tables --preset P` prints them): each table's rows
+# with their seeds (3435, 3436, ...), e.g. three seeds for the rows behind the main claims under
+# cpu and full. --seeds N gives every row at least N seeds (a row the registry gives more keeps its
+# count). Finished runs are skipped and interrupted runs resume from their checkpoints, so
+# rerunning after a kill finishes without redoing work.
 # --jobs N trains N runs at once, each on cores/N threads (RAYON_NUM_THREADS), its output in
 # results/<preset>/logs/; default: one job per core for smoke and cpu (the models are small, so one
 # thread per run uses a core better than two threads on one run), one job for paper. A run's result
@@ -17,6 +20,7 @@
 # built with the `cuda` feature (cargo build --features cuda into target/cuda, unless VARATTN_BIN
 # names one, e.g. scripts/cuda-build.sh's), and writes results/cuda/<preset>/ so that CPU and GPU
 # runs never mix.
+# --preset full trains at the sizes of the final tables (configs/<task>/presets.toml [full]).
 # --preset reference trains the NMT rows soft, exact and var-enum at the settings of an
 # independent PyTorch implementation (configs/nmt/presets.toml [reference]) into
 # results/reference/; --only defaults to nmt there.
@@ -34,7 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 preset=cpu
-seeds=1
+seeds=
 only=
 quiet=
 jobs=
@@ -59,14 +63,15 @@ done
 case "$preset" in
   smoke) demo_steps=30 ;;
   cpu) demo_steps=150 ;;
+  full) demo_steps=300 ;;
   paper) demo_steps=1000 ;;
   reference) demo_steps=150 ;;
-  *) echo "reproduce.sh: unknown preset '$preset' (smoke, cpu, paper or reference)" >&2; exit 2 ;;
+  *) echo "reproduce.sh: unknown preset '$preset' (smoke, cpu, full, paper or reference)" >&2; exit 2 ;;
 esac
 if [ -z "$only" ]; then
   if [ "$preset" = reference ]; then only=nmt; else only=demo,nmt,vqa,vqa-bayes,g2p,wmt17; fi
 fi
-case "$seeds" in ''|*[!0-9]*) echo "reproduce.sh: --seeds takes a positive number" >&2; exit 2 ;; esac
+case "$seeds" in '') ;; 0|*[!0-9]*) echo "reproduce.sh: --seeds takes a positive number" >&2; exit 2 ;; esac
 cores=$(nproc 2>/dev/null || echo 1)
 if [ -z "$jobs" ]; then
   if [ "$preset" = paper ]; then jobs=1; else jobs=$cores; fi
@@ -92,6 +97,16 @@ fi
 out="$results/$preset"
 mkdir -p "$out"
 
+# The runs of the wanted tables (configs/tables.toml), one "group task row seed" line each; a run
+# that two tables share comes once, under the first group that lists it.
+groups=$(tr ',' '\n' <<<"$only" | grep -vx demo | paste -sd, -) || true
+runs=
+if [ -n "$groups" ]; then
+  runs=$("$bin" tables --preset "$preset" --only "$groups" --with-group ${seeds:+--seeds "$seeds"})
+fi
+# count GROUP: how many runs the group's tables need under the preset
+count() { grep -c "^$1 " <<<"$runs" || true; }
+
 # The NMT corpus of the preset (configs/nmt/presets.toml): ding-de-en offline, iwslt14-de-en from
 # the Hugging Face Hub for `paper` (HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE and
 # HF_HUB_OFFLINE=1 are honoured).
@@ -107,10 +122,11 @@ if wants demo; then
   "$bin" demo --steps "$demo_steps" --seed 3435 --out "$out/demo"
 fi
 
-# run_rows TASK ROW...: train and evaluate each row of configs/TASK for every seed (finished runs
-# are skipped, interrupted ones resume). A run that fails (e.g. a NaN loss) is reported and the
-# other rows still run; the script exits non-zero at the end, after the tables. With --jobs N > 1
-# the runs go to a pool of N background jobs whose output goes to $out/logs/.
+# run_group GROUP: train and evaluate every run of the group's tables, configs/<task>/<row>.toml with
+# each of its seeds (finished runs are skipped, interrupted ones resume). A run that fails (e.g. a
+# NaN loss) is reported and the other runs still go on; the script exits non-zero at the end,
+# after the tables. With --jobs N > 1 the runs go to a pool of N background jobs whose output goes
+# to $out/logs/.
 failed_list=$(mktemp)
 trap 'rm -f "$failed_list"' EXIT
 if [ "$jobs" -gt 1 ]; then
@@ -152,56 +168,57 @@ run_one() {
     echo "   ($task $row, seed $seed: $(( $(date +%s) - t0 )) s)"
   fi
 }
-run_rows() {
-  local task=$1; shift
-  for row in "$@"; do
-    for ((i = 0; i < seeds; i++)); do
-      if [ "$jobs" -gt 1 ]; then
-        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
-        run_one "$task" "$row" $((3435 + i)) &
-      else
-        run_one "$task" "$row" $((3435 + i))
-      fi
-    done
-  done
+run_group() {
+  local group=$1 g task row seed
+  while read -r -u 3 g task row seed; do
+    [ "$g" = "$group" ] || continue
+    if [ "$jobs" -gt 1 ]; then
+      while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+      run_one "$task" "$row" "$seed" &
+    else
+      run_one "$task" "$row" "$seed"
+    fi
+  done 3<<<"$runs"
 }
 
-if wants nmt; then
-  echo "== NMT (Deng et al. Tables 1-3) on $nmt_corpus, preset $preset, $seeds seed(s)"
-  if [ "$preset" = reference ]; then
-    run_rows nmt soft exact var-enum
-  else
-    run_rows nmt soft exact hard-enum hard-sample relaxed-dirichlet var-enum var-sample gumbel rws
-  fi
+# wanted GROUP: the group is wanted and its tables train something under the preset (else it says so)
+wanted() {
+  wants "$1" || return 1
+  [ "$(count "$1")" -gt 0 ] && return 0
+  echo "== $1: nothing to train under preset $preset (configs/tables.toml)"
+  return 1
+}
+
+if wanted nmt; then
+  echo "== NMT (Deng et al. Tables 1-3) on $nmt_corpus, preset $preset, $(count nmt) run(s)"
+  run_group nmt
 fi
 
-if wants vqa; then
-  echo "== VQA (Deng et al. Table 1, VQA columns) on easy-VQA, preset $preset, $seeds seed(s)"
+if wanted vqa; then
+  echo "== VQA (Deng et al. Table 1, VQA columns) on easy-VQA, preset $preset, $(count vqa) run(s)"
   "$bin" data prepare easy-vqa
-  run_rows vqa soft exact hard-enum hard-sample var-enum var-sample relaxed-dirichlet gumbel rws \
-    soft-lowdata exact-lowdata var-enum-lowdata
+  run_group vqa
 fi
 
-if wants vqa-bayes; then
-  echo "== VQA: alignment attention and Bayesian attention (Zhang et al. 2021; Fan et al. 2020), preset $preset, $seeds seed(s)"
+if wanted vqa-bayes; then
+  echo "== VQA: alignment attention and Bayesian attention (Zhang et al. 2021; Fan et al. 2020), preset $preset, $(count vqa-bayes) run(s)"
   "$bin" data prepare easy-vqa
-  run_rows vqa multihead aa-ct aa-gan aa-ot bam bam-contextual multihead-2hop babn
+  run_group vqa-bayes
 fi
 
-if wants g2p; then
-  echo "== G2P (Lawson et al. hard monotonic alignments) on cmudict, preset $preset, $seeds seed(s)"
+if wanted g2p; then
+  echo "== G2P (Lawson et al. hard monotonic alignments) on cmudict, preset $preset, $(count g2p) run(s)"
   "$bin" data prepare cmudict
-  run_rows g2p reinforce nvil vimco vimco-per-step \
-    reinforce-noisy nvil-noisy vimco-noisy vimco-per-step-noisy
+  run_group g2p
 fi
 
 if wants wmt17; then
-  if [ "$preset" = paper ]; then
-    echo "== WMT17 English->German (Deng et al., section 5): soft vs variational attention, preset $preset, $seeds seed(s)"
+  if [ "$(count wmt17)" -gt 0 ]; then
+    echo "== WMT17 English->German (Deng et al., section 5): soft vs variational attention, preset $preset, $(count wmt17) run(s)"
     "$bin" data prepare wmt17-de-en
-    run_rows wmt17 soft var-sample var-enum
+    run_group wmt17
   else
-    echo "== WMT17 English->German: skipped under preset $preset (paper preset only: 5.9M pairs from the Hub, for a GPU)"
+    echo "== WMT17 English->German: skipped under preset $preset (configs/tables.toml trains it under paper only: 5.9M pairs from the Hub, for a GPU)"
   fi
 fi
 

@@ -1,11 +1,88 @@
-//! Configuration files: a row of a paper table is a TOML file; a preset (smoke, cpu, paper)
-//! supplies the sizes. `load_with_preset` deep-merges the row file over the preset's table and
-//! deserialises with unknown keys rejected, naming the file and key. A row may also hold
-//! `[presets.<name>]` tables: settings of that row under that preset only, merged last.
+//! Configuration files: a row of a paper table is a TOML file; a preset (smoke, cpu, full,
+//! paper, reference) supplies the sizes. `load_with_preset` deep-merges the row file over the
+//! preset's table and deserialises with unknown keys rejected, naming the file and key. A row may
+//! also hold `[presets.<name>]` tables: settings of that row under that preset only, merged last.
+//! Every row declares its [`Task`] (`task = "nmt"`); the task and the per-preset tables are not
+//! part of the merged config. [`registry`] reads `configs/tables.toml`, the rows of every table.
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use toml::Value;
+
+pub mod registry;
+
+/// The task of a row config: the experiment that trains it, the `configs/<task>/` folder of its
+/// presets file and the `runs/<task>/` folder of its runs. `wmt17` rows are NMT rows on the WMT17
+/// corpus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Task {
+    Nmt,
+    Wmt17,
+    Vqa,
+    G2p,
+}
+
+impl Task {
+    /// Every task, in the order messages list them.
+    pub const ALL: [Task; 4] = [Task::Nmt, Task::Wmt17, Task::Vqa, Task::G2p];
+
+    /// `nmt`, `wmt17`, `vqa` or `g2p`: the value of `task` in a row file and the folder names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Nmt => "nmt",
+            Task::Wmt17 => "wmt17",
+            Task::Vqa => "vqa",
+            Task::G2p => "g2p",
+        }
+    }
+
+    /// The task named `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Task> {
+        Task::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The allowed names, for messages: `"nmt", "wmt17", "vqa" or "g2p"`.
+    pub fn allowed() -> String {
+        let names: Vec<String> = Task::ALL.iter().map(|t| format!("\"{}\"", t.name())).collect();
+        format!("{} or {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The task a row file declares with its top-level `task` key. Refused, naming the file and the
+/// allowed values: no `task`, a value that is not one of them, and a task other than the one of
+/// the folder the file sits in when that folder is named after a task (`configs/nmt/`: the
+/// presets file beside the row is that task's).
+fn declared_task(row: &Path, value: &Value) -> Result<Task> {
+    let allowed = Task::allowed();
+    let task = match value.get("task") {
+        None => bail!("{}: no `task`; a row config declares its task at the top: task = {allowed}", row.display()),
+        Some(Value::String(s)) => {
+            Task::from_name(s).with_context(|| format!("{}: task = \"{s}\" is not a task; allowed: {allowed}", row.display()))?
+        }
+        Some(other) => bail!("{}: task = {other}: must be a string, one of {allowed}", row.display()),
+    };
+    let folder = row.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(of_folder) = Task::from_name(&folder) {
+        if of_folder != task {
+            bail!(
+                "{}: task = \"{task}\", but the file sits in a `{folder}` folder, whose presets file is the {folder} task's; move it to a `{task}` folder or declare task = \"{folder}\"",
+                row.display()
+            )
+        }
+    }
+    Ok(task)
+}
+
+/// The task `row` declares (see [`declared_task`]'s rules); errors name the file.
+pub fn row_task(row: &Path) -> Result<Task> {
+    declared_task(row, &read_toml(row)?)
+}
 
 /// Deep-merge `over` into `base` (tables merge key by key; anything else replaces).
 pub fn merge(base: &mut Value, over: Value) {
@@ -35,7 +112,8 @@ pub fn presets_path(row: &Path) -> PathBuf {
 }
 
 /// Load `row` merged over `[preset]` of the presets file beside it; returns the typed config
-/// and the merged TOML (for hashing and provenance).
+/// and the merged TOML (for hashing and provenance). The row must declare its task (see
+/// [`row_task`]); `task` is not part of the merged config.
 pub fn load_with_preset<T: DeserializeOwned>(row: &Path, preset: &str) -> Result<(T, Value)> {
     load_with_overrides(row, preset, &[])
 }
@@ -53,7 +131,11 @@ pub fn load_with_overrides<T: DeserializeOwned>(row: &Path, preset: &str, overri
         }
     };
     let mut row_value = read_toml(row)?;
-    let per_preset = row_value.as_table_mut().and_then(|t| t.remove("presets"));
+    declared_task(row, &row_value)?;
+    let per_preset = row_value.as_table_mut().and_then(|t| {
+        t.remove("task");
+        t.remove("presets")
+    });
     merge(&mut merged, row_value);
     if let Some(per_preset) = per_preset {
         let Some(table) = per_preset.as_table() else {
@@ -227,10 +309,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("presets.toml"), "[small]\na = 1\ninner = { x = 1, y = 2 }\n").unwrap();
         let row = dir.path().join("row.toml");
-        std::fs::write(&row, "[inner]\ny = 5\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\n[inner]\ny = 5\n").unwrap();
         let (c, _): (Cfg, _) = load_with_preset(&row, "small").unwrap();
         assert_eq!((c.a, c.inner.x, c.inner.y), (1, 1, 5));
-        std::fs::write(&row, "[inner]\nzz = 5\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\n[inner]\nzz = 5\n").unwrap();
         let err = load_with_preset::<Cfg>(&row, "small").unwrap_err().to_string();
         assert!(err.contains("zz") && err.contains("row.toml"), "{err}");
         let err = load_with_preset::<Cfg>(&row, "huge").unwrap_err().to_string();
@@ -242,12 +324,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("presets.toml"), "[small]\na = 1\ninner = { x = 1, y = 2 }\n").unwrap();
         let row = dir.path().join("row.toml");
-        std::fs::write(&row, "[inner]\ny = 5\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\n[inner]\ny = 5\n").unwrap();
         let set = |s: &[&str]| s.iter().map(|o| o.parse::<Override>().unwrap()).collect::<Vec<_>>();
         let (c, merged): (Cfg, _) = load_with_overrides(&row, "small", &set(&["inner.x=7", "a = 3"])).unwrap();
         assert_eq!((c.a, c.inner.x, c.inner.y), (3, 7, 5));
         // the same values written in the row file: the same merged config and hash
-        std::fs::write(&row, "a = 3\n[inner]\ny = 5\nx = 7\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\na = 3\n[inner]\ny = 5\nx = 7\n").unwrap();
         let (_, edited): (Cfg, _) = load_with_preset(&row, "small").unwrap();
         assert_eq!(config_hash(&edited), config_hash(&merged));
         let err = load_with_overrides::<Cfg>(&row, "small", &set(&["inner.z=1"])).unwrap_err().to_string();
@@ -275,7 +357,7 @@ a = 10
 inner = { x = 10, y = 20 }
 ").unwrap();
         let row = dir.path().join("row.toml");
-        std::fs::write(&row, "[inner]
+        std::fs::write(&row, "task = \"nmt\"\n[inner]
 y = 5
 
 [presets.big.inner]
@@ -287,16 +369,50 @@ x = 99
         let (c, _): (Cfg, _) = load_with_preset(&row, "small").unwrap();
         assert_eq!((c.a, c.inner.x, c.inner.y), (1, 1, 5));
         // the same settings written for every preset give the same merged config (and hash)
-        std::fs::write(&row, "[inner]
+        std::fs::write(&row, "task = \"nmt\"\n[inner]
 y = 5
 x = 99
 ").unwrap();
         let (_, plain): (Cfg, _) = load_with_preset(&row, "big").unwrap();
         assert_eq!(config_hash(&plain), config_hash(&merged));
-        std::fs::write(&row, "[presets.huge.inner]
+        std::fs::write(&row, "task = \"nmt\"\n[presets.huge.inner]
 x = 1
 ").unwrap();
         let err = load_with_preset::<Cfg>(&row, "small").unwrap_err().to_string();
         assert!(err.contains("presets.huge") && err.contains("row.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_row_declares_its_task_and_the_task_stays_out_of_the_merged_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let nmt = dir.path().join("nmt");
+        std::fs::create_dir_all(&nmt).unwrap();
+        std::fs::write(nmt.join("presets.toml"), "[small]\na = 1\ninner = { x = 1, y = 2 }\n").unwrap();
+        let row = nmt.join("row.toml");
+        std::fs::write(&row, "task = \"nmt\"\n").unwrap();
+        assert_eq!(row_task(&row).unwrap(), Task::Nmt);
+        let (_, merged): (Cfg, _) = load_with_preset(&row, "small").unwrap();
+        assert!(merged.get("task").is_none(), "{merged}");
+        // the hash is the one of the same row without the key
+        let plain: Value = toml::from_str("a = 1\ninner = { x = 1, y = 2 }\n").unwrap();
+        assert_eq!(config_hash(&merged), config_hash(&plain));
+        let cases: [(&str, &[&str]); 4] = [
+            ("a = 1\n", &["row.toml", "no `task`", "\"nmt\", \"wmt17\", \"vqa\" or \"g2p\""]),
+            ("task = \"mt\"\n", &["row.toml", "task = \"mt\" is not a task", "\"g2p\""]),
+            ("task = 3\n", &["row.toml", "task = 3", "must be a string"]),
+            ("task = \"vqa\"\n", &["row.toml", "task = \"vqa\"", "`nmt` folder"]),
+        ];
+        for (text, needles) in cases {
+            std::fs::write(&row, text).unwrap();
+            for err in [row_task(&row).unwrap_err().to_string(), load_with_preset::<Cfg>(&row, "small").unwrap_err().to_string()] {
+                for n in needles {
+                    assert!(err.contains(n), "`{n}` missing from: {err}");
+                }
+            }
+        }
+        // outside a task folder the declared task decides
+        let elsewhere = dir.path().join("row.toml");
+        std::fs::write(&elsewhere, "task = \"g2p\"\n").unwrap();
+        assert_eq!(row_task(&elsewhere).unwrap(), Task::G2p);
     }
 }

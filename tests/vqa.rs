@@ -48,9 +48,8 @@ fn vqa_rows_train_report_noisy_metrics_and_resume() {
 fn train_custom(dir: &Path, name: &str, body: &str) -> (std::process::Output, std::path::PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(root.join("configs/vqa/presets.toml"), dir.join("presets.toml")).unwrap();
-    // the command line tells the task from the folder name
     let row = dir.join(format!("{name}.toml"));
-    std::fs::write(&row, format!("name = \"{name}\"\n{body}")).unwrap();
+    std::fs::write(&row, format!("task = \"vqa\"\nname = \"{name}\"\n{body}")).unwrap();
     let out = dir.join(format!("run-{name}"));
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_varattn"))
         .args(["train", "--preset", "smoke", "--quiet", "--config"])

@@ -92,7 +92,8 @@ impl Fixture {
         std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/vqa/presets.toml"), configs.join("presets.toml")).unwrap();
         std::fs::write(
             configs.join("v2-tiny.toml"),
-            r#"name = "v2-tiny"
+            r#"task = "vqa"
+name = "v2-tiny"
 objective = { kind = "exact" }
 [data]
 dataset = "vqa-v2"

@@ -74,10 +74,6 @@ fn collect<R: serde::de::DeserializeOwned>(runs_dir: &Path, name: impl Fn(&R) ->
     Ok(out)
 }
 
-/// The row order of Table 1 and 3.
-pub const NMT_ROWS: [&str; 9] =
-    ["soft", "exact", "hard-enum", "hard-sample", "relaxed-dirichlet", "var-enum", "var-sample", "gumbel", "rws"];
-
 fn paper(p: &toml::Value, row: &str, key: &str) -> String {
     p.get(row).and_then(|r| r.get(key)).and_then(|v| v.as_float()).map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into())
 }
@@ -154,16 +150,17 @@ fn field(rs: &[NmtResult], f: impl Fn(&NmtResult) -> Option<f64>) -> Vec<f64> {
     rs.iter().filter_map(f).filter(|x| x.is_finite()).collect()
 }
 
-/// Deng et al. Table 1 (NMT columns) with prior entropy, speed and provenance.
-pub fn nmt_table1(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value) -> Table {
+/// Deng et al. Table 1 (NMT columns) with prior entropy, speed and provenance: one line per row
+/// of `rows` (table order, `configs/tables.toml`) that has runs.
+pub fn nmt_table1<S: AsRef<str>>(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value, rows: &[S]) -> Table {
     let header = [
         "row", "PPL", "paper PPL", "shuffled-source PPL", "BLEU", "BLEU unsmoothed", "chrF", "BLEU tok-lc", "paper BLEU", "prior entropy",
         "ln S (uniform)", "posterior entropy", "argmax p = q", "paper entropy", "train tok/s", "train s", "seeds",
     ];
-    let mut rows = vec![];
-    for name in NMT_ROWS {
+    let mut lines = vec![];
+    for name in rows.iter().map(AsRef::as_ref) {
         let Some(rs) = results.get(name) else { continue };
-        rows.push(vec![
+        lines.push(vec![
             name.to_string(),
             fmt_ms(&field(rs, |r| Some(r.test_ppl)), 2),
             paper(paper_numbers, name, "ppl"),
@@ -183,19 +180,19 @@ pub fn nmt_table1(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &to
             rs.iter().map(|r| r.seed.to_string()).collect::<Vec<_>>().join(" "),
         ]);
     }
-    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows: lines }
 }
 
-/// Deng et al. Table 2: exact enumeration against K-Max.
-pub fn nmt_table2(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value) -> Table {
+/// Deng et al. Table 2: exact enumeration against K-Max, for the rows of `rows` with K-Max results.
+pub fn nmt_table2<S: AsRef<str>>(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value, rows: &[S]) -> Table {
     let header = ["row", "PPL exact", "PPL K-Max", "paper exact/K-Max", "BLEU exact", "BLEU K-Max", "paper BLEU exact/K-Max"];
-    let mut rows = vec![];
-    for name in NMT_ROWS {
+    let mut lines = vec![];
+    for name in rows.iter().map(AsRef::as_ref) {
         let Some(rs) = results.get(name) else { continue };
         if rs.iter().all(|r| r.test_ppl_kmax.is_none()) {
             continue;
         }
-        rows.push(vec![
+        lines.push(vec![
             name.to_string(),
             fmt_ms(&field(rs, |r| Some(r.test_ppl)), 2),
             fmt_ms(&field(rs, |r| r.test_ppl_kmax), 2),
@@ -205,23 +202,24 @@ pub fn nmt_table2(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &to
             format!("{}/{}", paper(paper_numbers, name, "bleu"), paper(paper_numbers, name, "bleu_kmax")),
         ]);
     }
-    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows: lines }
 }
 
 /// Deng et al. Table 3: inference alternatives (REINFORCE = var-sample, RWS, Gumbel-softmax)
-/// and the prior alignment entropy of every row.
-pub fn nmt_table3(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value) -> Table {
+/// and the prior alignment entropy of every row of `rows` (a row that is not one of the
+/// alternatives shows `–` for method and samples).
+pub fn nmt_table3<S: AsRef<str>>(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value, rows: &[S]) -> Table {
     let header = ["row", "method", "samples", "PPL", "paper PPL", "BLEU", "paper BLEU", "prior entropy", "paper entropy"];
     let alternatives = [("var-sample", "REINFORCE", "1"), ("rws", "RWS", "5"), ("gumbel", "Gumbel-softmax", "1")];
-    let mut rows = vec![];
-    for name in NMT_ROWS {
+    let mut lines = vec![];
+    for name in rows.iter().map(AsRef::as_ref) {
         let Some(rs) = results.get(name) else { continue };
         let (method, samples) = alternatives
             .iter()
             .find(|(n, _, _)| *n == name)
             .map(|(_, m, k)| (m.to_string(), k.to_string()))
             .unwrap_or(("–".into(), "–".into()));
-        rows.push(vec![
+        lines.push(vec![
             name.to_string(),
             method,
             samples,
@@ -233,23 +231,20 @@ pub fn nmt_table3(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &to
             paper(paper_numbers, name, "prior_entropy"),
         ]);
     }
-    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows: lines }
 }
-
-/// The rows of the WMT17 En->De line (configs/wmt17), in table order.
-pub const WMT17_ROWS: [&str; 3] = ["soft", "var-enum", "var-sample"];
 
 /// Deng et al.'s WMT17 En->De line: BLEU of soft against variational attention, with PPL and
 /// the training speed relative to soft attention (the paper's "comparable speed" claim):
-/// `speed vs soft = tok/s(row) / tok/s(soft)` on the mean over seeds.
-pub fn wmt17_table(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value) -> Table {
+/// `speed vs soft = tok/s(row) / tok/s(soft)` on the mean over seeds; one line per row of `rows`.
+pub fn wmt17_table<S: AsRef<str>>(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &toml::Value, rows: &[S]) -> Table {
     let header = ["row", "BLEU", "paper BLEU", "PPL", "prior entropy", "train tok/s", "speed vs soft", "train s", "seeds"];
     let soft_speed = results.get("soft").map(|rs| mean_std(&field(rs, |r| Some(r.train_tokens_per_second))).0);
-    let mut rows = vec![];
-    for name in WMT17_ROWS {
+    let mut lines = vec![];
+    for name in rows.iter().map(AsRef::as_ref) {
         let Some(rs) = results.get(name) else { continue };
         let speed = mean_std(&field(rs, |r| Some(r.train_tokens_per_second))).0;
-        rows.push(vec![
+        lines.push(vec![
             name.to_string(),
             fmt_ms(&field(rs, |r| Some(r.bleu)), 2),
             paper(paper_numbers, name, "bleu"),
@@ -261,7 +256,7 @@ pub fn wmt17_table(results: &BTreeMap<String, Vec<NmtResult>>, paper_numbers: &t
             rs.iter().map(|r| r.seed.to_string()).collect::<Vec<_>>().join(" "),
         ]);
     }
-    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows: lines }
 }
 
 /// The WMT17 line's claims: variational attention beats soft attention in BLEU, and trains at
@@ -284,24 +279,18 @@ pub fn wmt17_claims(results: &BTreeMap<String, Vec<NmtResult>>) -> Vec<Claim> {
     out
 }
 
-/// The VQA rows in table order (the paper's six, then the relaxed row and the Table 3
-/// alternatives, then the low-data condition).
-pub const VQA_ROWS: [&str; 12] = [
-    "soft", "exact", "hard-enum", "hard-sample", "var-enum", "var-sample", "relaxed-dirichlet", "gumbel", "rws",
-    "soft-lowdata", "exact-lowdata", "var-enum-lowdata",
-];
-
-/// Deng et al. Table 1 (VQA columns) on easy-VQA, with the noisy and low-data conditions.
-pub fn vqa_table1(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &toml::Value) -> Table {
+/// Deng et al. Table 1 (VQA columns) on easy-VQA, with the noisy and low-data conditions; one
+/// line per row of `rows`.
+pub fn vqa_table1<S: AsRef<str>>(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &toml::Value, rows: &[S]) -> Table {
     let header = [
         "row", "train images", "NLL", "paper NLL", "accuracy %", "question-only acc %", "paper Eval", "ECE", "noisy NLL", "noisy accuracy %", "noisy ECE",
         "prior entropy", "paper entropy", "train s", "seeds",
     ];
-    let mut rows = vec![];
-    for name in VQA_ROWS {
+    let mut lines = vec![];
+    for name in rows.iter().map(AsRef::as_ref) {
         let Some(rs) = results.get(name) else { continue };
         let f = |g: &dyn Fn(&VqaResult) -> f64| rs.iter().map(g).filter(|x| x.is_finite()).collect::<Vec<f64>>();
-        rows.push(vec![
+        lines.push(vec![
             name.to_string(),
             format!("{:.0}%", 100.0 * rs[0].train_image_fraction),
             fmt_ms(&f(&|r| r.test.nll), 3),
@@ -319,7 +308,7 @@ pub fn vqa_table1(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &to
             rs.iter().map(|r| r.seed.to_string()).collect::<Vec<_>>().join(" "),
         ]);
     }
-    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows: lines }
 }
 
 /// The paper's VQA orderings, checked on mean test NLL.
@@ -361,9 +350,18 @@ pub fn collect_g2p(runs_dir: &Path) -> Result<BTreeMap<String, Vec<G2pResult>>> 
     collect(runs_dir, |r: &G2pResult| r.name.clone())
 }
 
-/// The estimators of the g2p table, in order; row `<e>` trains on clean letters, `<e>-noisy` on
-/// corrupted ones.
-pub const G2P_ROWS: [&str; 4] = ["reinforce", "nvil", "vimco", "vimco-per-step"];
+/// The estimators of the g2p table's `rows`, in order of their first row: row `<e>` trains on
+/// clean letters, `<e>-noisy` on corrupted ones, and both are estimator `<e>`.
+pub fn g2p_estimators<S: AsRef<str>>(rows: &[S]) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for row in rows.iter().map(AsRef::as_ref) {
+        let e = row.strip_suffix("-noisy").unwrap_or(row);
+        if !out.iter().any(|o| o == e) {
+            out.push(e.to_string());
+        }
+    }
+    out
+}
 
 fn g2p_field(rs: Option<&Vec<G2pResult>>, f: impl Fn(&G2pResult) -> f64) -> Vec<f64> {
     rs.map(|rs| rs.iter().map(f).filter(|x| x.is_finite()).collect()).unwrap_or_default()
@@ -372,19 +370,19 @@ fn g2p_field(rs: Option<&Vec<G2pResult>>, f: impl Fn(&G2pResult) -> f64) -> Vec<
 /// One row per estimator: PER clean (clean-trained row, clean test letters) and noisy
 /// (noisy-trained row, noisy test letters), the test bound L_K per phoneme, the gradient
 /// variance at initialisation and after training, the learning signal's mean square, and
-/// training time of both runs.
-pub fn g2p_table(results: &BTreeMap<String, Vec<G2pResult>>) -> Table {
+/// training time of both runs; one line per estimator of `rows` (see [`g2p_estimators`]).
+pub fn g2p_table<S: AsRef<str>>(results: &BTreeMap<String, Vec<G2pResult>>, rows: &[S]) -> Table {
     let header = [
         "estimator", "K", "PER clean %", "PER noisy %", "letter noise", "bound L_K / phoneme (clean)", "grad var init", "grad var init 95% (draws)", "grad var final (clean)",
         "grad var final (noisy)", "signal mean square (clean)", "train s clean", "train s noisy", "seeds",
     ];
-    let mut rows = vec![];
-    for name in G2P_ROWS {
-        let clean = results.get(name);
+    let mut lines = vec![];
+    for name in g2p_estimators(rows) {
+        let clean = results.get(&name);
         let noisy = results.get(&format!("{name}-noisy"));
         let Some(any) = clean.or(noisy) else { continue };
         let sci = |xs: &[f64]| if xs.is_empty() { "–".to_string() } else { format!("{:.3e}", mean_std(xs).0) };
-        rows.push(vec![
+        lines.push(vec![
             name.to_string(),
             any[0].samples.to_string(),
             fmt_ms(&g2p_field(clean, |r| 100.0 * r.test_per), 2),
@@ -403,18 +401,13 @@ pub fn g2p_table(results: &BTreeMap<String, Vec<G2pResult>>) -> Table {
             any.iter().map(|r| r.seed.to_string()).collect::<Vec<_>>().join(" "),
         ]);
     }
-    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows: lines }
 }
 
-/// The rows of the alignment-attention / Bayesian-attention table, in table order: the plain
-/// single-head soft row for reference, the multi-head base, AA-CT, AA-GAN, AA-OT, BAM (constant
-/// and contextual prior), the two-hop base and BABN.
-pub const VQA_BAYES_ROWS: [&str; 9] =
-    ["soft", "multihead", "aa-ct", "aa-gan", "aa-ot", "bam", "bam-contextual", "multihead-2hop", "babn"];
-
 /// Zhang et al. (2021) / Fan et al. (2020) on easy-VQA: clean and noisy accuracy, NLL, ECE,
-/// PAvPU and seconds per training step, beside the paper's MCAN VQA-v2 numbers.
-pub fn vqa_bayes_table(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &toml::Value) -> Table {
+/// PAvPU and seconds per training step, beside the paper's MCAN VQA-v2 numbers; one line per row
+/// of `rows` (`× base` is relative to the `multihead` row).
+pub fn vqa_bayes_table<S: AsRef<str>>(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers: &toml::Value, rows: &[S]) -> Table {
     let header = [
         "row", "accuracy %", "question-only acc %", "paper acc", "NLL", "ECE", "PAvPU %", "paper PAvPU", "noisy accuracy %", "paper noisy acc", "noisy NLL",
         "noisy ECE", "noisy PAvPU %", "paper noisy PAvPU", "s/step", "× base", "paper s/step", "params", "seeds",
@@ -423,12 +416,12 @@ pub fn vqa_bayes_table(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers
         let v: Vec<f64> = rs.iter().filter_map(|r| r.seconds_per_step()).collect();
         (!v.is_empty()).then(|| mean_std(&v).0)
     });
-    let mut rows = vec![];
-    for name in VQA_BAYES_ROWS {
+    let mut lines = vec![];
+    for name in rows.iter().map(AsRef::as_ref) {
         let Some(rs) = results.get(name) else { continue };
         let f = |g: &dyn Fn(&VqaResult) -> Option<f64>| rs.iter().filter_map(g).filter(|x| x.is_finite()).collect::<Vec<f64>>();
         let step = f(&|r| r.seconds_per_step());
-        rows.push(vec![
+        lines.push(vec![
             name.to_string(),
             fmt_ms(&f(&|r| Some(100.0 * r.test.accuracy)), 2),
             fmt_ms(&f(&|r| r.question_only_accuracy.map(|a| 100.0 * a)), 2),
@@ -456,7 +449,7 @@ pub fn vqa_bayes_table(results: &BTreeMap<String, Vec<VqaResult>>, paper_numbers
             rs.iter().map(|r| r.seed.to_string()).collect::<Vec<_>>().join(" "),
         ]);
     }
-    Table { header: header.iter().map(|s| s.to_string()).collect(), rows }
+    Table { header: header.iter().map(|s| s.to_string()).collect(), rows: lines }
 }
 
 /// Lawson et al.'s orderings: the multi-sample estimators reach a lower PER than REINFORCE, and
@@ -715,16 +708,16 @@ pub fn claims_summary(preset: &str, parts: &[(String, Vec<Claim>)]) -> String {
     s
 }
 
-/// Figures of the NMT runs, as `<dir>/nmt-valid-ppl.{png,svg}` and `<dir>/nmt-ppl-vs-k.*`:
+/// Figures of the NMT runs of `rows`, as `<dir>/nmt-valid-ppl.{png,svg}` and `<dir>/nmt-ppl-vs-k.*`:
 /// validation PPL per epoch for every row, and test PPL against K (log axis) for the latent rows.
 /// With several seeds a row's line is the mean over its seeds with error bars of ± one standard
 /// deviation (the spread the tables print after "±"), and the title says how many seeds.
-pub fn nmt_figures(results: &BTreeMap<String, Vec<NmtResult>>, dir: &Path) -> Result<()> {
+pub fn nmt_figures<S: AsRef<str>>(results: &BTreeMap<String, Vec<NmtResult>>, rows: &[S], dir: &Path) -> Result<()> {
     use super::plot::{line_plot, LinePlot, Scale, Series, Spread};
     let mut curves = vec![];
     let mut ks = vec![];
     let mut seeds = 0;
-    for name in NMT_ROWS {
+    for name in rows.iter().map(AsRef::as_ref) {
         let Some(rs) = results.get(name).filter(|rs| !rs.is_empty()) else { continue };
         seeds = seeds.max(rs.len());
         let runs: Vec<Vec<(f64, f64)>> = rs
@@ -831,6 +824,26 @@ mod tests {
         }
     }
 
+    /// A row no code names (here `soft-copy`) gets every generic column, computed as for the
+    /// others, in the order `rows` gives; rows without runs are left out.
+    #[test]
+    fn tables_render_any_registered_row_in_registry_order() {
+        let paper: toml::Value = toml::from_str("[soft]\nppl = 7.17\n").unwrap();
+        let mut rs = BTreeMap::new();
+        rs.insert("soft".to_string(), vec![nmt_result("soft", 3435, 20.0, 1000.0)]);
+        rs.insert("soft-copy".to_string(), vec![nmt_result("soft-copy", 3435, 21.0, 900.0), nmt_result("soft-copy", 3436, 23.0, 900.0)]);
+        let rows = ["soft-copy", "exact", "soft"];
+        let t1 = nmt_table1(&rs, &paper, &rows);
+        assert_eq!(t1.column("row").unwrap(), ["soft-copy", "soft"]);
+        assert_eq!(t1.column("BLEU").unwrap(), ["22.00 ± 1.41", "20.00"]);
+        assert_eq!(t1.column("paper PPL").unwrap(), ["–", "7.17"]);
+        assert_eq!(t1.column("seeds").unwrap(), ["3435 3436", "3435"]);
+        let t3 = nmt_table3(&rs, &paper, &rows);
+        assert_eq!(t3.rows[0][..3], ["soft-copy", "–", "–"]);
+        assert_eq!(wmt17_table(&rs, &paper, &rows).column("speed vs soft").unwrap(), ["0.90", "1.00"]);
+        assert_eq!(g2p_estimators(&["reinforce", "nvil", "reinforce-noisy", "new-noisy", "nvil-noisy"]), ["reinforce", "nvil", "new"]);
+    }
+
     #[test]
     fn nmt_figures_average_the_seeds_with_error_bars() {
         use crate::train::runner::EpochRecord;
@@ -856,7 +869,7 @@ mod tests {
             ],
         );
         let dir = tempfile::tempdir().unwrap();
-        nmt_figures(&rs, dir.path()).unwrap();
+        nmt_figures(&rs, &["soft", "var-enum"], dir.path()).unwrap();
         let svg = std::fs::read_to_string(dir.path().join("nmt-valid-ppl.svg")).unwrap();
         assert!(svg.contains("Validation perplexity per epoch (mean ± sd over 2 seeds)"));
         use crate::report::plot::tests::svg_has_text;
@@ -875,7 +888,7 @@ mod tests {
         let mut rs = BTreeMap::new();
         rs.insert("soft".to_string(), vec![nmt_result("soft", 1, 20.0, 1000.0), nmt_result("soft", 2, 22.0, 1000.0)]);
         rs.insert("var-sample".to_string(), vec![nmt_result("var-sample", 1, 23.0, 700.0)]);
-        let t = wmt17_table(&rs, &paper);
+        let t = wmt17_table(&rs, &paper, &["soft", "var-enum", "var-sample"]);
         assert_eq!(t.column("row").unwrap(), ["soft", "var-sample"]);
         assert_eq!(t.column("BLEU").unwrap(), ["21.00 ± 1.41", "23.00"]);
         assert_eq!(t.column("paper BLEU").unwrap(), ["24.10", "24.98"]);

@@ -3,8 +3,9 @@
 //! regularised incomplete gamma function and its inverse, and the implicit
 //! reparameterisation gradient of a standard Gamma sample.
 //!
-//! Everything here is self-contained (no external crates). Callers that work
-//! in `f32` cast at the boundary.
+//! Everything here is self-contained (no external crates): `statrs` has
+//! log-gamma, digamma and the incomplete gamma function too, with other values
+//! (see each function). Callers that work in `f32` cast at the boundary.
 //!
 //! Accuracy (worst relative error against mpmath at 30 digits on 4,600
 //! random points / 1,500 random `(a, x)` pairs; the tests at the bottom of
@@ -186,6 +187,8 @@ fn lgamma1p(z: f64) -> f64 {
 /// Returns `+inf` at `0` and at the negative integers, `NaN` for `NaN`.
 /// Accuracy: ~1e-15 relative on `[1e-8, 1e8]` (see tests; SciPy's `gammaln`
 /// itself is off by up to 4e-14 on the test grid).
+/// Not `statrs::function::gamma::ln_gamma`: it differs at 77% of a log grid of `[1e-3, 1e3]` (up
+/// to 9e6 ulp near 2; -4.4e-16 at 1) and this feeds training, whose numbers must stay bit-identical.
 pub fn lgamma(x: f64) -> f64 {
     if x.is_nan() {
         return f64::NAN;
@@ -282,6 +285,8 @@ const DIGAMMA_ROOT_TAYLOR: [f64; 25] = [
 ///
 /// Returns `NaN` at `0` and the negative integers (poles), `+inf` at `+inf`.
 /// Accuracy: better than 1e-13 relative on `[1e-8, 1e8]`.
+/// Not `statrs::function::gamma::digamma`: it differs at 55% of a log grid of `[1e-3, 1e3]` (up
+/// to 1.3e6 ulp near the root) and this feeds training, whose numbers must stay bit-identical.
 pub fn digamma(x: f64) -> f64 {
     if x.is_nan() {
         return f64::NAN;
@@ -423,17 +428,6 @@ pub fn softplus(x: f64) -> f64 {
         x.exp()
     } else {
         x.exp().ln_1p()
-    }
-}
-
-/// Logistic sigmoid `1 / (1 + e^-x)`, evaluated without overflow:
-/// for `x >= 0` as `1 / (1 + e^-x)`, for `x < 0` as `e^x / (1 + e^x)`.
-pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
     }
 }
 
@@ -596,84 +590,10 @@ fn gamma_pq(a: f64, x: f64) -> (f64, f64) {
 ///
 /// Domain `a >= 0`, `x >= 0` (`NaN` otherwise). Accuracy ~1e-13 relative for
 /// `a <= 1e3` (see tests).
-/// Regularised incomplete beta function I_x(a, b) = B(x; a, b) / B(a, b) for a, b > 0 and
-/// x in [0, 1], by Lentz's continued fraction (Numerical Recipes `betacf`), using the symmetry
-/// I_x(a, b) = 1 - I_{1-x}(b, a) where the fraction converges slowly. ~1e-14 relative.
-pub fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
-    if x.is_nan() || a <= 0.0 || b <= 0.0 || !(0.0..=1.0).contains(&x) {
-        return f64::NAN;
-    }
-    if x == 0.0 || x == 1.0 {
-        return x;
-    }
-    let ln_front = lgamma(a + b) - lgamma(a) - lgamma(b) + a * x.ln() + b * log1p(-x);
-    if x < (a + 1.0) / (a + b + 2.0) {
-        ln_front.exp() * beta_continued_fraction(a, b, x) / a
-    } else {
-        1.0 - ln_front.exp() * beta_continued_fraction(b, a, 1.0 - x) / b
-    }
-}
-
-fn beta_continued_fraction(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
-    let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
-    let mut h = d;
-    for m in 1..10_000 {
-        let m = m as f64;
-        let m2 = 2.0 * m;
-        for aa in [m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))] {
-            d = 1.0 + aa * d;
-            if d.abs() < TINY {
-                d = TINY;
-            }
-            c = 1.0 + aa / c;
-            if c.abs() < TINY {
-                c = TINY;
-            }
-            d = 1.0 / d;
-            h *= d * c;
-        }
-        if (d * c - 1.0).abs() < 1e-16 {
-            break;
-        }
-    }
-    h
-}
-
-/// Two-sided p-value of Student's t statistic with `df` degrees of freedom:
-/// P(|T| ≥ |t|) = I_{df/(df + t²)}(df/2, 1/2).
-pub fn student_t_two_sided_p(t: f64, df: f64) -> f64 {
-    if t.is_infinite() {
-        return 0.0;
-    }
-    beta_inc(df / 2.0, 0.5, df / (df + t * t))
-}
-
-/// Student's two-sample t-test with pooled variance (SciPy's `ttest_ind` default): returns the
-/// two-sided p-value of H0: equal means. t = (m₁ - m₂) / (s_p √(1/n₁ + 1/n₂)),
-/// s_p² = ((n₁-1)s₁² + (n₂-1)s₂²)/(n₁+n₂-2), df = n₁+n₂-2. With zero pooled variance the
-/// p-value is 1 for equal means and 0 otherwise. Needs n₁ + n₂ > 2.
-pub fn two_sample_t_test(x: &[f64], y: &[f64]) -> f64 {
-    let (n1, n2) = (x.len() as f64, y.len() as f64);
-    assert!(x.len() + y.len() > 2 && !x.is_empty() && !y.is_empty(), "t-test needs more than two observations");
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (m1, m2) = (mean(x), mean(y));
-    let ss = |v: &[f64], m: f64| v.iter().map(|z| (z - m).powi(2)).sum::<f64>();
-    let df = n1 + n2 - 2.0;
-    let sp2 = (ss(x, m1) + ss(y, m2)) / df;
-    let se = (sp2 * (1.0 / n1 + 1.0 / n2)).sqrt();
-    if se == 0.0 {
-        return if m1 == m2 { 1.0 } else { 0.0 };
-    }
-    student_t_two_sided_p((m1 - m2) / se, df)
-}
-
+/// Not `statrs::function::gamma::gamma_lr`/`gamma_ur`: they set a tail to 0 once
+/// `x^a e^-x / Gamma(a) < e^-709`, form `Q` as `1 - P` for `x <= a` and are off by 2e-11 relative
+/// on the SciPy grid (3 of its 167 rows beyond the tests' 1e-12); [`gamma_p_inv`] and
+/// [`gamma_p_da`] need both tails accurately.
 pub fn gamma_p(a: f64, x: f64) -> f64 {
     gamma_pq(a, x).0
 }
@@ -699,6 +619,8 @@ pub fn gamma_q(a: f64, x: f64) -> f64 {
 /// Returns `0` for `p <= 0`, `+inf` for `p >= 1`, `NaN` for invalid input.
 /// Accuracy: ~1e-13 relative in `x` (bounded by the conditioning
 /// `dx/x = dp / (x f'(x))`, which is large only for tiny `a`).
+/// Not `statrs`'s `Gamma::inverse_cdf` (8 bisections and 4 Newton steps): 17 of the 98 SciPy
+/// reference quantiles are beyond the tests' 1e-10 with it.
 pub fn gamma_p_inv(a: f64, p: f64) -> f64 {
     if a.is_nan() || p.is_nan() || a <= 0.0 || !(0.0..=1.0).contains(&p) {
         return f64::NAN;
@@ -1302,12 +1224,6 @@ mod tests {
             1e-15,
             "softplus(-5)",
         );
-        assert_eq!(sigmoid(0.0), 0.5);
-        assert_eq!(sigmoid(1000.0), 1.0);
-        assert_eq!(sigmoid(-1000.0), 0.0);
-        let e40 = (-40f64).exp();
-        assert_rel(sigmoid(-40.0), e40 / (1.0 + e40), 1e-15, "sigmoid(-40)");
-        assert_rel(sigmoid(2.0) + sigmoid(-2.0), 1.0, 1e-15, "sigmoid symmetry");
         assert_rel(log1p(1e-12), 1e-12 - 0.5e-24, 1e-15, "log1p small");
         for &t in &[-0.9f64, -0.2, 0.1, 0.24, 0.3, 2.0] {
             assert_rel(log1pmx(t), t.ln_1p() - t, 1e-13, "log1pmx");

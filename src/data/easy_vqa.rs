@@ -85,6 +85,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::manifest::Manifest;
+
 /// PyPI package name.
 pub const EASY_VQA_PACKAGE: &str = "easy-vqa";
 /// Pinned package version.
@@ -189,24 +191,13 @@ pub fn summary_lines(data: &EasyVqa) -> Vec<String> {
 // Manifest
 
 /// `datasets/easy-vqa.toml`.
+pub type EasyVqaManifest = Manifest<EasyVqaSections>;
+
+/// The sections of `datasets/easy-vqa.toml` besides those of every [`Manifest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EasyVqaManifest {
-    pub name: String,
-    pub license: String,
-    pub source: ManifestSource,
+pub struct EasyVqaSections {
     pub layout: ManifestLayout,
     pub counts: ManifestCounts,
-    pub reference_split: ManifestSplit,
-}
-
-/// `[source]`: which wheel, and its hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestSource {
-    pub package: String,
-    pub version: String,
-    pub wheel: String,
-    pub wheel_sha256: String,
-    pub fetch: String,
 }
 
 /// `[layout]`: members of the wheel.
@@ -233,29 +224,10 @@ pub struct ManifestCounts {
     pub test_yes_no_questions: usize,
 }
 
-/// `[reference_split]`: sizes of the split with the reference setting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestSplit {
-    pub method: String,
-    pub valid_fraction: f64,
-    pub seed: u64,
-    pub train_images: usize,
-    pub valid_images: usize,
-    pub test_images: usize,
-    pub train: usize,
-    pub valid: usize,
-    pub test: usize,
-}
-
 impl EasyVqaManifest {
     /// The manifest embedded at compile time.
     pub fn embedded() -> Result<Self> {
-        Self::parse(MANIFEST_TOML).context("parsing the embedded datasets/easy-vqa.toml")
-    }
-
-    /// Parses a manifest.
-    pub fn parse(text: &str) -> Result<Self> {
-        Ok(toml::from_str(text)?)
+        Self::parse("datasets/easy-vqa.toml", MANIFEST_TOML)
     }
 }
 
@@ -357,18 +329,7 @@ pub fn load_easy_vqa(
 ) -> Result<EasyVqa> {
     let manifest = EasyVqaManifest::embedded()?;
     let wheel = ensure_wheel(cache_dir)?;
-    let bytes = fs::read(&wheel).with_context(|| format!("reading {}", wheel.display()))?;
-    let actual = sha256_hex(&bytes);
-    if actual != manifest.source.wheel_sha256 {
-        bail!(
-            "{}: sha256 {actual} differs from the manifest's {} (datasets/easy-vqa.toml, {} {}); \
-             delete the file to download it again",
-            wheel.display(),
-            manifest.source.wheel_sha256,
-            manifest.source.package,
-            manifest.source.version
-        );
-    }
+    let bytes = manifest.read_wheel(&wheel)?;
     let raw = parse_wheel(&bytes).with_context(|| format!("reading {}", wheel.display()))?;
     verify_counts(&raw, &manifest)?;
     let data = split_by_image(raw, valid_fraction_of_train_images, seed)?;
@@ -576,8 +537,8 @@ pub fn verify_counts(raw: &RawEasyVqa, manifest: &EasyVqaManifest) -> Result<()>
             .filter(|q| q.answer == "yes" || q.answer == "no")
             .count()
     };
-    let c = &manifest.counts;
-    let checks = [
+    let c = &manifest.sections.counts;
+    manifest.check_counts(&[
         ("answers", raw.answers.len(), c.answers),
         ("train images", raw.train_images.len(), c.train_images),
         ("test images", raw.test_images.len(), c.test_images),
@@ -593,13 +554,7 @@ pub fn verify_counts(raw: &RawEasyVqa, manifest: &EasyVqaManifest) -> Result<()>
             yes_no(&raw.test),
             c.test_yes_no_questions,
         ),
-    ];
-    for (what, got, want) in checks {
-        if got != want {
-            bail!("easy-VQA: {got} {what}, the manifest (datasets/easy-vqa.toml) says {want}");
-        }
-    }
-    Ok(())
+    ])
 }
 
 // ---------------------------------------------------------------------------
@@ -791,6 +746,7 @@ pub fn answer_histogram(data: &EasyVqa) -> BTreeMap<String, [usize; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::manifest::load_real_wheel_data;
     use std::io::Write;
     use std::sync::OnceLock;
 
@@ -1047,7 +1003,7 @@ mod tests {
         let m = EasyVqaManifest::embedded().unwrap();
         let got = sha256_hex(&fs::read(&p).unwrap());
         assert!(
-            e.contains(&m.source.wheel_sha256) && e.contains(&got),
+            e.contains(m.source.wheel_sha256.as_deref().unwrap()) && e.contains(&got),
             "{e}"
         );
     }
@@ -1083,25 +1039,20 @@ mod tests {
         let m = EasyVqaManifest::embedded().unwrap();
         assert_eq!(m.source.package, EASY_VQA_PACKAGE);
         assert_eq!(m.source.version, EASY_VQA_VERSION);
-        assert_eq!(m.source.wheel, EASY_VQA_WHEEL);
-        assert_eq!(m.layout.answers, ANSWERS_MEMBER);
-        assert_eq!(m.reference_split.seed, EASY_VQA_SEED);
-        assert_eq!(m.reference_split.valid_fraction, DEFAULT_VALID_FRACTION);
-        assert_eq!(m.counts.train_questions, 38_575);
-        assert_eq!(m.counts.test_questions, 9_673);
-        assert_eq!(m.counts.train_images, 4_000);
-        assert_eq!(m.counts.test_images, 1_000);
-        assert_eq!(m.counts.answers, 13);
+        assert_eq!(m.source.wheel.as_deref(), Some(EASY_VQA_WHEEL));
+        assert_eq!(m.sections.layout.answers, ANSWERS_MEMBER);
+        assert_eq!(m.split.seed, EASY_VQA_SEED);
+        assert_eq!(m.split.valid_fraction, Some(DEFAULT_VALID_FRACTION));
+        assert_eq!((m.split.train, m.split.valid, m.split.test), (34_757, 3_818, 9_673));
+        assert_eq!((m.split.train_images, m.split.valid_images, m.split.test_images), (Some(3_600), Some(400), Some(1_000)));
+        assert_eq!(m.sections.counts.train_questions, 38_575);
+        assert_eq!(m.sections.counts.test_questions, 9_673);
+        assert_eq!(m.sections.counts.train_images, 4_000);
+        assert_eq!(m.sections.counts.test_images, 1_000);
+        assert_eq!(m.sections.counts.answers, 13);
     }
 
     // --- real data ------------------------------------------------------
-
-    fn cache_dir() -> PathBuf {
-        match std::env::var_os("VARATTN_PYPI_CACHE") {
-            Some(d) => PathBuf::from(d),
-            None => std::env::temp_dir().join("varattn-pypi-cache"),
-        }
-    }
 
     /// The real data with the reference split, loaded once per test binary;
     /// `None` (test skipped) only when the wheel is not cached and cannot
@@ -1109,16 +1060,9 @@ mod tests {
     fn real() -> Option<&'static EasyVqa> {
         static DATA: OnceLock<Option<EasyVqa>> = OnceLock::new();
         DATA.get_or_init(|| {
-            let cache = cache_dir();
-            let cached = cache.join(EASY_VQA_WHEEL).is_file();
-            match load_easy_vqa(&cache, DEFAULT_VALID_FRACTION, EASY_VQA_SEED) {
-                Ok(d) => Some(d),
-                Err(e) if !cached && format!("{e:#}").contains("could not download") => {
-                    println!("SKIPPED easy-VQA real-data tests: {e:#}");
-                    None
-                }
-                Err(e) => panic!("{e:#}"),
-            }
+            load_real_wheel_data("easy-VQA", EASY_VQA_WHEEL, |cache| {
+                load_easy_vqa(cache, DEFAULT_VALID_FRACTION, EASY_VQA_SEED)
+            })
         })
         .as_ref()
     }
@@ -1127,7 +1071,7 @@ mod tests {
     fn real_counts_match_manifest() {
         let Some(d) = real() else { return };
         let m = EasyVqaManifest::embedded().unwrap();
-        let r = &m.reference_split;
+        let r = &m.split;
         assert_eq!(d.answers.len(), 13);
         assert_eq!(d.train_images.len(), 4_000);
         assert_eq!(d.test_images.len(), 1_000);
@@ -1137,9 +1081,9 @@ mod tests {
             (d.train.len(), d.valid.len(), d.test.len()),
             (r.train, r.valid, r.test)
         );
-        assert_eq!(EasyVqa::image_ids(&d.train).len(), r.train_images);
-        assert_eq!(EasyVqa::image_ids(&d.valid).len(), r.valid_images);
-        assert_eq!(EasyVqa::image_ids(&d.test).len(), r.test_images);
+        assert_eq!(Some(EasyVqa::image_ids(&d.train).len()), r.train_images);
+        assert_eq!(Some(EasyVqa::image_ids(&d.valid).len()), r.valid_images);
+        assert_eq!(Some(EasyVqa::image_ids(&d.test).len()), r.test_images);
         assert_eq!(
             summary_lines(d),
             vec![

@@ -7,6 +7,7 @@ pub mod hub;
 pub mod hub_parquet;
 pub mod hub_prepare;
 pub mod hub_registry;
+pub mod manifest;
 pub mod nmt;
 pub mod vqa_features;
 pub mod vqa_v2;

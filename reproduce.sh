@@ -91,7 +91,7 @@ if [ -n "${VARATTN_BIN:-}" ]; then
   bin="$VARATTN_BIN"
 else
   echo "== building varattn (release, ${build[*]})"
-  cargo build --release --quiet "${build[@]}"
+  cargo build --release --quiet -p varattn-lab "${build[@]}"
   bin="${build[-1]}/release/varattn"
 fi
 out="$results/$preset"

@@ -18,16 +18,21 @@
 //!   (enumerated or sampled with REINFORCE), variational (enumerated, sampled, relaxed Dirichlet,
 //!   Gumbel-softmax, RWS), VIMCO and K-Max; NVIL and VIMCO for monotonic alignments; the
 //!   alignment-attention regularisers;
-//! * **what produces the prior p, the posterior q and log f(x, i)**, [`models`]: the NMT
-//!   encoder-decoder, the VQA model, the online transducer, the demo's reversal task. Models know
-//!   nothing of estimators; [`objective::estimate`] turns any configured objective and a model's
-//!   [`objective::AlignmentOutputs`] into a loss.
+//! * **what produces the prior p, the posterior q and log f(x, i)**: a model, which implements
+//!   [`objective::AlignmentOutputs`]; [`objective::estimate`] turns any configured objective and
+//!   those outputs into a loss. Models know nothing of estimators.
 //!
 //! Around them: [`rng`] (every random draw goes through [`rng::SeededRng`]), [`special`]
-//! (lgamma, digamma and friends as candle ops with gradients), [`attention`], [`nn`] (fused CPU
-//! kernels), [`data`], [`train`], [`experiments`], [`eval`], [`stats`] and [`report`] (tables,
-//! claims with verdicts, figures), and the tools behind the `varattn` binary ([`bench`],
-//! [`parity`], [`selftest`], [`demo`]).
+//! (lgamma, digamma and friends as candle ops with gradients), [`attention`] (multi-head MLP
+//! attention, Bayesian attention weights) and [`nn`] (parameters, linear layers, gradient
+//! reversal, dropout); [`pin_thread_count`] and [`keep_freed_memory`] tune a process that trains
+//! on the CPU.
+//!
+//! This crate is the library: it depends on candle and a few small crates (gemm, rand, serde,
+//! half, num-traits, libc). The laboratory, the
+//! `varattn-lab` crate in `lab/`, holds what replicates the papers on top of it: the data sets,
+//! the NMT / VQA / transducer models and their fused CPU kernels, training, evaluation, reports
+//! and the `varattn` command line.
 //!
 //! ## Example: the exact marginal and its Jensen bound
 //!
@@ -55,26 +60,12 @@
 //! ```
 //!
 //! The README's Rust examples are compiled and run as doctests too.
-pub mod bench;
 pub mod attention;
-pub mod config;
-pub mod data;
-pub mod demo;
 pub mod dist;
-pub mod eval;
-pub mod experiments;
-pub mod io;
-pub mod models;
-pub mod objective;
-pub mod parity;
-pub mod report;
-pub mod rng;
-pub mod rundir;
 pub mod nn;
-pub mod selftest;
+pub mod objective;
+pub mod rng;
 pub mod special;
-pub mod stats;
-pub mod train;
 
 /// Fixes the thread count candle and the fused kernels use for the life of the process: sets
 /// `RAYON_NUM_THREADS` to [`candle_core::utils::get_num_threads`] when it is unset.

@@ -191,7 +191,7 @@ impl SeededRng {
 }
 
 /// The generator as a `rand` source, for helpers written against [`rand::Rng`] (e.g.
-/// `data::cmudict::corrupt_letters`): the draws come from the same seeded ChaCha8 stream.
+/// `varattn_lab::data::cmudict::corrupt_letters`): the draws come from the same seeded ChaCha8 stream.
 impl rand::RngCore for SeededRng {
     fn next_u32(&mut self) -> u32 {
         rand::RngCore::next_u32(&mut self.rng)

@@ -3,7 +3,7 @@
 //! A/H hidden units; the query of head h is [W_q q]_h and its keys are [W_x x̃_i]_h. With one
 //! head this is exactly the single-head attention v ᵀ tanh(W_q q + W_x x̃_i) (same parameters,
 //! same names, same operations).
-use crate::train::ParamStore;
+use crate::nn::ParamStore;
 use candle_core::{Result, Tensor, D};
 use crate::nn::gemm::Linear;
 use candle_nn::Module;

@@ -49,7 +49,7 @@ pub trait KlDivergence<P> {
 }
 
 /// Log-probability given to padding positions: finite, so that 0 · log p stays 0.
-pub(crate) const MASKED_LOGIT: f64 = -1e9;
+pub const MASKED_LOGIT: f64 = -1e9;
 
 /// Replace masked positions of `logits` by [`MASKED_LOGIT`], keeping the gradient of the others.
 pub(crate) fn apply_logit_mask(logits: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {

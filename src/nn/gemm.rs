@@ -15,7 +15,7 @@ use gemm::Parallelism;
 /// rayon split did not, and keeps to the threads candle's element-wise ops already keep awake.
 /// Every output element is still one `gemm` dot product over the whole of k, in the same order.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_into<T: 'static + Copy + Send + Sync + num_traits::One + num_traits::Zero>(
+pub fn matmul_into<T: 'static + Copy + Send + Sync + num_traits::One + num_traits::Zero>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     dst_rs: usize,

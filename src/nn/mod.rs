@@ -1,15 +1,13 @@
-//! Neural-network building blocks of our own.
-pub mod attention_decoder;
-pub mod fast_math;
+//! Neural-network building blocks of our own: seeded parameters ([`ParamStore`]), linear layers
+//! whose products run through `gemm` ([`gemm::Linear`]), gradient reversal and dropout, and the
+//! thread pool ([`par`]) that the products and the laboratory's fused kernels share.
 pub mod gemm;
-pub(crate) mod par;
-pub mod gold_log_softmax;
 pub mod grad_reverse;
-pub mod lstm;
-pub mod lstm_fused;
+pub mod par;
+pub mod params;
 
-pub use gold_log_softmax::{gold_log_softmax, gold_log_softmax_keeping, gold_log_softmax_naive};
 pub use grad_reverse::grad_reverse;
+pub use params::ParamStore;
 
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};

@@ -1,4 +1,4 @@
-//! Row-parallel loops for the fused kernels, on candle's barrier pool (the threads candle's own
+//! Row-parallel loops for the fused kernels (the laboratory's and [`super::gemm`]'s), on candle's barrier pool (the threads candle's own
 //! element-wise ops use, so no second pool competes for the cores).
 
 use std::cell::Cell;
@@ -11,7 +11,7 @@ thread_local! {
 /// The number of threads a fused kernel may split its work over: candle's thread count, or 1
 /// inside an item of [`for_each_alone`] (the pool is busy running the items themselves, and
 /// candle's barrier pool cannot be entered again from inside one of its own calls).
-pub(crate) fn threads() -> usize {
+pub fn threads() -> usize {
     if ALONE.with(|a| a.get()) {
         1
     } else {
@@ -23,7 +23,7 @@ pub(crate) fn threads() -> usize {
 /// everything an item calls single-threaded ([`threads`] is 1 inside it). For a few independent
 /// pieces of work too small to split well, such as the two directions of a bidirectional LSTM
 /// layer (each a chain of small products). Serial, in order, when one thread would do.
-pub(crate) fn for_each_alone(n: usize, f: impl Fn(usize) + Sync) {
+pub fn for_each_alone(n: usize, f: impl Fn(usize) + Sync) {
     if threads() <= 1 || n <= 1 {
         (0..n).for_each(f);
         return;
@@ -38,7 +38,7 @@ pub(crate) fn for_each_alone(n: usize, f: impl Fn(usize) + Sync) {
 /// Calls `f(r, row)` for every row r of `data` (rows of `width` values), the rows split into
 /// blocks of at least `min_rows` that the pool's threads take in turn; returns f's results in
 /// row order. Serial when one thread or one block would do.
-pub(crate) fn map_rows<T: Send, R: Copy + Default + Send>(
+pub fn map_rows<T: Send, R: Copy + Default + Send>(
     data: &mut [T],
     width: usize,
     min_rows: usize,
@@ -75,7 +75,7 @@ pub(crate) fn map_rows<T: Send, R: Copy + Default + Send>(
 /// Calls `f(range)` for consecutive ranges covering `0..n`, each of at least `min_len` items
 /// (the last may be shorter), that the barrier pool's threads take in turn. Serial when one
 /// thread or one range would do. `f` must only touch what its range owns.
-pub(crate) fn for_ranges(n: usize, min_len: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+pub fn for_ranges(n: usize, min_len: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
     let threads = threads();
     let blocks = (n / min_len.max(1)).min(4 * threads);
     if threads <= 1 || blocks <= 1 {

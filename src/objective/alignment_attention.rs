@@ -20,7 +20,7 @@
 //! being one head of one layer (of one example, or of a batch), and return the mean over groups.
 use crate::nn::grad_reverse;
 use crate::special::softplus;
-use crate::train::ParamStore;
+use crate::nn::ParamStore;
 use candle_core::{Result, Tensor, D};
 use serde::{Deserialize, Serialize};
 

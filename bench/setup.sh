@@ -20,6 +20,6 @@ if [[ -z "$python" ]]; then
 fi
 bin="${VARATTN_BIN:-}"
 if [[ -z "$bin" ]]; then
-    cargo build --release --locked --quiet
+    cargo build --release --locked --quiet -p varattn-lab
     bin="${CARGO_TARGET_DIR:-target}/release/varattn"
 fi

@@ -89,7 +89,7 @@ total0=$(now)
 for nb in "${notebooks[@]}"; do
   name="$(basename "$nb")"
   t0=$(now)
-  # The kernel starts in the notebook's folder, so `:dep varattn = { path = ".." }` is the repo.
+  # The kernel starts in the notebook's folder, so `:dep varattn = { path = ".." }` is the repository root and `:dep varattn-lab = { path = "../lab" }` its lab/.
   if "$venv/bin/jupyter" nbconvert --to notebook --execute "$nb" --output-dir "$work" --output "$name" \
        --ExecutePreprocessor.kernel_name=rust --ExecutePreprocessor.timeout=-1 \
        --ExecutePreprocessor.record_timing=False --allow-errors --log-level=WARN \

@@ -8,7 +8,7 @@
 # Steps (each idempotent):
 #   1. pip-install NVIDIA's CUDA 13.0 compiler, headers and link-time libraries (pinned) into .cuda/py
 #   2. unversioned .so symlinks beside them and a generated libcuda.so link stub (soname libcuda.so.1)
-#   3. cargo build --release --features cuda into target/cuda (the CPU build in target/ is untouched)
+#   3. cargo build --release -p varattn-lab --features cuda into target/cuda (the CPU build in target/ is untouched)
 #   4. strip + xz the binary into .cuda/dist/varattn-cuda.xz and write .cuda/dist/run-on-gpu.sh
 #   5. copy the selftest's training data (the extracted Ding dictionary and the easy-VQA wheel) from
 #      the data cache ($VARATTN_CACHE, ~/.cache/varattn or /tmp/varattn-ding-cache, the first that
@@ -93,9 +93,9 @@ export CUDA_ROOT="$CU" CUDA_PATH="$CU" CUDA_HOME="$CU" CUDA_TOOLKIT_ROOT_DIR="$C
 export CUDA_COMPUTE_CAP="$COMPUTE_CAP"
 export LIBRARY_PATH="$STUB_DIR:$CU/lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$STUB_DIR -L native=$CU/lib"
-log "3/5 cargo build --release --features cuda (target dir $TARGET_DIR, compute cap $COMPUTE_CAP)"
+log "3/5 cargo build --release -p varattn-lab --features cuda (target dir $TARGET_DIR, compute cap $COMPUTE_CAP)"
 start=$(date +%s)
-(cd "$ROOT" && cargo build --locked --release --features cuda --bin varattn --target-dir "$TARGET_DIR")
+(cd "$ROOT" && cargo build --locked --release -p varattn-lab --features cuda --bin varattn --target-dir "$TARGET_DIR")
 log "    cargo build took $(( $(date +%s) - start )) s"
 
 # ---- 4. package for the GPU machine --------------------------------------------------------------

@@ -1001,7 +1001,7 @@ mod tests {
 
     #[test]
     fn the_reference_preset_lowercases_deduplicates_and_splits_500_500_by_seed() {
-        let (cfg, _): (NmtConfig, _) = crate::config::load_with_preset(Path::new("configs/nmt/soft.toml"), "reference").unwrap();
+        let (cfg, _): (NmtConfig, _) = crate::config::load_with_preset(&crate::repo_root().join("configs/nmt/soft.toml"), "reference").unwrap();
         cfg.validate().unwrap();
         let d = &cfg.data;
         assert!(d.lowercase && d.dedup && d.resplit == Some(Resplit { seed: 3435, valid: 500, test: 500 }));
@@ -1037,7 +1037,7 @@ mod tests {
 
     #[test]
     fn dedup_without_resplit_is_refused() {
-        let (mut cfg, _): (NmtConfig, _) = crate::config::load_with_preset(Path::new("configs/nmt/soft.toml"), "smoke").unwrap();
+        let (mut cfg, _): (NmtConfig, _) = crate::config::load_with_preset(&crate::repo_root().join("configs/nmt/soft.toml"), "smoke").unwrap();
         cfg.data.dedup = true;
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("data.dedup") && e.contains("data.resplit"), "{e}");

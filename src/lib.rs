@@ -29,10 +29,9 @@
 //! on the CPU.
 //!
 //! This crate is the library: it depends on candle and a few small crates (gemm, rand, serde,
-//! half, num-traits, libc). The laboratory, the
-//! `varattn-lab` crate in `lab/`, holds what replicates the papers on top of it: the data sets,
-//! the NMT / VQA / transducer models and their fused CPU kernels, training, evaluation, reports
-//! and the `varattn` command line.
+//! half, num-traits, libc). The laboratory, the `varattn-lab` crate in `lab/`, holds what
+//! replicates the papers on top of it: the data sets, the NMT / VQA / transducer models and their
+//! fused CPU kernels, training, evaluation, reports and the `varattn` command line.
 //!
 //! ## Example: the exact marginal and its Jensen bound
 //!

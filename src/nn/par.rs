@@ -1,5 +1,6 @@
-//! Row-parallel loops for the fused kernels (the laboratory's and [`super::gemm`]'s), on candle's barrier pool (the threads candle's own
-//! element-wise ops use, so no second pool competes for the cores).
+//! Row-parallel loops for the fused kernels (the laboratory's and [`super::gemm`]'s), on candle's
+//! barrier pool (the threads candle's own element-wise ops use, so no second pool competes for
+//! the cores).
 
 use std::cell::Cell;
 

@@ -140,7 +140,7 @@ run_one() {
   local task=$1 row=$2 seed=$3 t0 log ok=
   t0=$(date +%s)
   local cmd=("$bin" train --config "configs/$task/$row.toml" --preset "$preset" --seed "$seed" --device "$device" $quiet
-    --out "$out/runs/$task/$row/seed-$seed")
+    --out "$out/runs/$task/$row/seed-$seed" --stale-to "$out/stale")
   if [ "$jobs" -gt 1 ]; then
     # appended, so that a rerun that skips or resumes the run keeps the earlier output
     log="$out/logs/$task-$row-seed-$seed.log"

@@ -119,6 +119,11 @@ struct TrainArgs {
     /// result of another config, seed, data or build).
     #[arg(long)]
     fresh: bool,
+    /// Where a run of another config found in the run directory goes instead of being refused:
+    /// its files move to <DIR>/<task>/<name>/seed-<seed>-<its config hash> and this run starts
+    /// over (what `./reproduce.sh` does after a preset or row file changed).
+    #[arg(long, value_name = "DIR", conflicts_with = "fresh")]
+    stale_to: Option<PathBuf>,
     /// Stop at the first checkpoint written at or after this many training steps (at least 1; a
     /// checkpoint is written every `train.checkpoint_every` steps and at every epoch's end);
     /// for testing resumption.
@@ -788,12 +793,29 @@ fn load_row(config: &Path, preset: &str, sets: &[Override]) -> Result<(Task, Row
     Ok((task, row, merged))
 }
 
+/// The config hash recorded by the run in `out` (its `result.json`, else its last checkpoint's
+/// `last.json`) when it differs from `hash`; `None` when the directory holds neither or the same
+/// config.
+fn stale_config_hash(out: &Path, hash: &str) -> Result<Option<String>> {
+    for file in ["result.json", "last.json"] {
+        let path = out.join(file);
+        if !path.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let recorded: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}; rerun with --fresh to redo the run", path.display()))?;
+        let recorded = recorded["config_hash"].as_str().with_context(|| format!("{}: no `config_hash` string; rerun with --fresh to redo the run", path.display()))?;
+        return Ok((recorded != hash).then(|| recorded.to_string()));
+    }
+    Ok(None)
+}
+
 /// `varattn train`: validates the config, locks the run directory, refuses a checkpoint or result
 /// of another config or identity (seed, data, build), then writes the merged config into the run
 /// directory and trains or resumes and evaluates.
 fn train(args: TrainArgs) -> Result<()> {
     use varattn_lab::rundir::{identity_error, RunIdentity, RunLock};
-    let TrainArgs { config, preset, seed, sets, results, out, cache, fresh, stop_after_steps, quiet, device } = args;
+    let TrainArgs { config, preset, seed, sets, results, out, cache, fresh, stale_to, stop_after_steps, quiet, device } = args;
     let (config, preset) = (config.as_path(), preset.name());
     let device = varattn_lab::selftest::device_from_name(&device)?;
     if stop_after_steps == Some(0) {
@@ -812,6 +834,12 @@ fn train(args: TrainArgs) -> Result<()> {
     let lock = RunLock::acquire(&out)?;
     if fresh {
         lock.clear()?;
+    } else if let Some(stale_to) = &stale_to {
+        if let Some(theirs) = stale_config_hash(&out, &hash)? {
+            let dest = stale_to.join(task.name()).join(&name).join(format!("seed-{seed}-{theirs}"));
+            lock.move_contents_to(&dest)?;
+            println!("{name}: {} held a run of another config (hash {theirs}, now {hash}); moved it to {} and starting over", out.display(), dest.display());
+        }
     }
     let result_path = out.join("result.json");
     if result_path.exists() {
@@ -819,7 +847,7 @@ fn train(args: TrainArgs) -> Result<()> {
         let prev: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}; rerun with --fresh to redo the run", result_path.display()))?;
         if prev["config_hash"].as_str() != Some(hash.as_str()) {
-            bail!("{} was produced by another config (hash {} vs {hash}); use --fresh or another --out", result_path.display(), prev["config_hash"]);
+            bail!("{} was produced by another config (hash {} vs {hash}); use --fresh, --stale-to DIR or another --out", result_path.display(), prev["config_hash"]);
         }
         let differences = match prev.get("identity").filter(|v| !v.is_null()) {
             Some(id) => serde_json::from_value::<RunIdentity>(id.clone())

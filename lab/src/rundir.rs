@@ -62,6 +62,25 @@ impl RunLock {
         Ok(Self { _file: file, dir: dir.to_path_buf() })
     }
 
+    /// Moves everything in the locked directory except the lock file into `dest` (created; it must
+    /// not exist yet or be empty), leaving the run directory empty (`--stale-to`).
+    pub fn move_contents_to(&self, dest: &Path) -> Result<()> {
+        if dest.exists() && std::fs::read_dir(dest).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            bail!("{}: already exists and is not empty; cannot move {} there", dest.display(), self.dir.display())
+        }
+        std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+        let entries = std::fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("listing {}", self.dir.display()))?;
+            if e.file_name() == LOCK_FILE {
+                continue;
+            }
+            let to = dest.join(e.file_name());
+            std::fs::rename(e.path(), &to).with_context(|| format!("moving {} to {}", e.path().display(), to.display()))?;
+        }
+        Ok(())
+    }
+
     /// Removes everything in the locked directory except the lock file (`--fresh`).
     pub fn clear(&self) -> Result<()> {
         let entries = std::fs::read_dir(&self.dir).with_context(|| format!("listing {}", self.dir.display()))?;
@@ -212,6 +231,26 @@ mod tests {
         assert_eq!(left, vec![std::ffi::OsString::from(LOCK_FILE)]);
         drop(first);
         RunLock::acquire(&run).unwrap();
+    }
+
+    #[test]
+    fn a_run_moved_aside_leaves_only_the_lock_and_refuses_a_non_empty_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let lock = RunLock::acquire(&run).unwrap();
+        std::fs::write(run.join("result.json"), "{}").unwrap();
+        std::fs::create_dir(run.join("sub")).unwrap();
+        let dest = dir.path().join("stale").join("seed-1");
+        lock.move_contents_to(&dest).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(LOCK_FILE)]);
+        let mut moved: Vec<_> = std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        moved.sort();
+        assert_eq!(moved, ["result.json", "sub"]);
+        std::fs::write(run.join("last.json"), "{}").unwrap();
+        let err = format!("{:#}", lock.move_contents_to(&dest).unwrap_err());
+        assert!(err.contains("not empty") && err.contains(&dest.display().to_string()), "{err}");
+        assert!(run.join("last.json").exists());
     }
 
     #[test]

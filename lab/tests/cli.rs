@@ -225,6 +225,35 @@ fn a_run_directory_has_one_owner_and_one_identity() {
     assert!(fresh.status.success(), "{}", stderr(&fresh));
 }
 
+/// A run of another config (a preset or row file changed since) is refused, or with `--stale-to`
+/// moved aside under its config hash while the run starts over.
+#[test]
+fn a_run_of_another_config_is_refused_or_moved_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shipped("nmt", "soft");
+    let run = tmp.path().join("runs/nmt/soft/seed-3435");
+    let stopped = train(&config, &run, &["--stop-after-steps", "2"]);
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("last.json")).unwrap()).unwrap();
+    let old_hash = old["config_hash"].as_str().unwrap().to_string();
+    let changed = ["--set", "train.lr=0.002", "--stop-after-steps", "2"];
+    let refused = train(&config, &run, &changed);
+    assert_refused(&refused, &["another config", &old_hash, "--fresh"]);
+    let stale = tmp.path().join("stale");
+    let moved = train(&config, &run, &[&changed[..], &["--stale-to", stale.to_str().unwrap()]].concat());
+    assert!(moved.status.success(), "{}", stderr(&moved));
+    let aside = stale.join(format!("nmt/soft/seed-3435-{old_hash}"));
+    assert!(String::from_utf8_lossy(&moved.stdout).contains(&aside.display().to_string()));
+    let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(aside.join("last.json")).unwrap()).unwrap();
+    assert_eq!(kept["config_hash"], old_hash.as_str());
+    let new: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("last.json")).unwrap()).unwrap();
+    assert_ne!(new["config_hash"], old_hash.as_str());
+    // the same config again resumes in place: nothing more is moved
+    let again = train(&config, &run, &[&changed[..], &["--stale-to", stale.to_str().unwrap()]].concat());
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(std::fs::read_dir(stale.join("nmt/soft")).unwrap().count(), 1);
+}
+
 /// Row 4: the data files (prepared splits, the BPE) are part of a run's identity, and a BPE file
 /// whose vocabulary is not the configured size is refused.
 #[test]
@@ -395,7 +424,7 @@ fn resuming_at_every_step_gives_the_uninterrupted_result() {
     assert!(o.status.success(), "{}", stderr(&o));
     let strip = |mut v: serde_json::Value| {
         let o = v.as_object_mut().unwrap();
-        for k in ["train_seconds", "train_tokens_per_second", "git_revision"] {
+        for k in ["train_seconds", "train_tokens_per_second", "git_revision", "git_dirty_paths"] {
             o.remove(k);
         }
         for h in o["history"].as_array_mut().unwrap() {

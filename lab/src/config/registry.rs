@@ -289,6 +289,7 @@ mod tests {
             }
         }
         assert_eq!(seeds("nmt", "gumbel", "cpu"), 1);
+        assert_eq!(seeds("nmt", "gumbel", "full"), 3);
         assert_eq!(seeds("nmt", "soft", "smoke"), 1);
     }
 

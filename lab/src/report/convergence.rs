@@ -57,7 +57,8 @@ pub fn read_run(task: &str, row: &str, seed: &str, result: &Path) -> Result<RunC
 }
 
 /// Every finished run under `runs` (`<task>/<row>/seed-<n>/result.json`), sorted by task, row
-/// and seed; a directory without `result.json` (unfinished) is left out.
+/// and seed; a directory without `result.json` (unfinished) is left out, and so is a result that
+/// cannot be read (with a warning on stderr: the tables report those files).
 pub fn read_runs(runs: &Path) -> Result<Vec<RunConvergence>> {
     let mut out = vec![];
     let dirs = |p: &Path| -> Vec<std::path::PathBuf> {
@@ -72,7 +73,10 @@ pub fn read_runs(runs: &Path) -> Result<Vec<RunConvergence>> {
                 let result = seed.join("result.json");
                 if result.exists() {
                     let seed_name = name(&seed);
-                    out.push(read_run(&name(&task), &name(&row), seed_name.trim_start_matches("seed-"), &result)?);
+                    match read_run(&name(&task), &name(&row), seed_name.trim_start_matches("seed-"), &result) {
+                        Ok(r) => out.push(r),
+                        Err(e) => eprintln!("warning: convergence: skipping {}: {e:#}", result.display()),
+                    }
                 }
             }
         }
@@ -155,6 +159,9 @@ mod tests {
         write("soft", 3435, &[60.0, 50.0, 51.0, 52.0], Some(2));
         write("exact", 3435, &[60.0, 50.0, 45.0], None);
         std::fs::create_dir_all(dir.path().join("nmt/exact/seed-3436")).unwrap(); // unfinished
+        let broken = dir.path().join("nmt/rws/seed-3435");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("result.json"), "{ not json").unwrap(); // unreadable: left out
         let runs = read_runs(dir.path()).unwrap();
         assert_eq!(runs.len(), 2);
         assert_eq!((runs[0].row.as_str(), runs[0].best_epoch, runs[0].is_flat()), ("exact", 3, false));

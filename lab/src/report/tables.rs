@@ -5,7 +5,7 @@ use crate::experiments::nmt::NmtResult;
 use crate::experiments::vqa::{VqaMetrics, VqaResult};
 use crate::io::write_atomic;
 use crate::report::verdict::{claim_interval, Interval, Items, Link, Measure, Term, Verdict};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -44,8 +44,12 @@ pub fn take_skipped_results() -> Vec<String> {
 
 /// Every readable `result.json` under `runs_dir/<row>/seed-*/`, in path order; one that cannot be read or
 /// parsed is skipped with a warning naming it (and recorded for [`take_skipped_results`]).
+/// Refused: two results of one row made from different configs (their `config_hash` differs, e.g.
+/// a stale run left from before a preset changed), since their mean would mix two experiments.
 fn collect<R: serde::de::DeserializeOwned>(runs_dir: &Path, name: impl Fn(&R) -> String) -> Result<BTreeMap<String, Vec<R>>> {
     let mut out: BTreeMap<String, Vec<R>> = BTreeMap::new();
+    // the config hash of each row's first result, and where it came from
+    let mut hashes: BTreeMap<String, (String, std::path::PathBuf)> = BTreeMap::new();
     // in path order: a row's results (and so its seeds) come in the same order on every machine
     let sorted = |dir: &Path| -> Option<Vec<std::path::PathBuf>> {
         let mut v: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
@@ -58,11 +62,30 @@ fn collect<R: serde::de::DeserializeOwned>(runs_dir: &Path, name: impl Fn(&R) ->
         for seed in seeds {
             let p = seed.join("result.json");
             if p.exists() {
-                let read = std::fs::read_to_string(&p)
-                    .with_context(|| format!("reading {}", p.display()))
-                    .and_then(|t| serde_json::from_str::<R>(&t).with_context(|| format!("parsing {}", p.display())));
+                let read = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())).and_then(|t| {
+                    let r = serde_json::from_str::<R>(&t).with_context(|| format!("parsing {}", p.display()))?;
+                    let hash = serde_json::from_str::<serde_json::Value>(&t)
+                        .ok()
+                        .and_then(|v| v.get("config_hash")?.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    Ok((r, hash))
+                });
                 match read {
-                    Ok(r) => out.entry(name(&r)).or_default().push(r),
+                    Ok((r, hash)) => {
+                        let row = name(&r);
+                        match hashes.get(&row) {
+                            Some((first, at)) if *first != hash => bail!(
+                                "{} and {} are runs of row `{row}` made from different configs (config_hash {first} vs {hash}): one is stale; remove it (or train it again) before reporting",
+                                at.display(),
+                                p.display()
+                            ),
+                            Some(_) => {}
+                            None => {
+                                hashes.insert(row.clone(), (hash, p.clone()));
+                            }
+                        }
+                        out.entry(row).or_default().push(r)
+                    }
                     Err(e) => {
                         eprintln!("warning: skipping {}: {e:#}", p.display());
                         SKIPPED_RESULTS.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{e:#}"));
@@ -786,6 +809,24 @@ mod tests {
         let err = format!("{:#}", Table::read_csv(&dir.join("missing.csv")).unwrap_err());
         assert!(err.contains("missing.csv"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn results_of_one_row_from_different_configs_are_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |seed: u64, hash: &str| {
+            let mut r = nmt_result("soft", seed, 1.0, 100.0);
+            r.config_hash = hash.into();
+            let d = dir.path().join("soft").join(format!("seed-{seed}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("result.json"), serde_json::to_string(&r).unwrap()).unwrap();
+        };
+        write(3435, "aaaa");
+        write(3436, "aaaa");
+        assert_eq!(collect_nmt(dir.path()).unwrap()["soft"].len(), 2);
+        write(3437, "bbbb");
+        let e = format!("{:#}", collect_nmt(dir.path()).unwrap_err());
+        assert!(e.contains("seed-3435") && e.contains("seed-3437") && e.contains("aaaa vs bbbb"), "{e}");
     }
 
     fn nmt_result(name: &str, seed: u64, bleu: f64, tok_s: f64) -> NmtResult {

@@ -394,7 +394,7 @@ pub fn train<K: Copy>(
         })?;
         if st.config_hash != cfg.config_hash {
             bail!(
-                "{}: checkpoint was made with config {} but the current config hashes to {}; use --fresh or another --out",
+                "{}: checkpoint of another config (hash {} vs {}); use --fresh, --stale-to DIR or another --out",
                 last.display(),
                 st.config_hash,
                 cfg.config_hash

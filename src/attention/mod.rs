@@ -1,4 +1,5 @@
-//! Attention layers beyond the single-head MLP attention of Deng et al.: multi-head attention
+//! Attention layers: a latent-alignment attention layer to place in a model of one's own
+//! ([`latent`], candle's `VarBuilder` conventions), multi-head attention
 //! ([`multihead`]) and Bayesian (Weibull-Gamma) attention weights, BAM and BABN ([`bayesian`]).
 //! The alignment-attention regulariser that can sit on any of them is an objective term:
 //! [`crate::objective::alignment_attention`].
@@ -7,9 +8,11 @@
 //! heads, stacked hops, stochastic (Bayesian) weights and an alignment regulariser. The default
 //! (one head, one hop, deterministic, no regulariser) is the plain attention.
 pub mod bayesian;
+pub mod latent;
 pub mod multihead;
 
 pub use bayesian::{bayesian_layers, weibull_attention, BayesConfig, BayesKind, PriorConfig, WeibullAttention};
+pub use latent::{LatentAttention, LatentAttentionConfig};
 pub use multihead::{head_contexts, MlpAttention};
 
 use crate::objective::alignment_attention::AlignmentConfig;

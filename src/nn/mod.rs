@@ -1,13 +1,16 @@
-//! Neural-network building blocks of our own: seeded parameters ([`ParamStore`]), linear layers
+//! Neural-network building blocks of our own: seeded parameters ([`ParamStore`], and
+//! [`SeededVarMap`] for candle's `VarBuilder` conventions), linear layers
 //! whose products run through `gemm` ([`gemm::Linear`]), gradient reversal and dropout, and the
 //! thread pool ([`par`]) that the products and the laboratory's fused kernels share.
 pub mod gemm;
 pub mod grad_reverse;
 pub mod par;
 pub mod params;
+pub mod seeded_varmap;
 
 pub use grad_reverse::grad_reverse;
 pub use params::ParamStore;
+pub use seeded_varmap::SeededVarMap;
 
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};

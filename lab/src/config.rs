@@ -242,6 +242,21 @@ pub fn config_hash(v: &Value) -> String {
     format!("{h:016x}")
 }
 
+/// Checks an objective's settings (`key` names it in the config): K (samples, K-Max's k) at least
+/// 1, VIMCO's K at least 2, the Gumbel temperature positive.
+pub fn check_objective(key: &str, kind: &crate::objective::ObjectiveKind) -> anyhow::Result<()> {
+    use crate::objective::ObjectiveKind as K;
+    match *kind {
+        K::HardSample { samples } | K::VarSample { samples } | K::Rws { samples } => {
+            check::at_least(&format!("{key}.samples"), samples, 1)
+        }
+        K::Vimco { samples } => check::at_least(&format!("{key}.samples"), samples, 2),
+        K::KMax { k } => check::at_least(&format!("{key}.k"), k, 1),
+        K::Gumbel { temperature } => check::positive(&format!("{key}.temperature"), temperature),
+        _ => Ok(()),
+    }
+}
+
 /// Range checks of config values, run when a config is loaded; each error names the key, the
 /// value and the allowed range.
 pub mod check {

@@ -5,7 +5,7 @@
 //! models that produce a prior, a posterior and log f(x, i) ([`models`]: the NMT
 //! encoder-decoder, the VQA model, the online transducer, the demo's reversal task), their fused
 //! CPU kernels ([`nn`]), training ([`train`], [`experiments`]), evaluation ([`eval`], [`stats`]),
-//! reports ([`report`]: tables, claims with verdicts, figures) and the tools behind the `varattn`
+//! figures ([`plot`]), reports ([`report`]: tables, claims with verdicts) and the tools behind the `varattn`
 //! binary ([`bench`], [`parity`], [`selftest`], [`demo`]).
 //!
 //! The library's modules are re-exported under their own names, so that `varattn_lab::dist`,
@@ -23,6 +23,7 @@ pub mod io;
 pub mod models;
 pub mod nn;
 pub mod parity;
+pub mod plot;
 pub mod report;
 pub mod rundir;
 pub mod selftest;

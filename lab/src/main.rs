@@ -975,7 +975,7 @@ fn align(r: &RunArgs, src: &str, tgt: &str, png: Option<&Path>, json: Option<&Pa
         let stem = if png.extension().is_some_and(|e| e == "png") { png.with_extension("") } else { png.to_path_buf() };
         let (source, target) = nmt.languages();
         let axes = (format!("source ({source})"), format!("target ({target})"));
-        varattn_lab::report::plot::alignment_heatmaps(&stem, &axes.0, &axes.1, &a.source_tokens, &a.target_tokens, &a.panels())?;
+        varattn_lab::plot::alignment_heatmaps(&stem, &axes.0, &axes.1, &a.source_tokens, &a.target_tokens, &a.panels())?;
         println!("wrote {} and {}", stem.with_extension("png").display(), stem.with_extension("svg").display());
     }
     if let Some(path) = json {

@@ -12,7 +12,7 @@
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use crate::data::hub::sha256_file;
+use crate::io::sha256_file;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 

@@ -25,6 +25,7 @@
 //! `GET {endpoint}/api/datasets/{repo}/tree/{revision}/{dir}?recursive=true`. Freshly downloaded
 //! blobs whose etag is a sha256 (LFS files) are checked against it, which catches truncated
 //! bodies that HTTP alone did not.
+pub use crate::io::sha256_file;
 use super::hub_registry::glob_match;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashSet;
@@ -378,22 +379,6 @@ fn verify_fresh_blob(snapshot: &Path, blobs_before: &HashSet<String>) -> Result<
     Ok(())
 }
 
-/// Lower-case hex sha256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
 
 /// hf-hub download events -> an indicatif byte bar (shown only on a terminal).
 #[derive(Clone)]

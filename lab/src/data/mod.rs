@@ -9,7 +9,6 @@ pub mod hub_prepare;
 pub mod hub_registry;
 pub mod manifest;
 pub mod nmt;
-pub mod vqa_features;
 pub mod vqa_v2;
 
 /// One line per split, `"<name>  <count>"` (two spaces), e.g. `train  15839`, as every

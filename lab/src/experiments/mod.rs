@@ -7,22 +7,7 @@ pub mod vqa_v2;
 
 pub use crate::train::runner::RunOptions;
 
-use crate::config::check;
-use crate::objective::ObjectiveKind;
-
-/// Checks an objective's settings (`key` names it in the config): K (samples, K-Max's k) at least
-/// 1, VIMCO's K at least 2, the Gumbel temperature positive.
-pub fn check_objective(key: &str, kind: &ObjectiveKind) -> anyhow::Result<()> {
-    match *kind {
-        ObjectiveKind::HardSample { samples } | ObjectiveKind::VarSample { samples } | ObjectiveKind::Rws { samples } => {
-            check::at_least(&format!("{key}.samples"), samples, 1)
-        }
-        ObjectiveKind::Vimco { samples } => check::at_least(&format!("{key}.samples"), samples, 2),
-        ObjectiveKind::KMax { k } => check::at_least(&format!("{key}.k"), k, 1),
-        ObjectiveKind::Gumbel { temperature } => check::positive(&format!("{key}.temperature"), temperature),
-        _ => Ok(()),
-    }
-}
+pub use crate::config::check_objective;
 
 #[cfg(test)]
 mod tests {

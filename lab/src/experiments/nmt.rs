@@ -736,7 +736,7 @@ fn alignment_pictures(model: &NmtModel, cfg: &NmtConfig, data: &PreparedData, op
     let all = pair_alignments(model, &cfg.objective, &data.tokenizer, &data.test[..n], &opts.device)?;
     for (k, a) in all.iter().enumerate() {
         let panels: Vec<(&str, &[Vec<f32>])> = a.panels().into_iter().filter(|(title, _)| *title != TRUE_POSTERIOR).collect();
-        crate::report::plot::alignment_heatmaps(&opts.out_dir.join(format!("alignment-{k}")), "source subword", "target subword", &a.source_tokens, &a.target_tokens, &panels)?;
+        crate::plot::alignment_heatmaps(&opts.out_dir.join(format!("alignment-{k}")), "source subword", "target subword", &a.source_tokens, &a.target_tokens, &panels)?;
     }
     Ok(())
 }

@@ -635,7 +635,7 @@ fn attention_pictures(model: &VqaModel, kind: &ObjectiveKind, data: &PreparedVqa
     for (k, e) in data.data.test[..n].iter().enumerate() {
         let img = data.data.test_image(e.image_id).context("missing test image")?;
         let caption = format!("Q: {}\nA: {} (gold: {})", e.question, data.data.answers[pred[k] as usize], e.answer);
-        crate::report::plot::image_attention(
+        crate::plot::image_attention(
             &opts.out_dir.join(format!("attention-{k}")),
             img,
             easy_vqa::IMAGE_SIZE as u32,

@@ -1,6 +1,6 @@
 //! The VQA model on VQA 2.0 (`data.dataset = "vqa-v2"`): questions and annotations from the
 //! registry's `vqa-v2` entry (datasets/hub.toml, read through the Hub cache), regions = cached
-//! DINOv2 grid features ([`crate::data::vqa_features`]) through a learned linear map to the
+//! DINOv2 grid features ([`crate::models::vqa_features`]) through a learned linear map to the
 //! model's region size (`model.channels[2]`), the same objectives and training loop as easy-VQA.
 //!
 //! * Splits: train = the registry's `train` split (optionally `data.train_image_fraction` of its
@@ -22,7 +22,7 @@ use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::easy_vqa::QuestionVocab;
 use crate::data::hub_parquet::VqaV2Example;
-use crate::data::vqa_features::{FeatureStore, ImageSource, PendingImage};
+use crate::models::vqa_features::{FeatureStore, ImageSource, PendingImage};
 use crate::data::vqa_v2::{clean_question, vqa_accuracy, AnswerCounts, AnswerVocab};
 use crate::eval::calibration::expected_calibration_error;
 use crate::io::write_atomic;

@@ -6,3 +6,4 @@ pub mod backbone;
 pub mod reversal;
 pub mod vqa;
 pub mod transducer;
+pub mod vqa_features;

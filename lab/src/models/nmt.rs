@@ -21,7 +21,7 @@ use crate::nn::fast_math;
 use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
 use crate::objective::{AlignmentOutputs, ObjectiveKind};
 use crate::rng::SeededRng;
-use crate::train::ParamStore;
+use varattn::nn::ParamStore;
 use candle_core::{DType, Result, Tensor, D};
 use crate::nn::gemm::Linear;
 use candle_nn::{Embedding, Module};

@@ -9,7 +9,7 @@
 //! term that sees the target symbol: score_q = h'_tᵀ W' k'_i + u(y_t)ᵀ v(x_i).
 use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
-use crate::train::ParamStore;
+use varattn::nn::ParamStore;
 use candle_core::{DType, Device, Result, Tensor, D};
 use crate::nn::gemm::Linear;
 use candle_nn::{Embedding, Module};

@@ -51,7 +51,7 @@ use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
 use crate::objective::SequenceScores;
 use crate::rng::SeededRng;
 use crate::special::softplus;
-use crate::train::ParamStore;
+use varattn::nn::ParamStore;
 use candle_core::{DType, Device, Result, Tensor, D};
 use crate::nn::gemm::Linear;
 use candle_nn::{Embedding, Module};

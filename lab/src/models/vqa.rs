@@ -28,7 +28,7 @@ use crate::nn::dropout;
 use crate::nn::lstm::{Lstm, LstmConfig};
 use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
-use crate::train::ParamStore;
+use varattn::nn::ParamStore;
 use candle_core::{Result, Tensor, D};
 use crate::nn::gemm::Linear;
 use candle_nn::{Conv2d, Conv2dConfig, Embedding, Module};

@@ -32,7 +32,7 @@
 //! row within its length; steps cut out in ⌈√T⌉-step blocks, see `split_steps`).
 use super::lstm_fused::{lstm_cell_fused, lstm_layer_fused};
 use crate::rng::SeededRng;
-use crate::train::params::ParamStore;
+use varattn::nn::ParamStore;
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::ops::sigmoid;
 

@@ -2,7 +2,7 @@
 //!
 //! evcxr turns a block printed on standard output,
 //! `EVCXR_BEGIN_CONTENT <mime>\n<payload>\nEVCXR_END_CONTENT`, into a Jupyter `display_data`
-//! output of that MIME type. The figures of [`super::plot`] are written as PNG files; [`show_png`]
+//! output of that MIME type. The figures of [`crate::plot`] are written as PNG files; [`show_png`]
 //! prints such a file as an `image/png` block (base64), so the picture is stored in the notebook
 //! and renders wherever notebooks do, without a font or SVG renderer on the reader's side.
 //!
@@ -104,7 +104,7 @@ mod tests {
     fn png_content_wraps_a_real_figure_and_rejects_other_files() {
         let dir = std::env::temp_dir().join(format!("varattn-notebook-test-{}", std::process::id()));
         let stem = dir.join("bars");
-        crate::report::plot::bar_chart(&stem, "t", "v", &[("a".into(), 1.0), ("b".into(), 2.0)]).unwrap();
+        crate::plot::bar_chart(&stem, "t", "v", &[("a".into(), 1.0), ("b".into(), 2.0)]).unwrap();
         let block = png_content(&stem).unwrap();
         let bytes = std::fs::read(dir.join("bars.png")).unwrap();
         assert!(block.starts_with("EVCXR_BEGIN_CONTENT image/png\niVBORw0KGgo"), "{}", &block[..60]);

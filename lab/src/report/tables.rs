@@ -913,7 +913,7 @@ mod tests {
         nmt_figures(&rs, &["soft", "var-enum"], dir.path()).unwrap();
         let svg = std::fs::read_to_string(dir.path().join("nmt-valid-ppl.svg")).unwrap();
         assert!(svg.contains("Validation perplexity per epoch (mean ± sd over 2 seeds)"));
-        use crate::report::plot::tests::svg_has_text;
+        use crate::plot::tests::svg_has_text;
         assert!(svg_has_text(&svg, "validation PPL") && svg_has_text(&svg, "var-enum"));
         let k_svg = std::fs::read_to_string(dir.path().join("nmt-ppl-vs-k.svg")).unwrap();
         // log10 K axis: ticks 1, 2, 5, 10 (the range is less than two decades)

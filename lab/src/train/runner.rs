@@ -159,7 +159,7 @@ impl TrainConfig {
             check::within("train.moving_average_baseline", d, (0.0, true), (1.0, false))?;
         }
         if let Some(k) = &self.pretrain_objective {
-            crate::experiments::check_objective("train.pretrain_objective", k)?;
+            crate::config::check_objective("train.pretrain_objective", k)?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@
 //! leaves whole shards that a rerun skips. An image that cannot be read or decoded is an error
 //! naming its image id and a question that refers to it.
 use crate::io::write_atomic;
-use crate::models::backbone::{Backbone, BackboneConfig};
+use super::backbone::{Backbone, BackboneConfig};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,7 @@ fn compute(backbone: &Backbone, chunk: &[&PendingImage], batch: usize, bar: &ind
         let s = backbone.cfg.image_size;
         let mut pixels = Vec::with_capacity(b.len() * 3 * s * s);
         for (img, raw) in b.iter().zip(&bytes) {
-            let px = crate::models::backbone::preprocess(raw, s)
+            let px = super::backbone::preprocess(raw, s)
                 .with_context(|| format!("question {}: image {} cannot be decoded as JPEG/PNG", img.question_id, img.image_id))?;
             pixels.extend(px);
         }

@@ -600,7 +600,7 @@ impl Figure for Heatmap<'_> {
 ///
 /// ```no_run
 /// # fn main() -> anyhow::Result<()> {
-/// use varattn_lab::report::plot;
+/// use varattn_lab::plot;
 /// let cols: Vec<String> = ["s", "t", "r"].iter().map(|s| s.to_string()).collect();
 /// let rows: Vec<String> = vec!["sample 1".into(), "sample 2".into()];
 /// let m = vec![vec![1.0f32, 0.0, 0.0], vec![0.0, 0.5, 0.5]];
@@ -1227,7 +1227,7 @@ impl Figure for LineChart<'_> {
 ///
 /// ```no_run
 /// # fn main() -> anyhow::Result<()> {
-/// use varattn_lab::report::plot::{self, LinePlot, Scale, Series, Spread};
+/// use varattn_lab::plot::{self, LinePlot, Scale, Series, Spread};
 /// // validation PPL per epoch of two seeds: one line, mean ± std over the seeds
 /// let seeds = vec![vec![(1.0, 120.0), (2.0, 80.0)], vec![(1.0, 126.0), (2.0, 77.0)]];
 /// let soft = Series::over_seeds("soft", &seeds, Spread::Std);

@@ -17,6 +17,7 @@ mod weibull;
 
 pub use bernoulli::Bernoulli;
 pub use categorical::Categorical;
+pub(crate) use categorical::gather_last;
 pub use dirichlet::{Dirichlet, Positivity};
 pub use gamma::Gamma;
 pub use relaxed::RelaxedCategorical;

@@ -8,22 +8,39 @@ use candle_core::{Result, Tensor};
 
 /// What a model computes for one batch of target steps `[...]` (e.g. `[B, T]`) over S
 /// alignment positions. Models implement this; objectives consume it.
+///
+/// Three methods are required: the prior scores, log f for every alignment and the
+/// soft-attention likelihood (enough for soft, exact, hard and K-Max rows). The others have
+/// defaults: no inference network and no masks; `log_f_at` gathers from `log_f_all` (override it
+/// when evaluating only the sampled alignments is cheaper); `log_f_relaxed`, needed only by the
+/// relaxed rows (var-relaxed, Gumbel-softmax), is an error naming the method until implemented.
 pub trait AlignmentOutputs {
     /// Unnormalised prior scores `[..., S]` (p = softmax of them; Dirichlet concentrations
     /// through a positivity transform).
     fn prior_scores(&self) -> &Tensor;
     /// Posterior (inference network) scores `[..., S]`, if the model has an inference network.
-    fn posterior_scores(&self) -> Option<&Tensor>;
+    fn posterior_scores(&self) -> Option<&Tensor> {
+        None
+    }
     /// Padding mask over positions `[..., S]` (1 real, 0 pad), if any.
-    fn position_mask(&self) -> Option<&Tensor>;
+    fn position_mask(&self) -> Option<&Tensor> {
+        None
+    }
     /// Mask over target steps `[...]`, if any.
-    fn step_mask(&self) -> Option<&Tensor>;
+    fn step_mask(&self) -> Option<&Tensor> {
+        None
+    }
     /// log f(x, i) of the gold output for every i: `[..., S]`.
     fn log_f_all(&self) -> Result<Tensor>;
-    /// log f(x, z) at sampled indices `z [K, ...]` (u32): `[K, ...]`.
-    fn log_f_at(&self, z: &Tensor) -> Result<Tensor>;
+    /// log f(x, z) at sampled indices `z [K, ...]` (u32): `[K, ...]`; by default
+    /// `log_f_all()[..., z]`.
+    fn log_f_at(&self, z: &Tensor) -> Result<Tensor> {
+        crate::dist::gather_last(&self.log_f_all()?, z)
+    }
     /// log f(x, w) for a relaxed alignment `w [..., S]` on the simplex (context Σ_i w_i x̃_i).
-    fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor>;
+    fn log_f_relaxed(&self, _w: &Tensor) -> Result<Tensor> {
+        candle_core::bail!("this model does not implement AlignmentOutputs::log_f_relaxed, which the relaxed objectives (var-relaxed, gumbel) need")
+    }
     /// log f(x, E_p[z]): the soft-attention likelihood `[...]`.
     fn log_f_soft(&self) -> Result<Tensor>;
     /// sg(log f(x, E_p[z])): the soft-attention likelihood as a constant (the REINFORCE baseline).
@@ -156,4 +173,48 @@ pub fn relaxed_held_out_bound(positivity: Positivity, out: &dyn AlignmentOutputs
     let dir = |s: &Tensor| Dirichlet::from_scores(&s.detach().to_dtype(DType::F64)?, positivity, mask.as_ref());
     let (p, q) = (dir(out.prior_scores())?, dir(q_scores)?);
     Ok(relaxed_iw_bound(&p, &q, |z| out.log_f_relaxed(z), samples, rng, out.step_mask())?.metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, D};
+
+    /// A model with only the three required methods: prior scores, log f for every alignment and
+    /// the soft likelihood.
+    struct Minimal {
+        prior: Tensor,
+        log_f: Tensor,
+    }
+
+    impl AlignmentOutputs for Minimal {
+        fn prior_scores(&self) -> &Tensor {
+            &self.prior
+        }
+        fn log_f_all(&self) -> Result<Tensor> {
+            Ok(self.log_f.clone())
+        }
+        fn log_f_soft(&self) -> Result<Tensor> {
+            // log Σ_i p_i f_i stands in for f(x, E_p[z]) in this test
+            (candle_nn::ops::softmax(&self.prior, D::Minus1)? * self.log_f.exp()?)?.sum(D::Minus1)?.log()
+        }
+    }
+
+    #[test]
+    fn three_methods_suffice_for_the_enumerated_and_sampled_rows_and_relaxed_ones_say_what_is_missing() {
+        let dev = Device::Cpu;
+        let m = Minimal { prior: Tensor::new(&[[0.0f64, 1.0, 2.0], [1.0, 0.0, -1.0]], &dev).unwrap(), log_f: Tensor::new(&[[-0.2f64, -2.5, -1.0], [-3.0, -0.1, -0.7]], &dev).unwrap() };
+        let z = Tensor::new(&[[2u32, 0], [1, 1]], &dev).unwrap(); // [K = 2, B = 2]
+        assert_eq!(m.log_f_at(&z).unwrap().to_vec2::<f64>().unwrap(), [[-1.0, -3.0], [-2.5, -0.1]]);
+        let mut state = EstimatorState::default();
+        let mut rng = SeededRng::new(1);
+        for kind in [ObjectiveKind::Exact, ObjectiveKind::HardSample { samples: 3 }, ObjectiveKind::KMax { k: 2 }] {
+            let e = estimate(&kind, &m, &mut state, &mut rng).unwrap();
+            assert!(e.loss.to_scalar::<f64>().unwrap().is_finite(), "{kind:?}");
+        }
+        let err = estimate(&ObjectiveKind::Gumbel { temperature: 1.0 }, &m, &mut state, &mut rng).unwrap_err().to_string();
+        assert!(err.contains("needs an inference network"), "{err}");
+        let err = m.log_f_relaxed(&candle_nn::ops::softmax(&m.prior, D::Minus1).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("log_f_relaxed") && err.contains("gumbel"), "{err}");
+    }
 }

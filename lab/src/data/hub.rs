@@ -27,7 +27,10 @@
 //! bodies that HTTP alone did not.
 pub use crate::io::sha256_file;
 use super::hub_registry::glob_match;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
+#[cfg(feature = "hub")]
+use anyhow::Context;
+#[cfg(feature = "hub")]
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -192,6 +195,7 @@ pub fn list_cached(cache_dir: &Path, repo_id: &str, revision: &str, pattern: &st
     Ok(out)
 }
 
+#[cfg(feature = "hub")]
 /// The directory part of a glob before its first wildcard segment (`data/validation-*.parquet`
 /// -> `data`), the folder to list.
 fn literal_prefix(pattern: &str) -> Option<String> {
@@ -201,26 +205,46 @@ fn literal_prefix(pattern: &str) -> Option<String> {
     (!lit.is_empty()).then(|| lit.join("/"))
 }
 
-/// Hub access: the hf-hub client online, the cache alone offline.
+/// The hf-hub client.
+#[cfg(feature = "hub")]
+type Client = hf_hub::HFClientSync;
+/// A build without the `hub` feature has no client: this type has no values.
+#[cfg(not(feature = "hub"))]
+enum Client {}
+
+/// Hub access: the hf-hub client online, the cache alone offline (and in a build without the
+/// `hub` feature, which leaves out hf-hub and its HTTP stack).
 pub struct Hub {
     pub settings: HubSettings,
-    client: Option<hf_hub::HFClientSync>,
+    client: Option<Client>,
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
     progress: bool,
+}
+
+#[cfg(feature = "hub")]
+fn connect(settings: &HubSettings) -> Result<Client> {
+    let mut b = hf_hub::HFClient::builder().endpoint(settings.endpoint.clone()).cache_dir(settings.cache_dir.clone());
+    if let Some(t) = &settings.token {
+        b = b.token(t.clone());
+    }
+    b.build_sync().map_err(|e| anyhow!("setting up the Hub client for {}: {e}", settings.endpoint))
+}
+
+#[cfg(not(feature = "hub"))]
+fn connect(settings: &HubSettings) -> Result<Client> {
+    bail!(
+        "this build of varattn-lab has no Hub client (built without its `hub` feature), so it cannot reach {}; \
+         set HF_HUB_OFFLINE=1 to read the cache {} alone, or build with the default features",
+        settings.endpoint,
+        settings.cache_dir.display()
+    )
 }
 
 impl Hub {
     /// A client for `settings` (none is built offline). `progress`: a byte progress bar per
     /// download on a terminal.
     pub fn new(settings: HubSettings, progress: bool) -> Result<Self> {
-        let client = if settings.offline {
-            None
-        } else {
-            let mut b = hf_hub::HFClient::builder().endpoint(settings.endpoint.clone()).cache_dir(settings.cache_dir.clone());
-            if let Some(t) = &settings.token {
-                b = b.token(t.clone());
-            }
-            Some(b.build_sync().map_err(|e| anyhow!("setting up the Hub client for {}: {e}", settings.endpoint))?)
-        };
+        let client = if settings.offline { None } else { Some(connect(&settings)?) };
         Ok(Self { settings, client, progress })
     }
 
@@ -235,12 +259,23 @@ impl Hub {
         let Some(client) = &self.client else {
             return resolve_offline(&self.settings.cache_dir, repo_id, revision, path);
         };
+        self.fetch_online(client, repo_id, revision, path)
+    }
+
+    #[cfg(feature = "hub")]
+    fn fetch_online(&self, client: &Client, repo_id: &str, revision: &str, path: &str) -> Result<PathBuf> {
         let (owner, name) = hf_hub::split_id(repo_id);
         self.download(client.dataset(owner, name), &repo_folder_name(repo_id), repo_id, revision, path)
     }
 
+    #[cfg(not(feature = "hub"))]
+    fn fetch_online(&self, client: &Client, _: &str, _: &str, _: &str) -> Result<PathBuf> {
+        match *client {}
+    }
+
     /// Downloads `path` of `repo` (cache folder `folder`) into the cache, with a progress bar,
     /// and checks a fresh LFS blob against its sha256 etag.
+    #[cfg(feature = "hub")]
     fn download<T: hf_hub::RepoType>(&self, repo: hf_hub::HFRepositorySync<T>, folder: &str, repo_id: &str, revision: &str, path: &str) -> Result<PathBuf> {
         let blobs_dir = self.settings.cache_dir.join(folder).join("blobs");
         let blobs_before = list_names(&blobs_dir);
@@ -278,8 +313,18 @@ impl Hub {
                 ),
             };
         };
+        self.fetch_model_online(client, &model_folder, repo_id, revision, path)
+    }
+
+    #[cfg(feature = "hub")]
+    fn fetch_model_online(&self, client: &Client, model_folder: &str, repo_id: &str, revision: &str, path: &str) -> Result<PathBuf> {
         let (owner, name) = hf_hub::split_id(repo_id);
-        self.download(client.model(owner, name), &model_folder, repo_id, revision, path)
+        self.download(client.model(owner, name), model_folder, repo_id, revision, path)
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn fetch_model_online(&self, client: &Client, _: &str, _: &str, _: &str, _: &str) -> Result<PathBuf> {
+        match *client {}
     }
 
     /// The files of dataset `repo_id` at `revision` matching `pattern` (sorted): the Hub's tree
@@ -288,6 +333,16 @@ impl Hub {
         let Some(client) = &self.client else {
             return list_cached(&self.settings.cache_dir, repo_id, revision, pattern);
         };
+        self.list_online(client, repo_id, revision, pattern)
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn list_online(&self, client: &Client, _: &str, _: &str, _: &str) -> Result<Vec<String>> {
+        match *client {}
+    }
+
+    #[cfg(feature = "hub")]
+    fn list_online(&self, client: &Client, repo_id: &str, revision: &str, pattern: &str) -> Result<Vec<String>> {
         let (owner, name) = hf_hub::split_id(repo_id);
         let entries = client
             .dataset(owner, name)
@@ -313,6 +368,7 @@ impl Hub {
     }
 
     /// An hf-hub error as a message that says what happened and what to do.
+    #[cfg(feature = "hub")]
     fn explain(&self, e: hf_hub::HFError, repo_id: &str, revision: &str, path: &str) -> anyhow::Error {
         use hf_hub::HFError as E;
         let ep = &self.settings.endpoint;
@@ -352,12 +408,14 @@ impl Hub {
     }
 }
 
+#[cfg(feature = "hub")]
 fn list_names(dir: &Path) -> HashSet<String> {
     std::fs::read_dir(dir)
         .map(|it| it.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
         .unwrap_or_default()
 }
 
+#[cfg(feature = "hub")]
 /// After a download: if the snapshot's blob is new and named by a sha256 (the etag of LFS
 /// files), check its content against it; on mismatch remove blob and snapshot link and fail.
 fn verify_fresh_blob(snapshot: &Path, blobs_before: &HashSet<String>) -> Result<()> {
@@ -381,11 +439,13 @@ fn verify_fresh_blob(snapshot: &Path, blobs_before: &HashSet<String>) -> Result<
 
 
 /// hf-hub download events -> an indicatif byte bar (shown only on a terminal).
+#[cfg(feature = "hub")]
 #[derive(Clone)]
 struct ProgressBridge {
     bar: Option<indicatif::ProgressBar>,
 }
 
+#[cfg(feature = "hub")]
 impl ProgressBridge {
     fn new(enabled: bool, name: &str) -> Self {
         let bar = enabled.then(|| {
@@ -406,6 +466,7 @@ impl ProgressBridge {
     }
 }
 
+#[cfg(feature = "hub")]
 impl hf_hub::progress::ProgressHandler for ProgressBridge {
     fn on_progress(&self, event: &hf_hub::progress::ProgressEvent) {
         use hf_hub::progress::{DownloadEvent, ProgressEvent};
@@ -436,9 +497,12 @@ mod tests {
             assert!(!env_flag(Some(v)), "{v}");
         }
         assert!(!env_flag(None));
-        assert_eq!(literal_prefix("data/validation-*.parquet").as_deref(), Some("data"));
-        assert_eq!(literal_prefix("de-en/train/0000.parquet").as_deref(), Some("de-en/train"));
-        assert_eq!(literal_prefix("*.parquet"), None);
+        #[cfg(feature = "hub")]
+        {
+            assert_eq!(literal_prefix("data/validation-*.parquet").as_deref(), Some("data"));
+            assert_eq!(literal_prefix("de-en/train/0000.parquet").as_deref(), Some("de-en/train"));
+            assert_eq!(literal_prefix("*.parquet"), None);
+        }
     }
 
     #[test]

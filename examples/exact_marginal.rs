@@ -1,7 +1,7 @@
 //! The exact marginal log Σ_i p_i f(x, i) and its Jensen bound for one target step, with the
 //! library alone: `cargo run --example exact_marginal`.
 use candle_core::{Device, Tensor};
-use varattn::dist::Categorical;
+use varattn::distributions::Categorical;
 use varattn::objective::{exact_marginal, hard_enum};
 
 fn main() -> candle_core::Result<()> {

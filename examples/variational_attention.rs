@@ -50,7 +50,7 @@ impl Model {
 
     /// The prior p(z_t | x, y_<t), the posterior q(z_t | x, y) and log f(y_t | x, z_t = i)
     /// `[B, T, S]` for sources and targets `[B, S]` (u32).
-    fn forward(&self, src: &Tensor, tgt: &Tensor) -> Result<(varattn::dist::Categorical, varattn::dist::Categorical, Tensor)> {
+    fn forward(&self, src: &Tensor, tgt: &Tensor) -> Result<(varattn::distributions::Categorical, varattn::distributions::Categorical, Tensor)> {
         let (b, t) = tgt.dims2()?;
         let keys = self.tokens.forward(src)?; // [B, S, D]
         let previous = Tensor::cat(&[Tensor::zeros((b, 1), DType::U32, src.device())?, tgt.narrow(1, 0, t - 1)?], 1)?;

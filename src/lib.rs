@@ -10,9 +10,9 @@
 //! The code follows three independent axes, so that a row of a paper's table is a
 //! configuration, not a code path:
 //!
-//! * **what z is**, [`dist`]: [`dist::Categorical`], [`dist::Dirichlet`],
-//!   [`dist::RelaxedCategorical`] (Gumbel-softmax), [`dist::Weibull`] with a [`dist::Gamma`]
-//!   prior, [`dist::Bernoulli`]; each with log-prob, seeded sampling, reparameterised sampling
+//! * **what z is**, [`distributions`]: [`distributions::Categorical`], [`distributions::Dirichlet`],
+//!   [`distributions::RelaxedCategorical`] (Gumbel-softmax), [`distributions::Weibull`] with a [`distributions::Gamma`]
+//!   prior, [`distributions::Bernoulli`]; each with log-prob, seeded sampling, reparameterised sampling
 //!   where it exists, entropy, mean and closed-form KL;
 //! * **how a latent alignment becomes a loss**, [`objective`]: soft, exact marginal, hard
 //!   (enumerated or sampled with REINFORCE), variational (enumerated, sampled, relaxed Dirichlet,
@@ -41,7 +41,7 @@
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
-//! use varattn::dist::Categorical;
+//! use varattn::distributions::Categorical;
 //! use varattn::objective::{exact_marginal, hard_enum};
 //!
 //! let dev = Device::Cpu;
@@ -60,7 +60,7 @@
 //!
 //! The README's Rust examples are compiled and run as doctests too.
 pub mod attention;
-pub mod dist;
+pub mod distributions;
 pub mod nn;
 pub mod objective;
 pub mod rng;

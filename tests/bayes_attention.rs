@@ -3,7 +3,7 @@
 //! finite differences.
 use candle_core::{DType, Tensor, Var, D};
 use varattn::attention::bayesian::{bayesian_layers, kl_to_gamma, weibull_attention, BayesConfig, BayesKind, PriorConfig};
-use varattn::dist::{Distribution, Gamma, Weibull};
+use varattn::distributions::{Distribution, Gamma, Weibull};
 use varattn::nn::grad_reverse;
 use varattn::objective::alignment_attention::{cosine_cost, ct_loss, gan_loss, ot_loss, sinkhorn_plan, SmallMlp};
 use varattn::rng::SeededRng;

@@ -3,7 +3,7 @@
 mod common;
 use candle_core::{Device, Tensor, D};
 use common::*;
-use varattn::dist::*;
+use varattn::distributions::*;
 use varattn::rng::SeededRng;
 
 fn t1(x: &[f64]) -> Tensor {

@@ -3,7 +3,7 @@
 mod common;
 use candle_core::{Tensor, Var, D};
 use common::*;
-use varattn::dist::{Categorical, Dirichlet, Distribution, Positivity};
+use varattn::distributions::{Categorical, Dirichlet, Distribution, Positivity};
 use varattn::objective::*;
 use varattn::rng::SeededRng;
 
@@ -383,7 +383,7 @@ fn dirichlet_relaxed_gradient_is_unbiased_for_a_linear_likelihood() {
     let got = grads(&est.loss, &[&sq, &sp]);
     let q1 = Dirichlet::from_scores(&bcast(&sq, 1), Positivity::Exp, None).unwrap();
     let p1 = Dirichlet::from_scores(&bcast(&sp, 1), Positivity::Exp, None).unwrap();
-    use varattn::dist::{Distribution, KlDivergence};
+    use varattn::distributions::{Distribution, KlDivergence};
     let exact = (q1.mean().unwrap().broadcast_mul(&c).unwrap().sum_all().unwrap() - q1.kl(&p1).unwrap().sum_all().unwrap()).unwrap().neg().unwrap();
     let want = grads(&exact, &[&sq, &sp]);
     assert_close(&got, &want, 0.01, "dirichlet rsample");

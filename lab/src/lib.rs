@@ -8,9 +8,9 @@
 //! figures ([`plot`]), reports ([`report`]: tables, claims with verdicts) and the tools behind the `varattn`
 //! binary ([`bench`], [`parity`], [`selftest`], [`demo`]).
 //!
-//! The library's modules are re-exported under their own names, so that `varattn_lab::dist`,
-//! `varattn_lab::objective` and friends name the same items as `varattn::dist`, ….
-pub use varattn::{attention, dist, objective, rng, special};
+//! The library's modules are re-exported under their own names, so that `varattn_lab::distributions`,
+//! `varattn_lab::objective` and friends name the same items as `varattn::distributions`, ….
+pub use varattn::{attention, distributions, objective, rng, special};
 pub use varattn::{keep_freed_memory, pin_thread_count};
 
 pub mod bench;

@@ -1,6 +1,6 @@
 //! `varattn selftest`: the device check of issue 9.
 //!
-//! 1. Every distribution of [`crate::dist`], the special-function ops of [`crate::special`], the
+//! 1. Every distribution of [`crate::distributions`], the special-function ops of [`crate::special`], the
 //!    fused output layer [`crate::nn::gold_log_softmax`] and every objective of
 //!    [`crate::objective`] (through the dispatch [`estimate`]) run forward and backward on the
 //!    chosen device and on the CPU, with the same inputs and the same seeded noise (all noise is
@@ -13,7 +13,7 @@
 //!
 //! On `--device cpu` both sides run on the CPU: it still exercises every path end to end (and
 //! must agree exactly), which is what the test suite runs.
-use crate::dist::{Bernoulli, Categorical, Dirichlet, Distribution, Gamma, KlDivergence, Positivity, RelaxedCategorical, Weibull};
+use crate::distributions::{Bernoulli, Categorical, Dirichlet, Distribution, Gamma, KlDivergence, Positivity, RelaxedCategorical, Weibull};
 use crate::objective::{estimate, held_out_metrics, AlignmentOutputs, EstimatorState, ObjectiveKind};
 use crate::rng::SeededRng;
 use crate::special;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The library's layers: the generator, special functions, distributions and building blocks,
 /// objectives, attention layers.
-const LIBRARY: &[(&str, u32)] = &[("rng", 0), ("special", 1), ("dist", 2), ("nn", 2), ("objective", 3), ("attention", 4)];
+const LIBRARY: &[(&str, u32)] = &[("rng", 0), ("special", 1), ("distributions", 2), ("nn", 2), ("objective", 3), ("attention", 4)];
 
 /// The laboratory's layers (the library's modules, re-exported, sit below all of them).
 const LAB: &[(&str, u32)] = &[

@@ -6,14 +6,14 @@
 //! * Attention w_i = S_i / Σ_j S_j; at evaluation the mean, w = softmax(s).
 //! * Prior S_i ~ Gamma(α_i, β): constant α, or contextual α_i = β · softmax_keys(g(x̃))_i with g
 //!   a learned map of the key (region) features.
-//! * KL(Weibull(k, λ) ‖ Gamma(α, β)) in closed form ([`crate::dist::Weibull`]), summed over
+//! * KL(Weibull(k, λ) ‖ Gamma(α, β)) in closed form ([`crate::distributions::Weibull`]), summed over
 //!   positions; loss = task loss + (annealed) weight · KL.
 //! * BABN over L stacked attention layers: a gamma hierarchy in which the prior shape of a layer
 //!   comes from the sample of the layer before it in the chain, α^(l) = β_c · w^(l-1), and a
 //!   Weibull encoder that is deterministic upward (every layer's scores s^(l) from the mean
 //!   attention of the layers below) and stochastic downward: the chain starts at the top layer L
 //!   and layer l's Weibull mean is softmax(s^(l) + c_l · ln w^(l+1)), c_l a learned gate.
-use crate::dist::{Gamma, KlDivergence, Weibull};
+use crate::distributions::{Gamma, KlDivergence, Weibull};
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor, D};
 use serde::{Deserialize, Serialize};

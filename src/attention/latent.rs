@@ -27,7 +27,7 @@
 //! assert!((probs[1][2].iter().sum::<f32>() - 1.0).abs() < 1e-6);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
-use crate::dist::Categorical;
+use crate::distributions::Categorical;
 use candle_core::{Result, Tensor, D};
 use candle_nn::{Linear, Module, VarBuilder};
 

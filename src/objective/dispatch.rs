@@ -2,7 +2,7 @@
 //! exposes its alignment quantities through [`AlignmentOutputs`]. This is what makes a row of a
 //! paper table a configuration rather than a code path.
 use super::*;
-use crate::dist::{Categorical, Dirichlet, Positivity};
+use crate::distributions::{Categorical, Dirichlet, Positivity};
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};
 
@@ -35,7 +35,7 @@ pub trait AlignmentOutputs {
     /// log f(x, z) at sampled indices `z [K, ...]` (u32): `[K, ...]`; by default
     /// `log_f_all()[..., z]`.
     fn log_f_at(&self, z: &Tensor) -> Result<Tensor> {
-        crate::dist::gather_last(&self.log_f_all()?, z)
+        crate::distributions::gather_last(&self.log_f_all()?, z)
     }
     /// log f(x, w) for a relaxed alignment `w [..., S]` on the simplex (context Σ_i w_i x̃_i).
     fn log_f_relaxed(&self, _w: &Tensor) -> Result<Tensor> {
@@ -146,7 +146,7 @@ pub fn held_out(kind: &ObjectiveKind, out: &dyn AlignmentOutputs) -> Result<Esti
     Ok(match kind {
         ObjectiveKind::Soft => soft(&prior, &out.log_f_soft()?, out.step_mask())?,
         ObjectiveKind::VarRelaxed { positivity } => {
-            use crate::dist::Distribution;
+            use crate::distributions::Distribution;
             let mean = Dirichlet::from_scores(out.prior_scores(), *positivity, out.position_mask())?.mean()?;
             let as_cat = Categorical::from_log_probs(mean.clamp(1e-30, 1.0)?.log()?, None);
             soft(&as_cat, &out.log_f_relaxed(&mean)?, out.step_mask())?

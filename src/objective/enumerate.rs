@@ -1,6 +1,6 @@
 //! Objectives that enumerate every alignment: exact in z, O(S) output-layer evaluations.
 use super::{Estimate, Parts};
-use crate::dist::{Categorical, Distribution, KlDivergence};
+use crate::distributions::{Categorical, Distribution, KlDivergence};
 use candle_core::{Result, Tensor, D};
 
 /// log Σ_i exp(log p_i + log f_i) over the last dimension: the exact marginal log-likelihood
@@ -15,7 +15,7 @@ pub fn exact_marginal_from_log_probs(log_p: &Tensor, log_f: &Tensor) -> Result<T
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::soft;
 /// let dev = Device::Cpu;
 /// let prior = Categorical::from_logits(&Tensor::new(&[[0.0f32, 1.0]], &dev)?, None)?;
@@ -41,7 +41,7 @@ pub fn soft(prior: &Categorical, log_f_soft: &Tensor, mask: Option<&Tensor>) -> 
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::{exact_marginal, hard_enum};
 /// let dev = Device::Cpu;
 /// let prior = Categorical::from_logits(&Tensor::new(&[[0.0f32, 1.0, -1.0]], &dev)?, None)?;
@@ -63,7 +63,7 @@ pub fn exact_marginal(prior: &Categorical, log_f: &Tensor, mask: Option<&Tensor>
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::hard_enum;
 /// let dev = Device::Cpu;
 /// let prior = Categorical::from_logits(&Tensor::new(&[[0.0f32, 0.0]], &dev)?, None)?;
@@ -85,7 +85,7 @@ pub fn hard_enum(prior: &Categorical, log_f: &Tensor, mask: Option<&Tensor>) -> 
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::{exact_marginal, variational_enum};
 /// let dev = Device::Cpu;
 /// let prior = Categorical::from_logits(&Tensor::new(&[[0.0f32, 1.0]], &dev)?, None)?;
@@ -116,7 +116,7 @@ pub fn variational_enum(
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::{exact_marginal, kmax_marginal};
 /// let dev = Device::Cpu;
 /// let prior = Categorical::from_logits(&Tensor::new(&[[3.0f32, 0.0, 1.0, -2.0]], &dev)?, None)?;

@@ -1,7 +1,7 @@
 //! Objectives and gradient estimators: how a latent alignment becomes a loss.
 //!
 //! Notation of Deng et al. (2018): at each target step t, the prior p(z_t | x, y_<t) is a
-//! [`Categorical`](crate::dist::Categorical) over the S source positions, the optional posterior
+//! [`Categorical`](crate::distributions::Categorical) over the S source positions, the optional posterior
 //! q(z_t | x, y) another, and f(x, i) = p(y_t | x, y_<t, z_t = i) the output likelihood of the
 //! gold token. The model hands over either every log f(x, i) as a tensor `[..., S]`
 //! (enumerable objectives) or a closure that computes log f for sampled indices `[K, ...]` or for
@@ -51,7 +51,7 @@ pub use multisample::{rws, vimco, vimco_learning_signals};
 pub use reinforce::{hard_sample, variational_sample, Baseline, MovingAverage};
 pub use relaxed::{gumbel_softmax, relaxed_iw_bound, variational_relaxed};
 
-use crate::dist::Positivity;
+use crate::distributions::Positivity;
 use candle_core::{DType, Result, Tensor};
 
 fn default_positivity() -> Positivity {

@@ -1,6 +1,6 @@
 //! Multi-sample estimators: reweighted wake-sleep and VIMCO.
 use super::{Estimate, Parts};
-use crate::dist::{Categorical, Distribution, KlDivergence};
+use crate::distributions::{Categorical, Distribution, KlDivergence};
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};
 
@@ -23,7 +23,7 @@ use candle_core::{Result, Tensor};
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::{exact_marginal, rws};
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;
@@ -115,7 +115,7 @@ pub fn vimco_learning_signals(log_w: &Tensor) -> Result<(Tensor, Tensor)> {
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::{exact_marginal, vimco};
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;

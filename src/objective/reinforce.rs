@@ -1,6 +1,6 @@
 //! Single-sample score-function (REINFORCE) estimators with control variates.
 use super::{masked_total, scalar, token_weights, Estimate, Parts};
-use crate::dist::{Categorical, Distribution, KlDivergence};
+use crate::distributions::{Categorical, Distribution, KlDivergence};
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};
 
@@ -85,7 +85,7 @@ fn score_function_surrogate(
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::{hard_sample, Baseline};
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;
@@ -124,7 +124,7 @@ where
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::{variational_sample, Baseline};
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;

@@ -1,6 +1,6 @@
 //! Reparameterised (pathwise) estimators with relaxed alignments on the simplex.
 use super::{Estimate, Parts};
-use crate::dist::{Categorical, Dirichlet, Distribution, KlDivergence, RelaxedCategorical};
+use crate::distributions::{Categorical, Dirichlet, Distribution, KlDivergence, RelaxedCategorical};
 use crate::rng::SeededRng;
 use candle_core::{Result, Tensor};
 use candle_core::D;
@@ -12,7 +12,7 @@ use candle_core::D;
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
-/// use varattn::dist::Categorical;
+/// use varattn::distributions::Categorical;
 /// use varattn::objective::gumbel_softmax;
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;
@@ -59,7 +59,7 @@ where
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
-/// use varattn::dist::{Dirichlet, Positivity};
+/// use varattn::distributions::{Dirichlet, Positivity};
 /// use varattn::objective::variational_relaxed;
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;
@@ -106,7 +106,7 @@ where
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
-/// use varattn::dist::{Dirichlet, Positivity};
+/// use varattn::distributions::{Dirichlet, Positivity};
 /// use varattn::objective::relaxed_iw_bound;
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;

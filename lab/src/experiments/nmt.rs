@@ -411,7 +411,7 @@ pub fn evaluate_with_diagnostics(model: &NmtModel, cfg: &NmtConfig, pairs: &[IdP
         _ => None,
     };
     let mut relaxed = relaxed;
-    use crate::dist::{Categorical, Distribution};
+    use crate::distributions::{Categorical, Distribution};
     use crate::objective::AlignmentOutputs;
     use candle_core::{DType, D};
     let n = pairs.len();
@@ -807,7 +807,7 @@ fn piece(tokenizer: &tokenizers::Tokenizer, id: u32) -> String {
 /// [`PairAlignments`] of each pair under a model trained with `kind` (one batch; padding cut
 /// off).
 pub fn pair_alignments(model: &NmtModel, kind: &ObjectiveKind, tokenizer: &tokenizers::Tokenizer, pairs: &[IdPair], device: &Device) -> Result<Vec<PairAlignments>> {
-    use crate::dist::Categorical;
+    use crate::distributions::Categorical;
     use crate::objective::AlignmentOutputs;
     use candle_core::DType;
     let idx: Vec<usize> = (0..pairs.len()).collect();

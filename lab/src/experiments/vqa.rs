@@ -9,7 +9,7 @@ use super::finished::{self, FinishedRun, Metric, Task};
 use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::easy_vqa::{self, EasyVqa, QuestionVocab, VqaExample};
-use crate::dist::{Dirichlet, Distribution};
+use crate::distributions::{Dirichlet, Distribution};
 use crate::eval::calibration::{expected_calibration_error, pavpu};
 use crate::io::{git_dirty_paths, git_revision, write_atomic};
 use crate::models::vqa::{VqaBatch, VqaModel, VqaModelConfig, VqaOutputs};

@@ -13,7 +13,7 @@
 //! Exact enumeration never builds `[B, T, S, V]` logits: log f(x, i) of the gold token for every i
 //! goes through [`crate::nn::gold_log_softmax`] (chunked, O(B·T·S·O + chunk·V) memory).
 use crate::data::nmt::NmtBatch;
-use crate::dist::Categorical;
+use crate::distributions::Categorical;
 use crate::nn::attention_decoder::attention_decoder_fused;
 use crate::nn::gold_log_softmax;
 use crate::nn::dropout;

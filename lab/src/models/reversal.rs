@@ -164,7 +164,7 @@ pub struct ReversalOutputs<'a> {
 impl ReversalOutputs<'_> {
     /// Fraction of real target steps whose prior mode is the true alignment.
     pub fn alignment_accuracy(&self) -> Result<(f64, f64)> {
-        let prior = crate::dist::Categorical::from_logits(&self.prior_scores, Some(&self.position_mask))?;
+        let prior = crate::distributions::Categorical::from_logits(&self.prior_scores, Some(&self.position_mask))?;
         let mode = prior.log_probs().argmax(D::Minus1)?;
         let hit = mode.eq(&self.batch.align)?.to_dtype(DType::F32)?.mul(&self.batch.tgt_mask)?;
         Ok((hit.sum_all()?.to_scalar::<f32>()? as f64, self.batch.tgt_mask.sum_all()?.to_scalar::<f32>()? as f64))
@@ -203,7 +203,7 @@ impl AlignmentOutputs for ReversalOutputs<'_> {
         lsm.gather(&self.batch.tgt.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?.squeeze(D::Minus1)
     }
     fn log_f_soft(&self) -> Result<Tensor> {
-        let p = crate::dist::Categorical::from_logits(&self.prior_scores, Some(&self.position_mask))?.probs()?;
+        let p = crate::distributions::Categorical::from_logits(&self.prior_scores, Some(&self.position_mask))?.probs()?;
         self.log_f_relaxed(&p)
     }
 }

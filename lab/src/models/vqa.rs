@@ -22,7 +22,7 @@
 //! plain one above, parameter for parameter.
 use crate::attention::multihead::Projected;
 use crate::attention::{bayesian_layers, head_contexts, AttentionConfig, BayesKind, MlpAttention, PriorConfig};
-use crate::dist::Categorical;
+use crate::distributions::Categorical;
 use crate::objective::alignment_attention::AlignmentRegularizer;
 use crate::nn::dropout;
 use crate::nn::lstm::{Lstm, LstmConfig};

@@ -18,7 +18,7 @@
 //!
 //! The op returns h_t and the raw scores s_t for every step; the prior, objective and output
 //! layer take them from there. b = b_ih + b_hh. Masked positions get the score
-//! s·m + (1 - m)·(-1e9) before the softmax, exactly as [`crate::dist::Categorical::from_logits`].
+//! s·m + (1 - m)·(-1e9) before the softmax, exactly as [`crate::distributions::Categorical::from_logits`].
 //!
 //! The backward pass runs t = T-1..0 carrying ∂h, ∂c of every layer and ∂f_t (from step t+1's
 //! input), and goes through the attention (∂p_i = ∂f·x̃_i; softmax; ∂u = ∂s v; ∂(k + q) =
@@ -38,7 +38,7 @@
 use super::gemm::matmul_into;
 use super::par::{for_ranges, map_rows};
 use super::lstm_fused::{cell_backward_row, cell_forward_row, contiguous, Real};
-use crate::dist::MASKED_LOGIT;
+use crate::distributions::MASKED_LOGIT;
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
 use std::any::Any;
@@ -525,7 +525,7 @@ pub fn attention_decoder_fused(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::Categorical;
+    use crate::distributions::Categorical;
     use crate::nn::lstm::lstm_cell_composed;
     use crate::rng::SeededRng;
     use candle_core::{Device, Var, D};

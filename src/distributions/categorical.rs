@@ -9,7 +9,7 @@ use candle_core::{DType, Result, Tensor, D};
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::{Categorical, Distribution, KlDivergence};
+/// use varattn::distributions::{Categorical, Distribution, KlDivergence};
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;
 /// let p = Categorical::from_logits(&Tensor::new(&[[0.0f32, 1.0, 2.0]], &dev)?, None)?;

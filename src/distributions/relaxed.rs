@@ -16,7 +16,7 @@ use candle_core::{Result, Tensor, D};
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::{Distribution, RelaxedCategorical};
+/// use varattn::distributions::{Distribution, RelaxedCategorical};
 /// use varattn::rng::SeededRng;
 /// let logits = Tensor::new(&[[0.0f32, 1.0, 2.0]], &Device::Cpu)?;
 /// let q = RelaxedCategorical::from_logits(&logits, 0.1, None)?;

@@ -17,7 +17,7 @@ use candle_core::{Result, Tensor};
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::{Distribution, Weibull};
+/// use varattn::distributions::{Distribution, Weibull};
 /// let dev = Device::Cpu;
 /// let m = Tensor::new(&[0.2f64, 0.8], &dev)?;
 /// let w = Weibull::with_mean(10.0, &m)?;

@@ -14,7 +14,7 @@ use candle_core::{Result, Tensor};
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::{Distribution, Gamma};
+/// use varattn::distributions::{Distribution, Gamma};
 /// let dev = Device::Cpu;
 /// let g = Gamma::new(Tensor::new(&[2.0f64], &dev)?, Tensor::new(&[0.5f64], &dev)?);
 /// assert!((g.mean()?.to_vec1::<f64>()?[0] - 4.0).abs() < 1e-12);

@@ -34,7 +34,7 @@ impl Positivity {
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::{Dirichlet, Distribution, KlDivergence, Positivity};
+/// use varattn::distributions::{Dirichlet, Distribution, KlDivergence, Positivity};
 /// use varattn::rng::SeededRng;
 /// let dev = Device::Cpu;
 /// let q = Dirichlet::from_scores(&Tensor::new(&[[0.5f32, 1.0, 2.0]], &dev)?, Positivity::Exp, None)?;

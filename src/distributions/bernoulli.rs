@@ -12,7 +12,7 @@ use candle_core::{Result, Tensor};
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn::dist::{Bernoulli, Distribution};
+/// use varattn::distributions::{Bernoulli, Distribution};
 /// let b = Bernoulli::from_logits(Tensor::new(&[0.0f64], &Device::Cpu)?);
 /// assert!((b.entropy()?.to_vec1::<f64>()?[0] - 2f64.ln()).abs() < 1e-12);
 /// # Ok::<(), candle_core::Error>(())

@@ -14,6 +14,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, Optimizer, VarBuilder};
 use varattn::attention::{LatentAttention, LatentAttentionConfig};
+use varattn::distributions::Distribution;
 use varattn::nn::SeededVarMap;
 use varattn::objective::{exact_marginal, variational_enum};
 use varattn::rng::SeededRng;
@@ -99,14 +100,14 @@ fn evaluate(model: &Model, rng: &mut SeededRng, dev: &Device) -> Result<Report> 
     let (prior, posterior, log_f) = model.forward(&src, &tgt)?;
     let vae = variational_enum(&prior, &posterior, &log_f, None)?.metrics;
     let exact = exact_marginal(&prior, &log_f, None)?.metrics;
-    let entropy = |probs: &Tensor| -> Result<f64> { (probs * probs.clamp(1e-30, 1.0)?.log()?)?.sum(D::Minus1)?.mean_all()?.neg()?.to_scalar::<f32>().map(f64::from) };
+    let entropy = |d: &varattn::distributions::Categorical| -> Result<f64> { d.entropy()?.mean_all()?.to_scalar::<f32>().map(f64::from) };
     let guess = posterior.probs()?.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?;
     let hits = guess.iter().zip(&align).filter(|(g, a)| g == a).count();
     Ok(Report {
         elbo: vae.objective_sum / vae.tokens,
         exact_nll: exact.nll_sum.unwrap_or(f64::NAN) / exact.tokens,
-        prior_entropy: entropy(&prior.probs()?)?,
-        posterior_entropy: entropy(&posterior.probs()?)?,
+        prior_entropy: entropy(&prior)?,
+        posterior_entropy: entropy(&posterior)?,
         posterior_accuracy: hits as f64 / align.len() as f64,
     })
 }

@@ -14,7 +14,7 @@
 //! the table gives medians over the rounds and the median of the per-round ratios ([`summarise`]).
 //!
 //! A second measurement checks the enumerated output layer: the fused gold-token log-softmax
-//! ([`crate::nn::gold_log_softmax`]) forward + backward on the `[B·T·S, O] × [O, V]` problem of
+//! ([`crate::kernels::gold_log_softmax`]) forward + backward on the `[B·T·S, O] × [O, V]` problem of
 //! exact enumeration, in GFLOP/s (6·N·O·V flops: one matmul forward, two backward), against a
 //! plain `[N, O] × [O, V]` matmul measured in the same run.
 use crate::config::load_with_preset;
@@ -81,7 +81,7 @@ pub struct OutputLayerBench {
     /// logits (the price of not keeping `[N, V]`).
     pub gold_log_softmax_executed_gflops: f64,
     /// Whether training at this size keeps the `[N, V]` probabilities for the backward pass
-    /// (N·V·4 within [`crate::nn::gold_log_softmax::KEEP_PROBS_BYTES`]), skipping the recompute.
+    /// (N·V·4 within [`crate::kernels::gold_log_softmax::KEEP_PROBS_BYTES`]), skipping the recompute.
     #[serde(default)]
     pub probs_kept: bool,
     /// Useful work per second of the path training takes at this size (the same as
@@ -215,7 +215,7 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
     let (hr, wr, br, goldr) = (&h, &w, &b, &gold);
     let run = |keep_bytes: usize| {
         move || -> Result<()> {
-            let l = crate::nn::gold_log_softmax_keeping(hr.as_tensor(), wr.as_tensor(), br.as_tensor(), goldr, keep_bytes)?;
+            let l = crate::kernels::gold_log_softmax_keeping(hr.as_tensor(), wr.as_tensor(), br.as_tensor(), goldr, keep_bytes)?;
             let g = l.sum_all()?.backward()?;
             std::hint::black_box(g);
             Ok(())
@@ -225,7 +225,7 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
     // this size (probabilities kept when they fit in KEEP_PROBS_BYTES), and the plain matmul,
     // interleaved over OUTPUT_LAYER_ROUNDS rounds after one warm-up each (so that a drift in the
     // machine's speed hits all three alike); the median time of each.
-    let (mut fused, mut as_trained) = (run(0), run(crate::nn::gold_log_softmax::KEEP_PROBS_BYTES));
+    let (mut fused, mut as_trained) = (run(0), run(crate::kernels::gold_log_softmax::KEEP_PROBS_BYTES));
     // The plain product H Wᵀ: on the CPU gemm's kernels on all threads into a buffer allocated
     // once (no allocation or page faults timed: the machine's matmul rate), elsewhere candle's
     // matmul.
@@ -260,7 +260,7 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
         vocab: v,
         gold_log_softmax_gflops: 3.0 * flops / fused / 1e9,
         gold_log_softmax_executed_gflops: 4.0 * flops / fused / 1e9,
-        probs_kept: n * v * 4 <= crate::nn::gold_log_softmax::KEEP_PROBS_BYTES,
+        probs_kept: n * v * 4 <= crate::kernels::gold_log_softmax::KEEP_PROBS_BYTES,
         as_trained_gflops: 3.0 * flops / as_trained / 1e9,
         matmul_gflops: flops / plain / 1e9,
         naive_logits_mb: 2.0 * (n * v * 4) as f64 / (1024.0 * 1024.0),
@@ -268,7 +268,7 @@ pub fn bench_output_layer(opts: &BenchOptions, preset: &str) -> Result<OutputLay
 }
 
 /// One LSTM layer's training step: forward over `[B, T, D]`, backward of the summed outputs and
-/// an Adam update, for varattn's [`crate::nn::lstm::Lstm`] and candle's stock
+/// an Adam update, for varattn's [`crate::kernels::lstm::Lstm`] and candle's stock
 /// `candle_nn::rnn::lstm` with the same weights; milliseconds per step (median).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LstmBench {
@@ -283,7 +283,7 @@ pub struct LstmBench {
 
 /// Times [`LstmBench`] (median of `reps` after one warm-up).
 pub fn bench_lstm(b: usize, t: usize, d: usize, reps: usize, seed: u64, dev: &Device) -> Result<LstmBench> {
-    use crate::nn::lstm::{Lstm, LstmConfig};
+    use crate::kernels::lstm::{Lstm, LstmConfig};
     let dev = dev.clone();
     let mut rng = SeededRng::new(seed);
     let x = rng.uniform(&[b, t, d], &dev)?.affine(2.0, -1.0)?;

@@ -13,7 +13,7 @@ use varattn_lab::experiments::nmt::NmtConfig;
 use varattn_lab::experiments::vqa::VqaConfig;
 use varattn_lab::experiments::RunOptions;
 use varattn_lab::eval::bleu::{corpus_bleu, try_multi_bleu, BleuOptions, Tokenizer};
-use varattn_lab::io::{git_description, git_dirty_paths, git_revision, write_atomic};
+use varattn_lab::provenance::{git_description, git_dirty_paths, git_revision, write_atomic};
 use varattn_lab::models::nmt::Marginal;
 
 #[derive(Parser)]
@@ -410,7 +410,7 @@ enum DataCommand {
 }
 
 fn cache_dir(explicit: Option<PathBuf>) -> PathBuf {
-    explicit.unwrap_or_else(varattn_lab::io::default_cache_dir)
+    explicit.unwrap_or_else(varattn_lab::provenance::default_cache_dir)
 }
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {
@@ -603,10 +603,10 @@ fn main() -> Result<()> {
                 }
                 // the Hub sets; an unknown name is an error listing every known one
                 other => {
-                    let registry = varattn_lab::data::hub_registry::HubRegistry::embedded()?;
+                    let registry = varattn_lab::data::hub::registry::HubRegistry::embedded()?;
                     registry.get(other)?;
                     let hub = varattn_lab::data::hub::Hub::from_env(true)?;
-                    varattn_lab::data::hub_prepare::prepare_hub_dataset(other, &dir, &hub, true)?;
+                    varattn_lab::data::hub::prepare::prepare_hub_dataset(other, &dir, &hub, true)?;
                 }
             }
         }

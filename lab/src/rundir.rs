@@ -12,7 +12,7 @@
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use crate::io::sha256_file;
+use crate::provenance::sha256_file;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -195,7 +195,7 @@ fn relative_key(cache_dir: &Path, f: &Path) -> String {
 
 fn combined_sha256(files: &BTreeMap<String, String>) -> String {
     let text: String = files.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
-    crate::io::sha256_hex(text.as_bytes())
+    crate::provenance::sha256_hex(text.as_bytes())
 }
 
 /// Checks that a run name is a plain name: not empty, no path separator, not `.` or `..`, no

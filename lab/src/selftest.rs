@@ -1,7 +1,7 @@
 //! `varattn selftest`: the device check of issue 9.
 //!
 //! 1. Every distribution of [`crate::distributions`], the special-function ops of [`crate::special`], the
-//!    fused output layer [`crate::nn::gold_log_softmax`] and every objective of
+//!    fused output layer [`crate::kernels::gold_log_softmax`] and every objective of
 //!    [`crate::objective`] (through the dispatch [`estimate`]) run forward and backward on the
 //!    chosen device and on the CPU, with the same inputs and the same seeded noise (all noise is
 //!    drawn on the host by [`SeededRng`] and moved to the device), in f32 and in f64. Each value
@@ -291,7 +291,7 @@ fn case_gold_log_softmax(ctx: &Ctx, rng: &mut SeededRng) -> Result<Probe> {
     p.param("b", &b);
     let gold: Vec<u32> = (0..n).map(|_| rng.next_index(v) as u32).collect();
     let gold = Tensor::new(gold.as_slice(), &ctx.device)?;
-    let l = crate::nn::gold_log_softmax(h.as_tensor(), w.as_tensor(), b.as_tensor(), &gold)?;
+    let l = crate::kernels::gold_log_softmax(h.as_tensor(), w.as_tensor(), b.as_tensor(), &gold)?;
     p.add_loss(ctx, rng, &l)?;
     p.value("log p(gold)", l);
     Ok(p)

@@ -275,7 +275,7 @@ fn a_changed_vocabulary_is_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
     let bpe = cache.join("ding-de-en/bpe-300.json");
     let recorded = common::run_result(&out)["identity"]["data_files"]["ding-de-en/bpe-300.json"].as_str().unwrap().to_string();
-    assert_eq!(recorded, varattn_lab::io::sha256_file(&bpe).unwrap());
+    assert_eq!(recorded, varattn_lab::provenance::sha256_file(&bpe).unwrap());
     // another 300-entry vocabulary (learnt on lower-cased text) in its place
     let mut corpus = ParallelCorpus::read_dir(&cache.join("ding-de-en")).unwrap();
     for p in corpus.train.iter_mut() {

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use varattn_lab::data::hub::{Hub, HubSettings};
-use varattn_lab::data::hub_parquet::{write_translation_parquet, write_vqa_v2_parquet, VqaV2Example};
-use varattn_lab::io::sha256_hex;
+use varattn_lab::data::hub::parquet::{write_translation_parquet, write_vqa_v2_parquet, VqaV2Example};
+use varattn_lab::provenance::sha256_hex;
 use varattn_lab::report::tables;
 
 mod common;
@@ -386,7 +386,7 @@ fn offline_cache_in_the_huggingface_hub_layout_is_read_with_hf_hub_offline() {
     let en = std::fs::read_to_string(dir.join("train.en")).unwrap();
     assert_eq!(de.lines().next(), Some("off-train Satz Nummer 0 ist hier."));
     assert_eq!(en.lines().nth(5), Some("off-train sentence number 5 is here."));
-    let corpus = varattn_lab::data::hub_prepare::load_translation_corpus("iwslt14-de-en", &e.data, false).unwrap();
+    let corpus = varattn_lab::data::hub::prepare::load_translation_corpus("iwslt14-de-en", &e.data, false).unwrap();
     assert_eq!((corpus.train.len(), corpus.valid.len(), corpus.test.len()), (6, 2, 2));
     assert_eq!(corpus.test[1].tgt, "off-test sentence number 1 is here.");
 
@@ -410,7 +410,7 @@ fn offline_wmt17_reads_english_to_german_and_vqa_reads_shards_by_pattern() {
     }
     let (out, _) = ok(&prepare(&e, "wmt17-de-en", &[("HF_HUB_OFFLINE", "1")]));
     assert_eq!(out.lines().collect::<Vec<_>>(), ["train  8", "valid  2", "test  2"]);
-    let corpus = varattn_lab::data::hub_prepare::load_translation_corpus("wmt17-de-en", &e.data, false).unwrap();
+    let corpus = varattn_lab::data::hub::prepare::load_translation_corpus("wmt17-de-en", &e.data, false).unwrap();
     // source English, target German; whitespace collapsed; shards concatenated in order
     assert_eq!(corpus.train[1].src, "Two trees.");
     assert_eq!(corpus.train[1].tgt, "Zwei Bäume.");
@@ -427,13 +427,13 @@ fn offline_wmt17_reads_english_to_german_and_vqa_reads_shards_by_pattern() {
     assert!(err.contains("vqa-v2 validation: 5 rows") && err.contains("214354"), "{err}");
     let settings = HubSettings { endpoint: closed_port_url(), token: None, cache_dir: e.hub_cache.clone(), offline: true };
     let hub = Hub::new(settings, false).unwrap();
-    let val = varattn_lab::data::hub_prepare::load_vqa_v2_with(&hub, "validation", true, false).unwrap();
+    let val = varattn_lab::data::hub::prepare::load_vqa_v2_with(&hub, "validation", true, false).unwrap();
     let want: Vec<VqaV2Example> = val0.iter().chain(&val1).cloned().collect();
     assert_eq!(val, want);
     assert_eq!(val[4].answers.len(), 10);
-    let train = varattn_lab::data::hub_prepare::load_vqa_v2_with(&hub, "train", true, false).unwrap();
+    let train = varattn_lab::data::hub::prepare::load_vqa_v2_with(&hub, "train", true, false).unwrap();
     assert!(train.iter().all(|x| x.image.is_none()) && train.len() == 4);
-    let err = format!("{:#}", varattn_lab::data::hub_prepare::load_vqa_v2_with(&hub, "test", true, false).unwrap_err());
+    let err = format!("{:#}", varattn_lab::data::hub::prepare::load_vqa_v2_with(&hub, "test", true, false).unwrap_err());
     assert!(err.contains("test") && err.contains("validation"), "{err}");
 }
 

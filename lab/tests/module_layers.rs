@@ -11,13 +11,13 @@ const LIBRARY: &[(&str, u32)] = &[("rng", 0), ("special", 1), ("distributions", 
 
 /// The laboratory's layers (the library's modules, re-exported, sit below all of them).
 const LAB: &[(&str, u32)] = &[
-    ("io", 0),
+    ("provenance", 0),
     ("stats", 0),
     ("rundir", 1),
     ("plot", 1),
     ("config", 2),
     ("data", 3),
-    ("nn", 4),
+    ("kernels", 4),
     ("models", 5),
     ("train", 6),
     ("eval", 6),

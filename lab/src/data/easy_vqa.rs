@@ -72,7 +72,7 @@
 //! [`QuestionVocab`] maps tokens to ids with `<pad>` = 0 and `<unk>` = 1,
 //! then the tokens seen in the training questions, sorted.
 
-pub use crate::io::sha256_hex;
+pub use crate::provenance::sha256_hex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{Cursor, Read};

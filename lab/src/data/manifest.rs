@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::io::sha256_hex;
+use crate::provenance::sha256_hex;
 
 /// `datasets/<name>.toml` of an offline data set; `X` holds the data set's own sections
 /// (`[extraction]`, `[layout]`, `[counts]`, `[sha256]`).

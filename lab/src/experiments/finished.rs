@@ -91,7 +91,7 @@ pub struct FinishedRun {
 /// Writes the merged config a run trains with into its directory as [`CONFIG_FILE`].
 pub fn write_config(dir: &Path, merged: &toml::Value) -> Result<()> {
     let text = toml::to_string(merged).context("writing the merged config as TOML")?;
-    crate::io::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
+    crate::provenance::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
 }
 
 impl FinishedRun {

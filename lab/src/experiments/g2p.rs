@@ -16,7 +16,7 @@ use super::finished::{FinishedRun, Metric, Split, Task};
 use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::cmudict::{self, corrupt_letters, phoneme_error_rate, G2pExample, LETTERS};
-use crate::io::{git_dirty_paths, git_revision, write_atomic};
+use crate::provenance::{git_dirty_paths, git_revision, write_atomic};
 use crate::models::transducer::{PathChoice, Transducer, TransducerBatch, TransducerConfig};
 use crate::objective::{
     monotonic_estimate, EntropyBonus, Estimate, EstimatorState, MonotonicEstimator, MonotonicState,

@@ -11,7 +11,7 @@ use crate::data::ding::{self, ParallelCorpus};
 use crate::data::nmt::{encode_corpus, make_batches, IdPair, NmtBatch};
 use crate::eval::beam::{beam_search, BeamConfig};
 use crate::eval::bleu::{corpus_bleu, multi_bleu, tokenize_13a, BleuOptions};
-use crate::io::{git_dirty_paths, git_revision, write_atomic};
+use crate::provenance::{git_dirty_paths, git_revision, write_atomic};
 use crate::models::nmt::{Marginal, NmtModel, NmtModelConfig};
 use crate::objective::{estimate, held_out_metrics, relaxed_held_out_bound, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;
@@ -282,7 +282,7 @@ fn prepare(cfg: &NmtDataConfig, cache_dir: &Path, announce: bool) -> Result<Prep
     let mut corpus = match cfg.corpus.as_str() {
         "ding-de-en" if announce => ding::prepare_ding(cache_dir)?,
         "ding-de-en" => ding::prepare_ding_quietly(cache_dir)?,
-        hub => crate::data::hub_prepare::load_translation_corpus(hub, cache_dir, announce).with_context(|| format!("[data] corpus = \"{hub}\""))?,
+        hub => crate::data::hub::prepare::load_translation_corpus(hub, cache_dir, announce).with_context(|| format!("[data] corpus = \"{hub}\""))?,
     };
     let mut files = corpus_files(&cache_dir.join(&cfg.corpus))?;
     corpus = derive_corpus(corpus, cfg)?;
@@ -307,7 +307,7 @@ fn prepare(cfg: &NmtDataConfig, cache_dir: &Path, announce: bool) -> Result<Prep
         let t = ding::train_bpe(&corpus, cfg.bpe_vocab, &bpe_path)?;
         let learnt = t.get_vocab_size(true);
         if learnt < cfg.bpe_vocab {
-            crate::io::write_atomic(&size_path, learnt.to_string().as_bytes())?;
+            crate::provenance::write_atomic(&size_path, learnt.to_string().as_bytes())?;
         }
         t
     };
@@ -929,7 +929,7 @@ pub fn corpus_languages(corpus: &str) -> (String, String) {
     if corpus == "ding-de-en" {
         return ("de".into(), "en".into());
     }
-    let registry = crate::data::hub_registry::HubRegistry::embedded().ok();
+    let registry = crate::data::hub::registry::HubRegistry::embedded().ok();
     let ds = registry.as_ref().and_then(|r| r.datasets.get(corpus));
     match ds.and_then(|d| Some((d.source.clone()?, d.target.clone()?))) {
         Some(langs) => langs,

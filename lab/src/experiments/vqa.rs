@@ -11,7 +11,7 @@ use crate::config::config_hash;
 use crate::data::easy_vqa::{self, EasyVqa, QuestionVocab, VqaExample};
 use crate::distributions::{Dirichlet, Distribution};
 use crate::eval::calibration::{expected_calibration_error, pavpu};
-use crate::io::{git_dirty_paths, git_revision, write_atomic};
+use crate::provenance::{git_dirty_paths, git_revision, write_atomic};
 use crate::models::vqa::{VqaBatch, VqaModel, VqaModelConfig, VqaOutputs};
 use crate::objective::{estimate, held_out_metrics, AlignmentOutputs, Estimate, EstimatorState, Metrics, ObjectiveKind};
 use crate::rng::SeededRng;

@@ -21,11 +21,11 @@ use super::vqa::{score_batch, train_estimate, VqaConfig, VqaMetrics, VqaResult};
 use super::RunOptions;
 use crate::config::config_hash;
 use crate::data::easy_vqa::QuestionVocab;
-use crate::data::hub_parquet::VqaV2Example;
+use crate::data::hub::parquet::VqaV2Example;
 use crate::models::vqa_features::{FeatureStore, ImageSource, PendingImage};
 use crate::data::vqa_v2::{clean_question, vqa_accuracy, AnswerCounts, AnswerVocab};
 use crate::eval::calibration::expected_calibration_error;
-use crate::io::write_atomic;
+use crate::provenance::write_atomic;
 use crate::models::backbone::{Backbone, BackboneConfig};
 use crate::models::vqa::{VqaBatch, VqaModel};
 use crate::objective::{Estimate, EstimatorState, Metrics, ObjectiveKind};
@@ -120,7 +120,7 @@ impl V2Split {
     /// The rows and images of `split` of the registry's `vqa-v2` entry, streamed.
     pub fn load(hub: &crate::data::hub::Hub, split: &str, progress: bool) -> Result<Self> {
         let mut out = Self::default();
-        crate::data::hub_prepare::for_each_vqa_v2_with(hub, split, true, progress, |ex| {
+        crate::data::hub::prepare::for_each_vqa_v2_with(hub, split, true, progress, |ex| {
             out.push(ex);
             Ok(())
         })?;

@@ -103,7 +103,7 @@ impl BackboneConfig {
     /// features of another backbone are never reused.
     pub fn fingerprint(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        crate::io::sha256_hex(json.as_bytes())[..16].to_string()
+        crate::provenance::sha256_hex(json.as_bytes())[..16].to_string()
     }
 }
 

@@ -11,14 +11,14 @@
 //!   over the whole target, bilinear score; it shares only the word embeddings.
 //!
 //! Exact enumeration never builds `[B, T, S, V]` logits: log f(x, i) of the gold token for every i
-//! goes through [`crate::nn::gold_log_softmax`] (chunked, O(B·T·S·O + chunk·V) memory).
+//! goes through [`crate::kernels::gold_log_softmax`] (chunked, O(B·T·S·O + chunk·V) memory).
 use crate::data::nmt::NmtBatch;
 use crate::distributions::Categorical;
-use crate::nn::attention_decoder::attention_decoder_fused;
-use crate::nn::gold_log_softmax;
+use crate::kernels::attention_decoder::attention_decoder_fused;
+use crate::kernels::gold_log_softmax;
 use crate::nn::dropout;
-use crate::nn::fast_math;
-use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
+use crate::kernels::fast_math;
+use crate::kernels::lstm::{Lstm, LstmConfig, StackedLstmCell};
 use crate::objective::{AlignmentOutputs, ObjectiveKind};
 use crate::rng::SeededRng;
 use varattn::nn::ParamStore;

@@ -47,13 +47,13 @@
 //! The learned baselines of REINFORCE and NVIL predict the log-weight per label, ĉ, with
 //! c = T ĉ: REINFORCE a single scalar `baseline.scalar`; NVIL an MLP on the detached mean
 //! encodings of q's two BiLSTMs and (S/10, T/10) ([`Transducer::baseline_per_label`]).
-use crate::nn::lstm::{Lstm, LstmConfig, StackedLstmCell};
+use crate::kernels::lstm::{Lstm, LstmConfig, StackedLstmCell};
 use crate::objective::SequenceScores;
 use crate::rng::SeededRng;
-use crate::special::softplus;
-use varattn::nn::ParamStore;
-use candle_core::{DType, Device, Result, Tensor, D};
+use crate::distributions::{Bernoulli, Distribution};
 use crate::nn::gemm::Linear;
+use crate::nn::ParamStore;
+use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{Embedding, Module};
 use serde::{Deserialize, Serialize};
 
@@ -162,16 +162,6 @@ pub struct Transducer {
 
 fn emb(e: &Embedding, ids: &Tensor) -> Result<Tensor> {
     e.forward(ids)
-}
-
-/// H(Bernoulli(σ(l))) = softplus(l) - l σ(l).
-fn bernoulli_entropy(l: &Tensor) -> Result<Tensor> {
-    softplus(l)? - l.mul(&candle_nn::ops::sigmoid(l)?)?
-}
-
-/// log Bernoulli(b; σ(l)) = b l - softplus(l).
-fn bernoulli_log_prob(l: &Tensor, b: &Tensor) -> Result<Tensor> {
-    b.mul(l)? - softplus(l)?
 }
 
 impl Transducer {
@@ -334,8 +324,9 @@ impl Transducer {
             let b_t = Tensor::from_vec(bi.clone(), kb, &dev)?;
             let free_t = Tensor::from_vec(free, kb, &dev)?;
             let valid_t = Tensor::from_vec(valid, kb, &dev)?;
-            lq.push(bernoulli_log_prob(&q_logit, &b_t)?.mul(&free_t)?);
-            hq.push(bernoulli_entropy(&q_logit)?.mul(&free_t)?);
+            let q_emit = Bernoulli::from_logits(q_logit.clone()); // q(b_i | x, y, b_<i)
+            lq.push(q_emit.log_prob(&b_t)?.mul(&free_t)?);
+            hq.push(q_emit.entropy()?.mul(&free_t)?);
             fr.push(free_t);
             // --- p: the LSTM step, emit and label terms
             let prev_l = Tensor::from_vec(prev_label.clone(), kb, &dev)?;
@@ -347,8 +338,9 @@ impl Transducer {
             let label_lp = candle_nn::ops::log_softmax(&self.label_head.forward(&h)?, D::Minus1)?;
             let gold_t = Tensor::from_vec(gold.clone(), (kb, 1), &dev)?;
             let label_term = label_lp.gather(&gold_t, 1)?.squeeze(1)?.mul(&b_t)?;
-            lp.push((bernoulli_log_prob(&emit_logit, &b_t)?.mul(&valid_t)? + label_term)?);
-            hp.push(bernoulli_entropy(&emit_logit)?.mul(&valid_t)?);
+            let p_emit = Bernoulli::from_logits(emit_logit); // p(b_i | h_i)
+            lp.push((p_emit.log_prob(&b_t)?.mul(&valid_t)? + label_term)?);
+            hp.push(p_emit.entropy()?.mul(&valid_t)?);
             for r in 0..kb {
                 if bi[r] > 0.0 {
                     prev_label[r] = gold[r];

@@ -25,7 +25,7 @@ use crate::attention::{bayesian_layers, head_contexts, AttentionConfig, BayesKin
 use crate::distributions::Categorical;
 use crate::objective::alignment_attention::AlignmentRegularizer;
 use crate::nn::dropout;
-use crate::nn::lstm::{Lstm, LstmConfig};
+use crate::kernels::lstm::{Lstm, LstmConfig};
 use crate::objective::AlignmentOutputs;
 use crate::rng::SeededRng;
 use varattn::nn::ParamStore;

@@ -13,7 +13,7 @@
 //! to a temporary name and renamed, and only then entered in the index, so an interrupted run
 //! leaves whole shards that a rerun skips. An image that cannot be read or decoded is an error
 //! naming its image id and a question that refers to it.
-use crate::io::write_atomic;
+use crate::provenance::write_atomic;
 use super::backbone::{Backbone, BackboneConfig};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};

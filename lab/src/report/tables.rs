@@ -3,7 +3,7 @@
 use crate::experiments::g2p::G2pResult;
 use crate::experiments::nmt::NmtResult;
 use crate::experiments::vqa::{VqaMetrics, VqaResult};
-use crate::io::write_atomic;
+use crate::provenance::write_atomic;
 use crate::report::verdict::{claim_interval, Interval, Items, Link, Measure, Term, Verdict};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;

@@ -44,7 +44,7 @@ pub fn save<M: Serialize>(stem: &Path, params: &ParamStore, opt: &Adam, meta: &M
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
-    crate::io::write_atomic(&stem.with_extension("json"), json.as_bytes())
+    crate::provenance::write_atomic(&stem.with_extension("json"), json.as_bytes())
 }
 
 /// Does a checkpoint exist at `stem`? (A file of the current scheme carries its own state; one

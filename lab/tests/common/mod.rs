@@ -32,7 +32,7 @@ pub fn run_result(dir: &std::path::Path) -> serde_json::Value {
 /// snapshots/<commit>/<path> -> ../../(..)/blobs/<sha256>, and refs/<revision> = commit.
 pub fn put_cached(cache: &std::path::Path, repo: &str, revision: &str, commit: &str, path: &str, bytes: &[u8]) {
     let folder = cache.join(varattn_lab::data::hub::repo_folder_name(repo));
-    let sha = varattn_lab::io::sha256_hex(bytes);
+    let sha = varattn_lab::provenance::sha256_hex(bytes);
     std::fs::create_dir_all(folder.join("blobs")).unwrap();
     std::fs::write(folder.join("blobs").join(&sha), bytes).unwrap();
     let link = folder.join("snapshots").join(commit).join(path);

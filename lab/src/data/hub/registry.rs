@@ -6,7 +6,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// `datasets/hub.toml`, embedded at compile time.
-pub const HUB_REGISTRY_TOML: &str = include_str!("../../../datasets/hub.toml");
+pub const HUB_REGISTRY_TOML: &str = include_str!("../../../../datasets/hub.toml");
 
 /// The data sets `varattn data prepare` knows that need no Hub (prepared offline).
 pub const OFFLINE_DATASETS: [&str; 3] = ["ding-de-en", "easy-vqa", "cmudict"];

@@ -311,7 +311,7 @@ impl Lstm {
                     }
                 };
                 let w_ih = cat0(|w| Ok(w.w_ih.clone()))?;
-                let xp = super::gemm::matmul_blocked(&x.reshape((b * t, d))?, &w_ih.t()?)?;
+                let xp = varattn::nn::gemm::matmul_blocked(&x.reshape((b * t, d))?, &w_ih.t()?)?;
                 let layer = lstm_layer_fused(&xp, &cat0(|w| Ok(w.w_hh.clone()))?, &cat0(CellWeights::bias)?, &pad.lengths, want_finals)?;
                 finals.extend(layer.finals);
                 x = layer.outputs;
@@ -345,7 +345,7 @@ fn run_direction(w: &CellWeights, x_tm: &Tensor, b: usize, pad: &Padding) -> Res
     let t = x_tm.dim(0)? / b;
     // The input projection of every step as one matmul, time-major so that each step is one
     // contiguous slice.
-    let xp = super::gemm::matmul_blocked(x_tm, &w.w_ih.t()?)?.broadcast_add(&w.bias()?)?.reshape((t, b, 4 * hd))?;
+    let xp = varattn::nn::gemm::matmul_blocked(x_tm, &w.w_ih.t()?)?.broadcast_add(&w.bias()?)?.reshape((t, b, 4 * hd))?;
     let w_hh_t = w.w_hh.t()?;
     let zeros = Tensor::zeros((b, hd), x_tm.dtype(), x_tm.device())?;
     let (mut h, mut c) = (zeros.clone(), zeros);
@@ -421,12 +421,12 @@ impl StackedLstmCell {
         self.dropout
     }
 
-    /// Every layer's weights (bottom first) for [`crate::nn::attention_decoder`], with the bias
+    /// Every layer's weights (bottom first) for [`crate::kernels::attention_decoder`], with the bias
     /// b_ih + b_hh (differentiable in both).
-    pub fn layer_weights(&self) -> Result<Vec<crate::nn::attention_decoder::LayerWeights>> {
+    pub fn layer_weights(&self) -> Result<Vec<crate::kernels::attention_decoder::LayerWeights>> {
         self.layers
             .iter()
-            .map(|w| Ok(crate::nn::attention_decoder::LayerWeights { w_ih: w.w_ih.clone(), w_hh: w.w_hh.clone(), bias: w.bias()? }))
+            .map(|w| Ok(crate::kernels::attention_decoder::LayerWeights { w_ih: w.w_ih.clone(), w_hh: w.w_hh.clone(), bias: w.bias()? }))
             .collect()
     }
 

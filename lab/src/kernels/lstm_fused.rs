@@ -43,7 +43,7 @@
 //! outputs `[B, T, D·H]`, with the final h and c appended as rows T and T + 1 when asked.
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
-use super::gemm::matmul_into;
+use varattn::nn::gemm::matmul_into;
 use std::any::Any;
 use std::sync::Mutex;
 
@@ -335,7 +335,7 @@ impl LayerOp {
         let mut out = vec![T::zero(); b * t_out * dirs * hd];
         let shared = SharedOut(out.as_mut_ptr() as usize);
         let zs: Vec<Mutex<Vec<T>>> = (0..dirs).map(|_| Mutex::new(Vec::new())).collect();
-        super::par::for_each_alone(dirs, |d| {
+        varattn::nn::par::for_each_alone(dirs, |d| {
             // SAFETY: `out` outlives the call and each direction writes only its own columns.
             let z = unsafe { self.direction_fwd(d, xp, w_hh, bias, shared) };
             *zs[d].lock().unwrap() = z;
@@ -417,7 +417,7 @@ impl LayerOp {
         let mut dxp = vec![T::zero(); b * t * dirs * 4 * hd];
         let shared = SharedOut(dxp.as_mut_ptr() as usize);
         let parts: Vec<Mutex<(Vec<T>, Vec<T>)>> = (0..dirs).map(|_| Mutex::new((Vec::new(), Vec::new()))).collect();
-        super::par::for_each_alone(dirs, |d| {
+        varattn::nn::par::for_each_alone(dirs, |d| {
             // SAFETY: `dxp` outlives the call and each direction writes only its own columns.
             let r = unsafe { self.direction_bwd(d, &zs[d], w_hh, grad, shared) };
             *parts[d].lock().unwrap() = r;
@@ -540,7 +540,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     /// The cell composed from candle ops: the reference.
-    use crate::nn::lstm::lstm_cell_composed as cell_reference;
+    use crate::kernels::lstm::lstm_cell_composed as cell_reference;
 
     fn sequence_reference(xp: &Tensor, w_hh: &Tensor, lengths: &[usize]) -> Result<(Tensor, (Tensor, Tensor))> {
         let (t, b, h4) = xp.dims3()?;

@@ -35,8 +35,8 @@
 //! whole decoder is one node; the forward pass keeps what the backward pass needs (gates, cell
 //! states, inputs, attention activations and probabilities) inside the op, so nothing is
 //! recomputed.
-use super::gemm::matmul_into;
-use super::par::{for_ranges, map_rows};
+use varattn::nn::gemm::matmul_into;
+use varattn::nn::par::{for_ranges, map_rows};
 use super::lstm_fused::{cell_backward_row, cell_forward_row, contiguous, Real};
 use crate::distributions::MASKED_LOGIT;
 use candle_core::backend::BackendStorage;
@@ -526,7 +526,7 @@ pub fn attention_decoder_fused(
 mod tests {
     use super::*;
     use crate::distributions::Categorical;
-    use crate::nn::lstm::lstm_cell_composed;
+    use crate::kernels::lstm::lstm_cell_composed;
     use crate::rng::SeededRng;
     use candle_core::{Device, Var, D};
 

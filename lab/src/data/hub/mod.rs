@@ -25,8 +25,15 @@
 //! `GET {endpoint}/api/datasets/{repo}/tree/{revision}/{dir}?recursive=true`. Freshly downloaded
 //! blobs whose etag is a sha256 (LFS files) are checked against it, which catches truncated
 //! bodies that HTTP alone did not.
-pub use crate::io::sha256_file;
-use super::hub_registry::glob_match;
+//!
+//! Submodules: [`registry`] (the data sets of `datasets/hub.toml`), [`parquet`] (reading their
+//! parquet files), [`prepare`] (`varattn data prepare` for them).
+pub mod parquet;
+pub mod prepare;
+pub mod registry;
+
+pub use crate::provenance::sha256_file;
+use registry::glob_match;
 use anyhow::{anyhow, bail, Result};
 #[cfg(feature = "hub")]
 use anyhow::Context;

@@ -16,7 +16,7 @@
 //! followed by candle's reductions on the device, so nothing is copied to the host.
 use candle_core::backend::BackendStorage;
 use super::fast_math;
-use super::gemm::matmul_into;
+use varattn::nn::gemm::matmul_into;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
 
 /// Rows per chunk of the memory-lean path are chosen so that one chunk of logits holds at least
@@ -122,7 +122,7 @@ fn forward_kept(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d: u
     let (mut out, mut inv_sum) = (vec![0f32; n], vec![0f32; n]);
     let (e_p, out_p, inv_p) = (exp.as_mut_ptr() as usize, out.as_mut_ptr() as usize, inv_sum.as_mut_ptr() as usize);
     let item_rows = n.div_ceil(KEPT_ITEMS).max(KEPT_MIN_ITEM_ROWS);
-    super::par::for_each_alone(n.div_ceil(item_rows), |item| {
+    varattn::nn::par::for_each_alone(n.div_ceil(item_rows), |item| {
         let lo = item * item_rows;
         let len = item_rows.min(n - lo);
         // SAFETY: item `item` owns rows lo..lo + len of `exp`, `out` and `inv_sum`; the three
@@ -156,7 +156,7 @@ fn forward_chunked(h: &[f32], w: &[f32], bias: &[f32], gold: &[u32], n: usize, d
         let len = step.min(n - start);
         let zc = &mut z[..len * v];
         chunk_logits(zc, h, w, start, len, d, v);
-        out.extend(super::par::map_rows(zc, v, ROWS_PER_BLOCK, |r, row| gold_row(row, bias, gold[start + r] as usize).0));
+        out.extend(varattn::nn::par::map_rows(zc, v, ROWS_PER_BLOCK, |r, row| gold_row(row, bias, gold[start + r] as usize).0));
         start += len;
     }
     out
@@ -176,14 +176,14 @@ fn backward_kept(kept: Kept, h: &[f32], w: &[f32], gold: &[u32], g: &[f32], n: u
     // ∂H: E W, then each row n scaled by −s_n and W[y_n] g_n added.
     let mut dh = vec![0f32; n * d];
     matmul_into((n, d, v), &mut dh, d, false, &exp, (v, 1), w, (d, 1));
-    super::par::map_rows(&mut dh, d, ROWS_PER_BLOCK, |k, row| {
+    varattn::nn::par::map_rows(&mut dh, d, ROWS_PER_BLOCK, |k, row| {
         let wy = &w[gold[k] as usize * d..][..d];
         row.iter_mut().zip(wy).for_each(|(x, &wy)| *x = g[k] * wy - s[k] * *x);
     });
     // [∂W | ∂b]ᵀ = −[diag(s) H | s]ᵀ E (the product as [d + 1, V]: gemm ran the [V, d + 1]
     // orientation 10-20% slower), then g_n [h_n | 1] added at column y_n.
     let mut hs = vec![0f32; n * (d + 1)];
-    super::par::map_rows(&mut hs, d + 1, ROWS_PER_BLOCK, |k, row| {
+    varattn::nn::par::map_rows(&mut hs, d + 1, ROWS_PER_BLOCK, |k, row| {
         row[..d].iter_mut().zip(&h[k * d..][..d]).for_each(|(x, &hv)| *x = s[k] * hv);
         row[d] = s[k];
     });
@@ -250,7 +250,7 @@ fn rows_and_column_sums(rows: &mut [f32], v: usize, acc: &mut [f32], f: impl Fn(
     let blocks = n.div_ceil(ROWS_PER_BLOCK);
     let mut partial = vec![0f32; blocks * v];
     let (rows_p, partial_p) = (rows.as_mut_ptr() as usize, partial.as_mut_ptr() as usize);
-    super::par::for_ranges(blocks, 1, |bs| {
+    varattn::nn::par::for_ranges(blocks, 1, |bs| {
         for blk in bs {
             // SAFETY: block `blk` owns rows blk·R..(blk + 1)·R (clipped to n) of `rows` and row
             // `blk` of `partial`; both buffers outlive the call.
@@ -449,7 +449,7 @@ impl CustomOp3 for GoldLogSoftmax {
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// use varattn_lab::nn::gold_log_softmax;
+/// use varattn_lab::kernels::gold_log_softmax;
 /// let dev = Device::Cpu;
 /// let h = Tensor::new(&[[0.5f32, -1.0], [2.0, 0.1]], &dev)?;
 /// let w = Tensor::new(&[[1.0f32, 0.0], [0.0, 1.0], [1.0, 1.0]], &dev)?;

@@ -4,11 +4,11 @@
 //! `<cache>/<name>/{train,valid,test}.{source,target language}` (one sentence a line, whitespace
 //! collapsed, Unicode NFC), then `<cache>/<name>/prepared.json` last. The NMT experiment reads a
 //! prepared set with [`load_translation_corpus`].
-use super::ding::{normalize_text, ParallelCorpus};
-use super::hub::Hub;
-use super::hub_parquet::{for_each_translation, for_each_vqa_v2, read_vqa_v2, VqaV2Example};
-use super::hub_registry::{HubDataset, HubKind, HubRegistry, HubSplit, SplitSource};
-use crate::io::{write_atomic, AtomicFile};
+use crate::data::ding::{normalize_text, ParallelCorpus};
+use super::Hub;
+use super::parquet::{for_each_translation, for_each_vqa_v2, read_vqa_v2, VqaV2Example};
+use super::registry::{HubDataset, HubKind, HubRegistry, HubSplit, SplitSource};
+use crate::provenance::{write_atomic, AtomicFile};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -90,7 +90,7 @@ pub fn prepare_hub_dataset(name: &str, cache_dir: &Path, hub: &Hub, progress: bo
         }
     };
     let lines: Vec<(&str, usize)> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-    for line in super::split_lines(&lines) {
+    for line in crate::data::split_lines(&lines) {
         println!("{line}");
     }
     Ok(counts)

@@ -1,5 +1,6 @@
-//! Small file helpers: every result and checkpoint is written to a temporary file in the same
-//! directory and renamed into place, so an interrupted run never leaves a half-written file.
+//! Provenance of what a run writes: atomic writes (every result and checkpoint goes to a temporary
+//! file in the same directory and is renamed into place, so an interrupted run never leaves a
+//! half-written file), sha256 fingerprints of data and configs, and the git revision of the code.
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;

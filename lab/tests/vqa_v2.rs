@@ -291,7 +291,7 @@ fn an_interrupted_vqa_v2_run_resumes_to_the_same_result() {
     assert_eq!(a["test"], b["test"]);
     // every epoch's training objective and validation score (not the timings)
     let curve = |r: &serde_json::Value| -> Vec<(f64, f64)> {
-        r["history"].as_array().unwrap().iter().map(|e| (e["train_objective_per_token"].as_f64().unwrap(), e["valid_ppl"].as_f64().unwrap())).collect()
+        r["history"].as_array().unwrap().iter().map(|e| (e["train_objective_per_token"].as_f64().unwrap(), e["valid"].as_f64().unwrap())).collect()
     };
     assert_eq!(curve(&a), curve(&b));
 }

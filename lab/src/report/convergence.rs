@@ -37,16 +37,16 @@ impl RunConvergence {
     }
 }
 
-/// The convergence of one `result.json` (its `history[].valid_ppl`, `best_epoch`, `stopped_early`).
+/// The convergence of one `result.json` (its `history[].valid`, `best_epoch`, `stopped_early`).
 pub fn read_run(task: &str, row: &str, seed: &str, result: &Path) -> Result<RunConvergence> {
     let text = std::fs::read_to_string(result).with_context(|| format!("reading {}", result.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", result.display()))?;
     let history = v.get("history").and_then(|h| h.as_array()).with_context(|| format!("{}: no `history` array", result.display()))?;
     let scores = history
         .iter()
-        .map(|e| e.get("valid_ppl").and_then(|x| x.as_f64()))
+        .map(|e| e.get("valid").or_else(|| e.get("valid_ppl")).and_then(|x| x.as_f64()))
         .collect::<Option<Vec<f64>>>()
-        .with_context(|| format!("{}: a `history` entry without a numeric `valid_ppl`", result.display()))?;
+        .with_context(|| format!("{}: a `history` entry without a numeric validation score `valid`", result.display()))?;
     let best_epoch = match v.get("best_epoch").and_then(|b| b.as_u64()) {
         Some(b) => b as usize,
         // the epoch of the lowest score (first on ties), as the runner keeps it
@@ -149,7 +149,7 @@ mod tests {
         let write = |row: &str, seed: u32, scores: &[f64], best: Option<usize>| {
             let d = dir.path().join("nmt").join(row).join(format!("seed-{seed}"));
             std::fs::create_dir_all(&d).unwrap();
-            let history: Vec<serde_json::Value> = scores.iter().enumerate().map(|(i, s)| serde_json::json!({"epoch": i + 1, "valid_ppl": s})).collect();
+            let history: Vec<serde_json::Value> = scores.iter().enumerate().map(|(i, s)| serde_json::json!({"epoch": i + 1, "valid": s})).collect();
             let mut v = serde_json::json!({"history": history, "stopped_early": true});
             if let Some(b) = best {
                 v["best_epoch"] = b.into();
@@ -178,6 +178,6 @@ mod tests {
         let p = dir.path().join("result.json");
         std::fs::write(&p, r#"{"history": [{"epoch": 1}]}"#).unwrap();
         let e = read_run("vqa", "soft", "3435", &p).unwrap_err();
-        assert!(format!("{e:#}").contains("result.json") && format!("{e:#}").contains("valid_ppl"), "{e:#}");
+        assert!(format!("{e:#}").contains("result.json") && format!("{e:#}").contains("`valid`"), "{e:#}");
     }
 }

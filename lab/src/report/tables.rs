@@ -745,7 +745,7 @@ pub fn nmt_figures<S: AsRef<str>>(results: &BTreeMap<String, Vec<NmtResult>>, ro
         seeds = seeds.max(rs.len());
         let runs: Vec<Vec<(f64, f64)>> = rs
             .iter()
-            .map(|r| r.history.iter().map(|e| (e.epoch as f64, e.valid_ppl)).filter(|p| p.1.is_finite()).collect())
+            .map(|r| r.history.iter().map(|e| (e.epoch as f64, e.valid)).filter(|p| p.1.is_finite()).collect())
             .collect();
         if runs.iter().any(|r| !r.is_empty()) {
             curves.push(Series::over_seeds(name, &runs, Spread::Std));
@@ -888,11 +888,11 @@ mod tests {
     #[test]
     fn nmt_figures_average_the_seeds_with_error_bars() {
         use crate::train::runner::EpochRecord;
-        let epoch = |epoch, valid_ppl| EpochRecord {
+        let epoch = |epoch, valid| EpochRecord {
             epoch,
             train_objective_per_token: -5.0,
             train_tokens_per_second: 1.0,
-            valid_ppl,
+            valid,
             lr: 1e-3,
             improved: true,
         };

@@ -259,8 +259,11 @@ pub struct EpochRecord {
     pub epoch: usize,
     pub train_objective_per_token: f64,
     pub train_tokens_per_second: f64,
-    /// The validation score ([`TrainTask::valid_metric`]; the name is historical).
-    pub valid_ppl: f64,
+    /// The validation score, in the task's metric ([`TrainTask::valid_metric`]: NMT perplexity,
+    /// VQA answer NLL, G2P phoneme error rate). Read from `valid_ppl` in files written before
+    /// the field had this name.
+    #[serde(alias = "valid_ppl")]
+    pub valid: f64,
     /// The learning rate the epoch trained with.
     pub lr: f64,
     /// Whether this epoch's parameters became the best checkpoint (a new best validation score,
@@ -535,7 +538,7 @@ pub fn train<K: Copy>(
             epoch: st.epoch + 1,
             train_objective_per_token: objective,
             train_tokens_per_second: st.epoch_tokens / st.epoch_seconds.max(1e-9),
-            valid_ppl: vppl,
+            valid: vppl,
             lr: epoch_lr,
             improved,
         });
@@ -612,6 +615,16 @@ mod tests {
     use super::*;
     use crate::objective::Metrics;
     use candle_core::{Device, Tensor};
+
+    #[test]
+    fn an_epoch_record_is_written_as_valid_and_read_from_the_old_name_too() {
+        let old = r#"{"epoch": 2, "train_objective_per_token": -3.5, "train_tokens_per_second": 10.0, "valid_ppl": 41.25, "lr": 0.001}"#;
+        let r: EpochRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((r.epoch, r.valid, r.improved), (2, 41.25, false));
+        let written = serde_json::to_value(&r).unwrap();
+        assert_eq!(written["valid"], 41.25);
+        assert!(written.get("valid_ppl").is_none(), "{written}");
+    }
     use std::cell::{Cell, RefCell};
 
     /// A one-parameter task: loss (w - 1 - ε)² with ε from the noise stream; the validation
@@ -772,7 +785,7 @@ mod tests {
         for (st, w) in [(&b, wb), (c.as_ref().unwrap(), wc)] {
             assert_eq!(w, wa);
             assert_eq!((st.step, st.epoch, st.best_epoch, st.stopped_early), (a.step, a.epoch, a.best_epoch, a.stopped_early));
-            let key = |s: &TrainState| s.history.iter().map(|h| (h.epoch, h.train_objective_per_token, h.valid_ppl, h.lr, h.improved)).collect::<Vec<_>>();
+            let key = |s: &TrainState| s.history.iter().map(|h| (h.epoch, h.train_objective_per_token, h.valid, h.lr, h.improved)).collect::<Vec<_>>();
             assert_eq!(key(st), key(&a));
         }
         let key = |l: &LogLine| (l.epoch, l.step, l.train_objective_per_token, l.valid, l.lr, l.improved);

@@ -9,7 +9,7 @@
 # Each notebook is executed by `jupyter nbconvert --execute --to notebook --allow-errors` (no
 # per-cell timeout; every cell runs, errors are recorded and judged afterwards) into a temporary
 # copy; with --update the executed copies, outputs and figures included, are written back into
-# notebooks/. A failed notebook's executed copy is kept under $VARATTN_NB_BUILD/failed/.
+# notebooks/. A failed notebook's executed copy is kept under $EVCXR_TMPDIR/failed/.
 #
 # Installs what is missing, and only that:
 #   * evcxr_jupyter 0.22.0   `cargo install --locked evcxr_jupyter --version 0.22.0` (~/.cargo/bin);
@@ -18,17 +18,13 @@
 #                            environment at $VARATTN_NB_VENV (default <repo>/.cache/notebooks/venv,
 #                            git-ignored).
 #
-# One evcxr build directory for all notebooks: VARATTN_NB_BUILD (default
-# <cargo target dir>/evcxr-notebooks) holds evcxr's crate (EVCXR_TMPDIR=$VARATTN_NB_BUILD/crate),
-# seeded with the repository's Cargo.lock, so varattn and its dependencies compile once (the first
-# notebook) and every later notebook only compiles its own cells. Notebooks run one after another
-# (the build directory is shared). $VARATTN_NB_BUILD/.cargo/config.toml sets the dependencies'
-# optimisation: the crates the notebooks compute in (varattn, varattn-lab, candle, gemm, rand,
-# rayon, half) at opt-level 2 (what the notebooks ask for with `:opt 2`), every other dependency
-# at 1 (they parse, draw and compress; optimising them fully costs build time, not numbers).
+# One evcxr build directory for all notebooks: EVCXR_TMPDIR (default
+# <cargo target dir>/evcxr-notebooks), seeded with the repository's Cargo.lock, so varattn and its
+# dependencies compile once (the first notebook) at the opt-level the notebooks set with `:opt 2`,
+# and every later notebook only compiles its own cells. Notebooks run one after another (the build directory is shared).
 #
 # Environment: VARATTN_CACHE (data cache the NMT/VQA notebooks prepare data into; default
-# ~/.cache/varattn), VARATTN_NB_VENV, VARATTN_NB_BUILD, CARGO_TARGET_DIR.
+# ~/.cache/varattn), VARATTN_NB_VENV, EVCXR_TMPDIR, CARGO_TARGET_DIR.
 set -euo pipefail
 
 EVCXR_VERSION=0.22.0
@@ -80,20 +76,9 @@ fi
 
 # --- one shared evcxr build directory -------------------------------------------------------
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-build="${VARATTN_NB_BUILD:-$target_dir/evcxr-notebooks}"
-export EVCXR_TMPDIR="$build/crate"
-mkdir -p "$EVCXR_TMPDIR" "$build/.cargo"
+export EVCXR_TMPDIR="${EVCXR_TMPDIR:-$target_dir/evcxr-notebooks}"
+mkdir -p "$EVCXR_TMPDIR"
 cp "$root/Cargo.lock" "$EVCXR_TMPDIR/Cargo.lock"   # the versions the repository is tested with
-# evcxr writes $EVCXR_TMPDIR/.cargo/config.toml itself; cargo also reads the one a folder above.
-{
-  echo "# written by notebooks/run.sh: how far the notebooks' dependencies are optimised"
-  echo '[profile.dev.package]'
-  echo '"*" = { opt-level = 1 }'
-  for hot in varattn varattn-lab candle-core candle-nn half gemm gemm-common gemm-f16 gemm-f32 gemm-f64 \
-             pulp rand rand_core rand_chacha rand_distr rayon rayon-core crossbeam-deque crossbeam-epoch crossbeam-utils; do
-    echo "$hot = { opt-level = 2 }"
-  done
-} > "$build/.cargo/config.toml"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/varattn-notebooks.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -142,12 +127,12 @@ PY
     echo "[notebooks] $name: FAILED after $(since "$t0") s" >&2
     failed+=("$name")
     if [ -f "$work/$name" ]; then   # keep the executed copy to read its outputs
-      mkdir -p "$build/failed" && cp "$work/$name" "$build/failed/$name"
-      echo "[notebooks] executed copy kept at $build/failed/$name" >&2
+      mkdir -p "$EVCXR_TMPDIR/failed" && cp "$work/$name" "$EVCXR_TMPDIR/failed/$name"
+      echo "[notebooks] executed copy kept at $EVCXR_TMPDIR/failed/$name" >&2
     fi
   fi
 done
-echo "[notebooks] ${#notebooks[@]} notebook(s) in $(since "$total0") s; build directory $build"
+echo "[notebooks] ${#notebooks[@]} notebook(s) in $(since "$total0") s; build directory $EVCXR_TMPDIR"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "[notebooks] failed: ${failed[*]}" >&2
   exit 1

@@ -179,8 +179,7 @@ impl FinishedRun {
     /// best epoch.
     pub fn best_valid_score(&self) -> Option<f64> {
         let best = self.result.get("best_epoch")?.as_u64()? as usize;
-        let entry = self.result.get("history")?.get(best.checked_sub(1)?)?;
-        entry.get("valid").or_else(|| entry.get("valid_ppl"))?.as_f64()
+        crate::train::runner::history_score(self.result.get("history")?.get(best.checked_sub(1)?)?)
     }
 
     /// `(K, PPL)` of the result's `ppl_against_k` (NMT).

@@ -44,7 +44,7 @@ pub fn read_run(task: &str, row: &str, seed: &str, result: &Path) -> Result<RunC
     let history = v.get("history").and_then(|h| h.as_array()).with_context(|| format!("{}: no `history` array", result.display()))?;
     let scores = history
         .iter()
-        .map(|e| e.get("valid").or_else(|| e.get("valid_ppl")).and_then(|x| x.as_f64()))
+        .map(crate::train::runner::history_score)
         .collect::<Option<Vec<f64>>>()
         .with_context(|| format!("{}: a `history` entry without a numeric validation score `valid`", result.display()))?;
     let best_epoch = match v.get("best_epoch").and_then(|b| b.as_u64()) {

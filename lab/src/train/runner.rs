@@ -272,6 +272,12 @@ pub struct EpochRecord {
     pub improved: bool,
 }
 
+/// The validation score of a `history` entry of a `result.json` read as JSON: `valid`, or
+/// `valid_ppl` in files written before the field had that name.
+pub fn history_score(entry: &serde_json::Value) -> Option<f64> {
+    entry.get("valid").or_else(|| entry.get("valid_ppl"))?.as_f64()
+}
+
 /// Index batches of 0..n in chunks of `size` (at least 1): in order, or shuffled by `rng`.
 pub fn index_batches(n: usize, size: usize, rng: Option<&mut SeededRng>) -> Vec<Vec<usize>> {
     let mut idx: Vec<usize> = (0..n).collect();

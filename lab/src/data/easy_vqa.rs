@@ -327,16 +327,25 @@ pub fn load_easy_vqa(
     valid_fraction_of_train_images: f64,
     seed: u64,
 ) -> Result<EasyVqa> {
+    let data = load_easy_vqa_quietly(cache_dir, valid_fraction_of_train_images, seed)?;
+    for line in summary_lines(&data) {
+        println!("{line}");
+    }
+    Ok(data)
+}
+
+/// [`load_easy_vqa`] without the summary lines on stdout.
+pub fn load_easy_vqa_quietly(
+    cache_dir: &Path,
+    valid_fraction_of_train_images: f64,
+    seed: u64,
+) -> Result<EasyVqa> {
     let manifest = EasyVqaManifest::embedded()?;
     let wheel = ensure_wheel(cache_dir)?;
     let bytes = manifest.read_wheel(&wheel)?;
     let raw = parse_wheel(&bytes).with_context(|| format!("reading {}", wheel.display()))?;
     verify_counts(&raw, &manifest)?;
-    let data = split_by_image(raw, valid_fraction_of_train_images, seed)?;
-    for line in summary_lines(&data) {
-        println!("{line}");
-    }
-    Ok(data)
+    split_by_image(raw, valid_fraction_of_train_images, seed)
 }
 
 /// Loads a wheel file without any manifest check (for other versions or

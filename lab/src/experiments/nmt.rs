@@ -542,7 +542,7 @@ pub fn run(cfg: &NmtConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     cfg.validate()?;
     let hash = config_hash(merged);
     let dev = &opts.device;
-    let data = prepare_data(&cfg.data, &opts.cache_dir)?;
+    let data = prepare(&cfg.data, &opts.cache_dir, opts.progress)?;
     if data.train.is_empty() {
         bail!("no training pairs left after length filtering (max_len {})", cfg.data.max_len)
     }

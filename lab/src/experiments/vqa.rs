@@ -192,11 +192,21 @@ pub struct PreparedVqa {
     pub vocab: QuestionVocab,
 }
 
+/// Prints the data set's split sizes (see [`easy_vqa::load_easy_vqa`]).
 pub fn prepare_data(cfg: &VqaDataConfig, cache_dir: &std::path::Path, seed: u64) -> Result<PreparedVqa> {
+    prepare(cfg, cache_dir, seed, true)
+}
+
+/// [`prepare_data`], printing the split sizes only with `announce`.
+fn prepare(cfg: &VqaDataConfig, cache_dir: &std::path::Path, seed: u64, announce: bool) -> Result<PreparedVqa> {
     if cfg.dataset != "easy-vqa" {
         anyhow::bail!("unknown data set `{}` in [data] (known: easy-vqa, vqa-v2)", cfg.dataset)
     }
-    let full = easy_vqa::load_easy_vqa(cache_dir, cfg.valid_fraction, easy_vqa::EASY_VQA_SEED)?;
+    let full = if announce {
+        easy_vqa::load_easy_vqa(cache_dir, cfg.valid_fraction, easy_vqa::EASY_VQA_SEED)?
+    } else {
+        easy_vqa::load_easy_vqa_quietly(cache_dir, cfg.valid_fraction, easy_vqa::EASY_VQA_SEED)?
+    };
     let mut data = if cfg.train_image_fraction < 1.0 {
         easy_vqa::subsample_train_images(&full, cfg.train_image_fraction, seed)?
     } else {
@@ -518,7 +528,7 @@ pub fn run(cfg: &VqaConfig, merged: &toml::Value, opts: &RunOptions) -> Result<O
     }
     let hash = config_hash(merged);
     let dev = &opts.device;
-    let data = prepare_data(&cfg.data, &opts.cache_dir, opts.seed)?;
+    let data = prepare(&cfg.data, &opts.cache_dir, opts.seed, opts.progress)?;
     let mut ps = ParamStore::new(opts.seed, cfg.model.init, dev);
     let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;
     let mut opt = Adam::new(ps.named_vars(), cfg.train.adam())?;
@@ -588,7 +598,7 @@ pub fn evaluate_run(run: &FinishedRun, split: finished::Split, cache_dir: &std::
     if cfg.data.dataset != "easy-vqa" {
         anyhow::bail!("{}: `varattn eval` reads easy-VQA runs only (this one is on {}); its result.json holds its test numbers", run.dir.display(), cfg.data.dataset)
     }
-    let data = prepare_data(&cfg.data, cache_dir, run.seed)?;
+    let data = prepare(&cfg.data, cache_dir, run.seed, false)?;
     run.check_data(cache_dir, &[cache_dir.join(easy_vqa::EASY_VQA_WHEEL)])?;
     let mut ps = ParamStore::new(run.seed, cfg.model.init, device);
     let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;

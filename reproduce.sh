@@ -14,8 +14,10 @@
 # rerunning after a kill finishes without redoing work.
 # --jobs N trains N runs at once, each on cores/N threads (RAYON_NUM_THREADS), its output in
 # results/<preset>/logs/; default: one job per core for smoke and cpu (the models are small, so one
-# thread per run uses a core better than two threads on one run), one job for paper. A run's result
-# does not depend on the number of jobs or threads.
+# thread per run uses a core better than two threads on one run), one job for paper. A run's
+# numbers depend on its thread count (sums split across threads change order), which the run
+# records: results/cpu was trained on one thread per run (the default on any machine with
+# --jobs equal to its cores).
 # --device cuda trains and evaluates every run on the GPU (the demo stays on the CPU) with a binary
 # built with the `cuda` feature (cargo build --features cuda into target/cuda, unless VARATTN_BIN
 # names one, e.g. scripts/cuda-build.sh's), and writes results/cuda/<preset>/ so that CPU and GPU

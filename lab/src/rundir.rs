@@ -122,6 +122,12 @@ pub struct RunIdentity {
     pub data_files: BTreeMap<String, String>,
     /// [`build_features`] of the binary.
     pub build_features: Vec<String>,
+    /// The CPU thread count the run trained with (`RAYON_NUM_THREADS`): reductions split across
+    /// threads sum in another order, so a run resumed on another count would not reproduce the
+    /// uninterrupted one. `None` in runs recorded before it was kept; compared only when both
+    /// sides have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 impl RunIdentity {
@@ -132,7 +138,13 @@ impl RunIdentity {
         for f in files {
             data_files.insert(relative_key(cache_dir, f), sha256_file(f)?);
         }
-        Ok(Self { seed, data_sha256: combined_sha256(&data_files), data_files, build_features: build_features() })
+        Ok(Self {
+            seed,
+            data_sha256: combined_sha256(&data_files),
+            data_files,
+            build_features: build_features(),
+            threads: Some(candle_core::utils::get_num_threads()),
+        })
     }
 
     /// What differs between `self` (recorded in a run directory) and `now` (the run asked for),
@@ -153,6 +165,13 @@ impl RunIdentity {
         }
         if self.build_features != now.build_features {
             d.push(format!("build features [{}] there, [{}] now", self.build_features.join(", "), now.build_features.join(", ")));
+        }
+        if let (Some(there), Some(here)) = (self.threads, now.threads) {
+            if there != here {
+                d.push(format!(
+                    "{there} thread(s) there, {here} now (set RAYON_NUM_THREADS={there} to continue it)"
+                ));
+            }
         }
         d
     }
@@ -215,6 +234,22 @@ pub fn check_plain_name(key: &str, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_of_another_thread_count_is_a_difference_and_an_unrecorded_count_is_not() {
+        let base = RunIdentity { seed: 1, threads: Some(1), ..Default::default() };
+        let two = RunIdentity { threads: Some(2), ..base.clone() };
+        assert_eq!(base.differences(&base), Vec::<String>::new());
+        let d = base.differences(&two);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].contains("1 thread(s) there, 2 now") && d[0].contains("RAYON_NUM_THREADS=1"), "{d:?}");
+        let unrecorded = RunIdentity { threads: None, ..base.clone() };
+        assert!(unrecorded.differences(&two).is_empty() && two.differences(&unrecorded).is_empty());
+        // an identity written before the field existed reads as None and is written back without it
+        let old: RunIdentity = serde_json::from_str(r#"{"seed":1,"data_sha256":"","data_files":{},"build_features":[]}"#).unwrap();
+        assert_eq!(old.threads, None);
+        assert!(!serde_json::to_string(&old).unwrap().contains("threads"));
+    }
 
     #[test]
     fn a_second_lock_on_a_directory_is_refused_naming_the_holder_until_the_first_is_dropped() {

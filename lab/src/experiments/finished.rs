@@ -142,8 +142,8 @@ impl FinishedRun {
     }
 
     /// Refuses data in `cache_dir` (`files`, the files a run of this config reads) other than the
-    /// data the run was trained on, as its result's identity records it; another build only
-    /// warns (its numbers may differ in the last digits).
+    /// data the run was trained on, as its result's identity records it; another build or thread
+    /// count only warns (its numbers may differ in the last digits).
     pub fn check_data(&self, cache_dir: &Path, files: &[PathBuf]) -> Result<()> {
         let Some(id) = self.result.get("identity").filter(|v| !v.is_null()) else { return Ok(()) };
         let there: RunIdentity = serde_json::from_value(id.clone())
@@ -157,7 +157,15 @@ impl FinishedRun {
                 now.build_features.join(", ")
             );
         }
-        let data = RunIdentity { build_features: now.build_features.clone(), ..there };
+        if let (Some(t), Some(n)) = (there.threads, now.threads) {
+            if t != n {
+                eprintln!(
+                    "warning: {} was trained on {t} thread(s), this process uses {n}: recomputed numbers may differ in the last digits (RAYON_NUM_THREADS={t} matches them)",
+                    self.dir.display()
+                );
+            }
+        }
+        let data = RunIdentity { build_features: now.build_features.clone(), threads: now.threads, ..there };
         let differences = data.differences(&now);
         if !differences.is_empty() {
             bail!(

@@ -19,7 +19,10 @@ use crate::rng::SeededRng;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Init, VarBuilder};
+use candle_nn::Init;
+#[cfg(feature = "dinov2")]
+use candle_nn::VarBuilder;
+#[cfg(feature = "dinov2")]
 use candle_transformers::models::dinov2::DinoVisionTransformer;
 use serde::{Deserialize, Serialize};
 
@@ -108,11 +111,13 @@ impl BackboneConfig {
 }
 
 /// FNV-1a of a parameter name: its random stream.
+#[cfg_attr(not(feature = "dinov2"), allow(dead_code))]
 fn name_stream(name: &str) -> u64 {
     name.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 /// A VarBuilder backend whose tensors are drawn through [`SeededRng`] (see the module doc).
+#[cfg_attr(not(feature = "dinov2"), allow(dead_code))]
 struct SeededInit {
     seed: u64,
 }
@@ -152,6 +157,7 @@ impl SimpleBackend for SeededInit {
 /// A DINOv2 trunk that maps images to grid features.
 pub struct Backbone {
     pub cfg: BackboneConfig,
+    #[cfg(feature = "dinov2")]
     vit: DinoVisionTransformer,
     device: Device,
 }
@@ -159,8 +165,16 @@ pub struct Backbone {
 impl Backbone {
     /// Random weights from `cfg.init_seed`, or the pretrained file at `weights` (a local path,
     /// resolved by the caller through the Hub cache) when the config names one.
+    /// Needs the lab's `dinov2` feature (on by default); without it this is an error.
     pub fn new(cfg: &BackboneConfig, weights: Option<&std::path::Path>, device: &Device) -> Result<Self> {
         cfg.validate()?;
+        #[cfg(not(feature = "dinov2"))]
+        {
+            let _ = (weights, device);
+            bail!("the DINOv2 backbone needs varattn-lab's `dinov2` feature (a default feature): this build was made without it")
+        }
+        #[cfg(feature = "dinov2")]
+        {
         let vb = match (&cfg.weights, weights) {
             (Some(w), Some(path)) => {
                 // SAFETY: the file is memory-mapped read-only and not modified while mapped.
@@ -173,6 +187,7 @@ impl Backbone {
         let vit = DinoVisionTransformer::new(vb, cfg.depth, cfg.embed_dim, cfg.heads)
             .with_context(|| format!("building DINOv2 (depth {}, dim {}, heads {})", cfg.depth, cfg.embed_dim, cfg.heads))?;
         Ok(Self { cfg: cfg.clone(), vit, device: device.clone() })
+        }
     }
 
     pub fn device(&self) -> &Device {
@@ -181,6 +196,14 @@ impl Backbone {
 
     /// Grid features `[B, S, C]` of preprocessed images `[B, 3, H, W]`.
     pub fn features(&self, images: &Tensor) -> Result<Tensor> {
+        #[cfg(not(feature = "dinov2"))]
+        bail!("the DINOv2 backbone needs varattn-lab's `dinov2` feature ({} images not encoded)", images.dim(0)?);
+        #[cfg(feature = "dinov2")]
+        self.vit_features(images)
+    }
+
+    #[cfg(feature = "dinov2")]
+    fn vit_features(&self, images: &Tensor) -> Result<Tensor> {
         let last = self.cfg.depth.checked_sub(1).context("backbone.depth must be at least 1")?;
         // [1, 1, N, C] per image: the last block's patch tokens after the final norm. One image
         // at a time: candle-transformers 0.11.1's DINOv2 concatenates its [1, 1, C] class token
@@ -242,6 +265,7 @@ mod tests {
         out.into_inner()
     }
 
+    #[cfg(feature = "dinov2")]
     #[test]
     fn random_backbone_is_reproducible_and_gives_a_grid() {
         let dev = Device::Cpu;
@@ -258,6 +282,13 @@ mod tests {
         let pooled = Backbone::new(&BackboneConfig { pool: 2, ..cfg.clone() }, None, &dev).unwrap();
         assert_eq!(pooled.features_of_encoded(&[&r]).unwrap().dims(), &[1, 4, 16]);
         assert_ne!(cfg.fingerprint(), BackboneConfig { init_seed: 8, ..cfg.clone() }.fingerprint());
+    }
+
+    #[cfg(not(feature = "dinov2"))]
+    #[test]
+    fn without_the_dinov2_feature_the_backbone_is_an_error_naming_it() {
+        let err = Backbone::new(&tiny(), None, &Device::Cpu).err().expect("no backbone without dinov2").to_string();
+        assert!(err.contains("`dinov2` feature"), "{err}");
     }
 
     #[test]

@@ -752,8 +752,59 @@ pub fn answer_histogram(data: &EasyVqa) -> BTreeMap<String, [usize; 3]> {
     h
 }
 
+/// Where the shape is: for each cell of a `grid` × `grid` partition of an easy-VQA image (RGB,
+/// [`IMAGE_SIZE`]² pixels, rows from the top), the fraction of its pixels that belong to the shape.
+/// The background is the image's most frequent colour (easy-VQA draws one shape on a plain
+/// background); a pixel belongs to the shape when a channel differs from it by more than 48 of 255
+/// (anti-aliased edge pixels closer to the background do not count).
+pub fn shape_cells(rgb: &[u8], grid: usize) -> Result<Vec<f32>> {
+    if rgb.len() != IMAGE_BYTES {
+        bail!("an easy-VQA image has {IMAGE_BYTES} bytes, got {}", rgb.len())
+    }
+    if grid == 0 || IMAGE_SIZE % grid != 0 {
+        bail!("grid must divide the image size {IMAGE_SIZE}, got {grid}")
+    }
+    let mut counts: HashMap<[u8; 3], usize> = HashMap::new();
+    for px in rgb.chunks_exact(3) {
+        *counts.entry([px[0], px[1], px[2]]).or_default() += 1;
+    }
+    // the most frequent colour; ties broken by the colour itself so the answer is deterministic
+    let background = counts.into_iter().max_by_key(|&(c, n)| (n, c)).map(|(c, _)| c).unwrap_or_default();
+    let cell = IMAGE_SIZE / grid;
+    let mut cells = vec![0f32; grid * grid];
+    for y in 0..IMAGE_SIZE {
+        for x in 0..IMAGE_SIZE {
+            let px = &rgb[(y * IMAGE_SIZE + x) * 3..][..3];
+            if px.iter().zip(background).any(|(&a, b)| a.abs_diff(b) > 48) {
+                cells[(y / cell) * grid + x / cell] += 1.0;
+            }
+        }
+    }
+    let area = (cell * cell) as f32;
+    Ok(cells.into_iter().map(|n| n / area).collect())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shape_cells_finds_a_square_on_a_plain_background() {
+        let mut img = vec![240u8; IMAGE_BYTES];
+        // a red 12x12 square at x 20..32, y 8..20: cells (1, 2), (1, 3), (2, 2), (2, 3) of 8x8 cells
+        for y in 8..20 {
+            for x in 20..32 {
+                img[(y * IMAGE_SIZE + x) * 3..][..3].copy_from_slice(&[220, 20, 20]);
+            }
+        }
+        // a faint edge pixel close to the background does not count
+        img[(40 * IMAGE_SIZE + 40) * 3] = 230;
+        let cells = shape_cells(&img, 8).unwrap();
+        assert_eq!(cells.len(), 64);
+        // row 1 (y 8..16): 8 x 4 pixels in column 2 (x 20..24), all 64 in column 3; row 2 (y 16..20): 4 x 4, 4 x 8
+        assert_eq!((cells[8 + 2], cells[8 + 3], cells[16 + 2], cells[16 + 3]), (0.5, 1.0, 0.25, 0.5));
+        assert_eq!(cells.iter().filter(|&&c| c > 0.0).count(), 4);
+        assert!((cells.iter().sum::<f32>() * 64.0 - 144.0).abs() < 1e-4);
+        assert!(shape_cells(&img[1..], 8).is_err() && shape_cells(&img, 7).is_err());
+    }
     use super::*;
     use crate::data::manifest::load_real_wheel_data;
     use std::io::Write;

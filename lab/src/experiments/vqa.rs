@@ -586,27 +586,105 @@ impl VqaResult {
     }
 }
 
-/// `varattn eval` of an easy-VQA run: the clean and the noisy condition on `split`, as the run's
-/// test evaluation computes them, beside the result's numbers (test) or the best epoch's
-/// validation NLL (valid). VQA-v2 runs are refused (their features need the Hub backbone).
-pub fn evaluate_run(run: &FinishedRun, split: finished::Split, cache_dir: &std::path::Path, device: &Device) -> Result<Vec<Metric>> {
+/// A finished easy-VQA run loaded for use: its config, data and the model at the parameters its
+/// results were computed with.
+pub struct LoadedVqa {
+    pub cfg: VqaConfig,
+    pub data: PreparedVqa,
+    pub model: VqaModel,
+    /// The run's seed (the noisy condition's noise is drawn from it).
+    pub seed: u64,
+    pub device: Device,
+}
+
+/// Loads a finished easy-VQA run (see [`crate::experiments::finished`]): validates its config,
+/// reads its data from `cache_dir` without printing (refused when it is not the run's data),
+/// builds the model and loads its best checkpoint. VQA-v2 runs are refused (their features need
+/// the Hub backbone).
+pub fn load_run(run: &FinishedRun, cache_dir: &std::path::Path, device: &Device) -> Result<LoadedVqa> {
     if run.task != Task::Vqa {
         anyhow::bail!("{}: a {} run, not a VQA run", run.dir.display(), run.task.name().to_uppercase())
     }
     let cfg: VqaConfig = run.config()?;
     cfg.validate().with_context(|| run.config_source.clone())?;
     if cfg.data.dataset != "easy-vqa" {
-        anyhow::bail!("{}: `varattn eval` reads easy-VQA runs only (this one is on {}); its result.json holds its test numbers", run.dir.display(), cfg.data.dataset)
+        anyhow::bail!("{}: only easy-VQA runs can be loaded (this one is on {}); its result.json holds its test numbers", run.dir.display(), cfg.data.dataset)
     }
     let data = prepare(&cfg.data, cache_dir, run.seed, false)?;
     run.check_data(cache_dir, &[cache_dir.join(easy_vqa::EASY_VQA_WHEEL)])?;
     let mut ps = ParamStore::new(run.seed, cfg.model.init, device);
     let model = VqaModel::new(&mut ps, &cfg.model, data.vocab.len(), data.data.answers.len())?;
     crate::train::checkpoint::load_params(&run.checkpoint()?, &ps, device)?;
-    let unc = (cfg.eval.uncertainty_passes > 0).then_some((cfg.eval.uncertainty_passes, cfg.eval.pavpu_alpha, run.seed));
+    Ok(LoadedVqa { cfg, data, model, seed: run.seed, device: device.clone() })
+}
+
+/// Where the model looks for one test question, and what it answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuestionAttention {
+    /// Index of the question in the test split.
+    pub index: usize,
+    pub question: String,
+    pub answer: String,
+    pub predicted: String,
+    pub image_id: u32,
+    /// The prior p(z = i | x, q) over the 8×8 cells, row-major from the top left.
+    pub weights: Vec<f32>,
+}
+
+impl LoadedVqa {
+    /// The clean (`noisy = false`) or noisy test condition's metrics, as the run computed them.
+    pub fn evaluate_test(&self, noisy: bool) -> Result<VqaMetrics> {
+        let unc = (self.cfg.eval.uncertainty_passes > 0).then_some((self.cfg.eval.uncertainty_passes, self.cfg.eval.pavpu_alpha, self.seed));
+        let noise = noisy.then_some((self.cfg.eval.noise_sigma, self.seed));
+        evaluate(&self.model, &self.cfg.objective, &self.data, true, self.cfg.train.batch, noise, unc, &self.device)
+    }
+
+    /// [`QuestionAttention`] of the test questions `indices` (one batch).
+    pub fn test_attention(&self, indices: &[usize]) -> Result<Vec<QuestionAttention>> {
+        let n = self.data.data.test.len();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            anyhow::bail!("test question {bad} does not exist ({n} test questions)")
+        }
+        if indices.is_empty() {
+            return Ok(vec![]);
+        }
+        let b = self.data.batch(Split::Test, indices, &self.device)?;
+        let out = self.model.forward(&b, None, None)?;
+        let w = out.prior_probs()?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let pred = predict_log_probs(&self.cfg.objective, &out)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        Ok(indices
+            .iter()
+            .zip(w)
+            .zip(pred)
+            .map(|((&i, weights), p)| {
+                let e = &self.data.data.test[i];
+                QuestionAttention {
+                    index: i,
+                    question: e.question.clone(),
+                    answer: e.answer.clone(),
+                    predicted: self.data.data.answers[p as usize].clone(),
+                    image_id: e.image_id,
+                    weights,
+                }
+            })
+            .collect())
+    }
+
+    /// The RGB bytes of a test image.
+    pub fn test_image(&self, image_id: u32) -> Result<&[u8]> {
+        self.data.data.test_image(image_id).with_context(|| format!("no test image {image_id}"))
+    }
+}
+
+/// `varattn eval` of an easy-VQA run: the clean and the noisy condition on `split`, as the run's
+/// test evaluation computes them, beside the result's numbers (test) or the best epoch's
+/// validation NLL (valid). VQA-v2 runs are refused (their features need the Hub backbone).
+pub fn evaluate_run(run: &FinishedRun, split: finished::Split, cache_dir: &std::path::Path, device: &Device) -> Result<Vec<Metric>> {
+    let l = load_run(run, cache_dir, device)?;
+    let unc = (l.cfg.eval.uncertainty_passes > 0).then_some((l.cfg.eval.uncertainty_passes, l.cfg.eval.pavpu_alpha, run.seed));
     let test = split == finished::Split::Test;
-    let clean = evaluate(&model, &cfg.objective, &data, test, cfg.train.batch, None, unc, device)?;
-    let noisy = evaluate(&model, &cfg.objective, &data, test, cfg.train.batch, Some((cfg.eval.noise_sigma, run.seed)), unc, device)?;
+    let clean = evaluate(&l.model, &l.cfg.objective, &l.data, test, l.cfg.train.batch, None, unc, device)?;
+    let noisy = evaluate(&l.model, &l.cfg.objective, &l.data, test, l.cfg.train.batch, Some((l.cfg.eval.noise_sigma, run.seed)), unc, device)?;
     let mut metrics = metric_lines("", &clean, run, test.then_some("test"));
     if !test {
         metrics[1].recorded = run.best_valid_score();

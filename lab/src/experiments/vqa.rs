@@ -632,11 +632,12 @@ pub struct QuestionAttention {
 }
 
 impl LoadedVqa {
-    /// The clean (`noisy = false`) or noisy test condition's metrics, as the run computed them.
-    pub fn evaluate_test(&self, noisy: bool) -> Result<VqaMetrics> {
+    /// The clean (`noisy = false`) or noisy condition's metrics on the test (`test = true`) or
+    /// validation split, as the run's own evaluation computes them.
+    pub fn evaluate_split(&self, test: bool, noisy: bool) -> Result<VqaMetrics> {
         let unc = (self.cfg.eval.uncertainty_passes > 0).then_some((self.cfg.eval.uncertainty_passes, self.cfg.eval.pavpu_alpha, self.seed));
         let noise = noisy.then_some((self.cfg.eval.noise_sigma, self.seed));
-        evaluate(&self.model, &self.cfg.objective, &self.data, true, self.cfg.train.batch, noise, unc, &self.device)
+        evaluate(&self.model, &self.cfg.objective, &self.data, test, self.cfg.train.batch, noise, unc, &self.device)
     }
 
     /// [`QuestionAttention`] of the test questions `indices` (one batch).
@@ -681,10 +682,9 @@ impl LoadedVqa {
 /// validation NLL (valid). VQA-v2 runs are refused (their features need the Hub backbone).
 pub fn evaluate_run(run: &FinishedRun, split: finished::Split, cache_dir: &std::path::Path, device: &Device) -> Result<Vec<Metric>> {
     let l = load_run(run, cache_dir, device)?;
-    let unc = (l.cfg.eval.uncertainty_passes > 0).then_some((l.cfg.eval.uncertainty_passes, l.cfg.eval.pavpu_alpha, run.seed));
     let test = split == finished::Split::Test;
-    let clean = evaluate(&l.model, &l.cfg.objective, &l.data, test, l.cfg.train.batch, None, unc, device)?;
-    let noisy = evaluate(&l.model, &l.cfg.objective, &l.data, test, l.cfg.train.batch, Some((l.cfg.eval.noise_sigma, run.seed)), unc, device)?;
+    let clean = l.evaluate_split(test, false)?;
+    let noisy = l.evaluate_split(test, true)?;
     let mut metrics = metric_lines("", &clean, run, test.then_some("test"));
     if !test {
         metrics[1].recorded = run.best_valid_score();

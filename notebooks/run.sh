@@ -20,7 +20,7 @@
 #
 # One evcxr build directory for all notebooks: EVCXR_TMPDIR (default
 # <cargo target dir>/evcxr-notebooks), seeded with the repository's Cargo.lock, so varattn and its
-# dependencies compile once (the first notebook) at the opt-level the notebooks set with `:opt 2`,
+# dependencies compile once (the first notebook) at opt-level 3 without debug assertions (see below),
 # and every later notebook only compiles its own cells. Notebooks run one after another (the build directory is shared).
 #
 # Environment: VARATTN_CACHE (data cache the NMT/VQA notebooks prepare data into; default
@@ -79,6 +79,11 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 export EVCXR_TMPDIR="${EVCXR_TMPDIR:-$target_dir/evcxr-notebooks}"
 mkdir -p "$EVCXR_TMPDIR"
 cp "$root/Cargo.lock" "$EVCXR_TMPDIR/Cargo.lock"   # the versions the repository is tested with
+# evcxr builds in cargo's dev profile with debug assertions and overflow checks on, whatever `:opt`
+# says; cargo's profile variables override that, so the notebooks (two of which train a model to
+# convergence) run the code `cargo build --release` makes. Numbers do not depend on these settings
+# (no fast-math, no contraction): they only change speed.
+export CARGO_PROFILE_DEV_OPT_LEVEL=3 CARGO_PROFILE_DEV_DEBUG_ASSERTIONS=false CARGO_PROFILE_DEV_OVERFLOW_CHECKS=false
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/varattn-notebooks.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

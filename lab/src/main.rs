@@ -4,14 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 use varattn_lab::config::registry::Registry;
-use varattn_lab::config::{config_hash, load_with_overrides, Override, Task};
+use varattn_lab::config::{config_hash, Override, Task};
 use varattn_lab::demo::{self, DemoConfig};
 use varattn_lab::experiments::finished::FinishedRun;
-use varattn_lab::experiments::g2p::G2pConfig;
 use varattn_lab::experiments::nmt;
-use varattn_lab::experiments::nmt::NmtConfig;
-use varattn_lab::experiments::vqa::VqaConfig;
-use varattn_lab::experiments::RunOptions;
+use varattn_lab::experiments::{load_row, RowConfig, RunOptions};
 use varattn_lab::eval::bleu::{corpus_bleu, try_multi_bleu, BleuOptions, Tokenizer};
 use varattn_lab::provenance::{git_description, git_dirty_paths, git_revision, write_atomic};
 use varattn_lab::models::nmt::Marginal;
@@ -759,40 +756,6 @@ fn results_root() -> PathBuf {
     std::env::var_os("VARATTN_RESULTS").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("results"))
 }
 
-/// A row config of one task, merged over its preset and validated.
-enum RowConfig {
-    Nmt(Box<NmtConfig>),
-    G2p(Box<G2pConfig>),
-    Vqa(Box<VqaConfig>),
-}
-
-/// The task a row config declares (`task = "nmt"`, ...) and the row merged over its preset with
-/// the overrides, validated; the merged TOML beside it.
-fn load_row(config: &Path, preset: &str, sets: &[Override]) -> Result<(Task, RowConfig, toml::Value)> {
-    let task = varattn_lab::config::row_task(config)?;
-    let keys: String = sets.iter().map(|o| format!(" --set {}", o.key)).collect();
-    let in_config = || format!("{} (with preset `{preset}`{keys})", config.display());
-    // wmt17 rows are NMT rows on another corpus (their runs go under runs/wmt17/)
-    let (row, merged): (RowConfig, toml::Value) = match task {
-        Task::Nmt | Task::Wmt17 => {
-            let (c, m): (NmtConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
-            c.validate().with_context(in_config)?;
-            (RowConfig::Nmt(Box::new(c)), m)
-        }
-        Task::G2p => {
-            let (c, m): (G2pConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
-            c.validate().with_context(in_config)?;
-            (RowConfig::G2p(Box::new(c)), m)
-        }
-        Task::Vqa => {
-            let (c, m): (VqaConfig, toml::Value) = load_with_overrides(config, preset, sets)?;
-            c.validate().with_context(in_config)?;
-            (RowConfig::Vqa(Box::new(c)), m)
-        }
-    };
-    Ok((task, row, merged))
-}
-
 /// The config hash recorded by the run in `out` (its `result.json`, else its last checkpoint's
 /// `last.json`) when it differs from `hash`; `None` when the directory holds neither or the same
 /// config.
@@ -822,11 +785,7 @@ fn train(args: TrainArgs) -> Result<()> {
         bail!("--stop-after-steps 0: must be at least 1 (the run stops at the first checkpoint written at or after that step)")
     }
     let (task, row, merged) = load_row(config, preset, &sets)?;
-    let name = match &row {
-        RowConfig::Nmt(c) => c.name.clone(),
-        RowConfig::G2p(c) => c.name.clone(),
-        RowConfig::Vqa(c) => c.name.clone(),
-    };
+    let name = row.name().to_string();
     let hash = config_hash(&merged);
     let root = results.unwrap_or_else(results_root);
     let out = out.unwrap_or_else(|| root.join(preset).join("runs").join(task.name()).join(&name).join(format!("seed-{seed}")));

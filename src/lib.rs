@@ -19,8 +19,10 @@
 //!   Gumbel-softmax, RWS), VIMCO and K-Max; NVIL and VIMCO for monotonic alignments; the
 //!   alignment-attention regularisers;
 //! * **what produces the prior p, the posterior q and log f(x, i)**: a model, which implements
-//!   [`objective::AlignmentOutputs`]; [`objective::estimate`] turns any configured objective and
-//!   those outputs into a loss. Models know nothing of estimators.
+//!   [`objective::AlignmentOutputs`] and the likelihood capabilities it has
+//!   ([`objective::Enumerable`], [`objective::Sampled`], [`objective::Relaxed`]);
+//!   [`objective::estimate`] turns any configured objective and those outputs into a loss. Models
+//!   know nothing of estimators.
 //!
 //! Around them: [`rng`] (every random draw goes through [`rng::SeededRng`]), [`special`]
 //! (lgamma, digamma and friends as candle ops with gradients), [`attention`] (multi-head MLP

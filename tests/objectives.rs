@@ -425,12 +425,30 @@ impl AlignmentOutputs for Given {
     fn step_mask(&self) -> Option<&Tensor> {
         None
     }
+    fn enumerable(&self) -> Option<&dyn Enumerable> {
+        Some(self)
+    }
+    fn sampled(&self) -> Option<&dyn Sampled> {
+        Some(self)
+    }
+    fn relaxed(&self) -> Option<&dyn Relaxed> {
+        Some(self)
+    }
+}
+
+impl Enumerable for Given {
     fn log_f_all(&self) -> candle_core::Result<Tensor> {
         Ok(self.log_f.clone())
     }
+}
+
+impl Sampled for Given {
     fn log_f_at(&self, z: &Tensor) -> candle_core::Result<Tensor> {
         gather_shared(&self.log_f.squeeze(0)?, z)
     }
+}
+
+impl Relaxed for Given {
     fn log_f_relaxed(&self, w: &Tensor) -> candle_core::Result<Tensor> {
         w.mul(&self.log_f)?.sum(D::Minus1)
     }

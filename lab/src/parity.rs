@@ -25,7 +25,7 @@ use crate::bench::row_config;
 use crate::data::nmt::{IdPair, NmtBatch};
 use crate::experiments::nmt::NmtConfig;
 use crate::models::nmt::{NmtModel, NmtModelConfig};
-use crate::objective::{estimate, AlignmentOutputs, EstimatorState, ObjectiveKind};
+use crate::objective::{estimate, AlignmentOutputs, Enumerable, EstimatorState, ObjectiveKind, Relaxed, Sampled};
 use crate::rng::SeededRng;
 use crate::train::ParamStore;
 use anyhow::{bail, Context, Result};
@@ -99,21 +99,21 @@ impl AlignmentOutputs for Recording<'_> {
     fn step_mask(&self) -> Option<&Tensor> {
         self.inner.step_mask()
     }
-    fn log_f_all(&self) -> candle_core::Result<Tensor> {
-        self.inner.log_f_all()
+    fn enumerable(&self) -> Option<&dyn Enumerable> {
+        self.inner.enumerable()
     }
+    fn sampled(&self) -> Option<&dyn Sampled> {
+        Some(self)
+    }
+    fn relaxed(&self) -> Option<&dyn Relaxed> {
+        self.inner.relaxed()
+    }
+}
+
+impl Sampled for Recording<'_> {
     fn log_f_at(&self, z: &Tensor) -> candle_core::Result<Tensor> {
         self.z.borrow_mut().push(z.clone());
-        self.inner.log_f_at(z)
-    }
-    fn log_f_relaxed(&self, w: &Tensor) -> candle_core::Result<Tensor> {
-        self.inner.log_f_relaxed(w)
-    }
-    fn log_f_soft(&self) -> candle_core::Result<Tensor> {
-        self.inner.log_f_soft()
-    }
-    fn log_f_soft_detached(&self) -> candle_core::Result<Tensor> {
-        self.inner.log_f_soft_detached()
+        crate::objective::log_f_at(self.inner, z, "the parity check")
     }
 }
 

@@ -14,7 +14,7 @@
 //! On `--device cpu` both sides run on the CPU: it still exercises every path end to end (and
 //! must agree exactly), which is what the test suite runs.
 use crate::distributions::{Bernoulli, Categorical, Dirichlet, Distribution, Gamma, KlDivergence, Positivity, RelaxedCategorical, Weibull};
-use crate::objective::{estimate, held_out_metrics, AlignmentOutputs, EstimatorState, ObjectiveKind};
+use crate::objective::{estimate, held_out_metrics, AlignmentOutputs, Enumerable, EstimatorState, ObjectiveKind, Relaxed, Sampled};
 use crate::rng::SeededRng;
 use crate::special;
 use anyhow::{bail, Context};
@@ -344,6 +344,18 @@ impl AlignmentOutputs for ToyAlignment {
     fn step_mask(&self) -> Option<&Tensor> {
         Some(&self.smask)
     }
+    fn enumerable(&self) -> Option<&dyn Enumerable> {
+        Some(self)
+    }
+    fn sampled(&self) -> Option<&dyn Sampled> {
+        Some(self)
+    }
+    fn relaxed(&self) -> Option<&dyn Relaxed> {
+        Some(self)
+    }
+}
+
+impl Enumerable for ToyAlignment {
     fn log_f_all(&self) -> Result<Tensor> {
         let (b, t, s) = self.prior.dims3()?;
         let d = self.emb.dim(D::Minus1)?;
@@ -352,6 +364,9 @@ impl AlignmentOutputs for ToyAlignment {
         let idx = self.gold.unsqueeze(2)?.unsqueeze(3)?.broadcast_as((b, t, s, 1))?.contiguous()?;
         lsm.contiguous()?.gather(&idx, D::Minus1)?.squeeze(D::Minus1)
     }
+}
+
+impl Sampled for ToyAlignment {
     fn log_f_at(&self, z: &Tensor) -> Result<Tensor> {
         let all = self.log_f_all()?;
         let mut dims = z.dims().to_vec();
@@ -359,6 +374,9 @@ impl AlignmentOutputs for ToyAlignment {
         let all = all.broadcast_as(dims)?.contiguous()?;
         all.gather(&z.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?.squeeze(D::Minus1)
     }
+}
+
+impl Relaxed for ToyAlignment {
     fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor> {
         // c = Σ_i w_i e_i: w [..., B, T, S] times e [B, S, d] broadcast over the leading dims
         let rank = w.rank();

@@ -42,7 +42,10 @@ pub use enumerate::{
     exact_marginal, exact_marginal_from_log_probs, hard_enum, kmax_marginal, kmax_marginal_masked, soft,
     variational_enum,
 };
-pub use dispatch::{estimate, held_out, held_out_metrics, relaxed_held_out_bound, AlignmentOutputs, EstimatorState};
+pub use dispatch::{
+    estimate, held_out, held_out_metrics, log_f_all, log_f_at, relaxed, relaxed_held_out_bound, AlignmentOutputs, Enumerable,
+    EstimatorState, Relaxed, Sampled,
+};
 pub use monotonic::{
     future_returns, monotonic_estimate, vimco_per_step_signals, EntropyBonus, MonotonicEstimate, MonotonicEstimator,
     MonotonicState, RunningMoments, SequenceScores,
@@ -165,6 +168,23 @@ impl ObjectiveKind {
             ("vimco", ObjectiveKind::Vimco { samples: 5 }),
             ("kmax", ObjectiveKind::KMax { k: 5 }),
         ]
+    }
+
+    /// The kind as a config writes it (`kind = "hard-enum"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ObjectiveKind::Soft => "soft",
+            ObjectiveKind::Exact => "exact",
+            ObjectiveKind::HardEnum => "hard-enum",
+            ObjectiveKind::HardSample { .. } => "hard-sample",
+            ObjectiveKind::VarEnum => "var-enum",
+            ObjectiveKind::VarSample { .. } => "var-sample",
+            ObjectiveKind::VarRelaxed { .. } => "var-relaxed",
+            ObjectiveKind::Gumbel { .. } => "gumbel",
+            ObjectiveKind::Rws { .. } => "rws",
+            ObjectiveKind::Vimco { .. } => "vimco",
+            ObjectiveKind::KMax { .. } => "k-max",
+        }
     }
 
     /// Does training need the inference network q?

@@ -808,7 +808,7 @@ fn piece(tokenizer: &tokenizers::Tokenizer, id: u32) -> String {
 /// off).
 pub fn pair_alignments(model: &NmtModel, kind: &ObjectiveKind, tokenizer: &tokenizers::Tokenizer, pairs: &[IdPair], device: &Device) -> Result<Vec<PairAlignments>> {
     use crate::distributions::Categorical;
-    use crate::objective::AlignmentOutputs;
+    use crate::objective::{AlignmentOutputs, Enumerable};
     use candle_core::DType;
     let idx: Vec<usize> = (0..pairs.len()).collect();
     let batch = NmtBatch::new(pairs, &idx, device)?;
@@ -820,7 +820,7 @@ pub fn pair_alignments(model: &NmtModel, kind: &ObjectiveKind, tokenizer: &token
     let post = out.posterior_scores().map(probs).transpose()?;
     let truth = if is_latent(kind) {
         let log_p = Categorical::from_logits(out.prior_scores(), out.position_mask())?.log_probs().clone();
-        Some(probs(&(log_p + out.log_f_all()?.to_dtype(out.prior_scores().dtype())?)?)?)
+        Some(probs(&(log_p + Enumerable::log_f_all(&out)?.to_dtype(out.prior_scores().dtype())?)?)?)
     } else {
         None
     };

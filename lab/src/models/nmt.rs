@@ -19,7 +19,7 @@ use crate::kernels::gold_log_softmax;
 use crate::nn::dropout;
 use crate::kernels::fast_math;
 use crate::kernels::lstm::{Lstm, LstmConfig, StackedLstmCell};
-use crate::objective::{AlignmentOutputs, ObjectiveKind};
+use crate::objective::{AlignmentOutputs, Enumerable, ObjectiveKind, Relaxed, Sampled};
 use crate::rng::SeededRng;
 use varattn::nn::ParamStore;
 use candle_core::{DType, Result, Tensor, D};
@@ -415,12 +415,27 @@ impl AlignmentOutputs for NmtOutputs<'_> {
     fn step_mask(&self) -> Option<&Tensor> {
         Some(&self.step_mask)
     }
+    fn enumerable(&self) -> Option<&dyn Enumerable> {
+        Some(self)
+    }
+    fn sampled(&self) -> Option<&dyn Sampled> {
+        Some(self)
+    }
+    fn relaxed(&self) -> Option<&dyn Relaxed> {
+        Some(self)
+    }
+}
+
+impl Enumerable for NmtOutputs<'_> {
     fn log_f_all(&self) -> Result<Tensor> {
         let (b, t, s) = self.prior_scores.dims3()?;
         let pre = self.out_query.unsqueeze(2)?.broadcast_add(&self.enc.out_keys.unsqueeze(1)?)?; // [B,T,S,O]
         let gold = self.gold.unsqueeze(2)?.broadcast_as((b, t, s))?.contiguous()?;
         self.gold_log_f(&pre, &gold)
     }
+}
+
+impl Sampled for NmtOutputs<'_> {
     fn log_f_at(&self, z: &Tensor) -> Result<Tensor> {
         let k = z.dim(0)?;
         let (b, t, _) = self.prior_scores.dims3()?;
@@ -433,6 +448,9 @@ impl AlignmentOutputs for NmtOutputs<'_> {
         }
         Tensor::stack(&outs, 0)
     }
+}
+
+impl Relaxed for NmtOutputs<'_> {
     fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor> {
         let ctx = w.to_dtype(self.enc.out_keys.dtype())?.matmul(&self.enc.out_keys)?; // [B,T,O]
         self.gold_log_f(&(&self.out_query + ctx)?, &self.gold)

@@ -7,7 +7,7 @@
 //! prior p(z_t = i) = softmax_i(h_tᵀ W k_i); output f(x, i) = softmax(W_o tanh(W_c e(x_i))), and
 //! the soft / relaxed output reads the context Σ_i w_i e(x_i). The inference network q adds a
 //! term that sees the target symbol: score_q = h'_tᵀ W' k'_i + u(y_t)ᵀ v(x_i).
-use crate::objective::AlignmentOutputs;
+use crate::objective::{AlignmentOutputs, Enumerable, Relaxed, Sampled};
 use crate::rng::SeededRng;
 use varattn::nn::ParamStore;
 use candle_core::{DType, Device, Result, Tensor, D};
@@ -184,9 +184,24 @@ impl AlignmentOutputs for ReversalOutputs<'_> {
     fn step_mask(&self) -> Option<&Tensor> {
         Some(&self.batch.tgt_mask)
     }
+    fn enumerable(&self) -> Option<&dyn Enumerable> {
+        Some(self)
+    }
+    fn sampled(&self) -> Option<&dyn Sampled> {
+        Some(self)
+    }
+    fn relaxed(&self) -> Option<&dyn Relaxed> {
+        Some(self)
+    }
+}
+
+impl Enumerable for ReversalOutputs<'_> {
     fn log_f_all(&self) -> Result<Tensor> {
         Ok(self.log_f_all.clone())
     }
+}
+
+impl Sampled for ReversalOutputs<'_> {
     fn log_f_at(&self, z: &Tensor) -> Result<Tensor> {
         let k = z.dim(0)?;
         let (b, t, s) = self.log_f_all.dims3()?;
@@ -197,6 +212,9 @@ impl AlignmentOutputs for ReversalOutputs<'_> {
             .gather(&z.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?
             .squeeze(D::Minus1)
     }
+}
+
+impl Relaxed for ReversalOutputs<'_> {
     fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor> {
         let context = w.matmul(&self.values)?; // [B,T,d]
         let lsm = self.model.output_log_softmax(&context)?;

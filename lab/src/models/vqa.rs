@@ -26,7 +26,7 @@ use crate::distributions::Categorical;
 use crate::objective::alignment_attention::AlignmentRegularizer;
 use crate::nn::dropout;
 use crate::kernels::lstm::{Lstm, LstmConfig};
-use crate::objective::AlignmentOutputs;
+use crate::objective::{AlignmentOutputs, Enumerable, Relaxed, Sampled};
 use crate::rng::SeededRng;
 use varattn::nn::ParamStore;
 use candle_core::{Result, Tensor, D};
@@ -405,12 +405,27 @@ impl AlignmentOutputs for VqaOutputs<'_> {
     fn step_mask(&self) -> Option<&Tensor> {
         None
     }
+    fn enumerable(&self) -> Option<&dyn Enumerable> {
+        Some(self)
+    }
+    fn sampled(&self) -> Option<&dyn Sampled> {
+        Some(self)
+    }
+    fn relaxed(&self) -> Option<&dyn Relaxed> {
+        Some(self)
+    }
+}
+
+impl Enumerable for VqaOutputs<'_> {
     fn log_f_all(&self) -> Result<Tensor> {
         let lf = self.model.answer_log_probs(&self.q.unsqueeze(1)?, &self.regions)?; // [B,S,A]
         let (b, s, _) = lf.dims3()?;
         let gold = self.gold.unsqueeze(1)?.broadcast_as((b, s))?.contiguous()?;
         lf.gather(&gold.unsqueeze(2)?, 2)?.squeeze(2)
     }
+}
+
+impl Sampled for VqaOutputs<'_> {
     fn log_f_at(&self, z: &Tensor) -> Result<Tensor> {
         let (k, b) = z.dims2()?;
         let c = self.regions.dim(2)?;
@@ -421,6 +436,9 @@ impl AlignmentOutputs for VqaOutputs<'_> {
         let lp = self.model.answer_log_probs(&self.q, &picked)?; // [K,B,A]
         self.gold_of(&lp)
     }
+}
+
+impl Relaxed for VqaOutputs<'_> {
     fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor> {
         let ctx = w.unsqueeze(1)?.matmul(&self.regions)?.squeeze(1)?;
         self.gold_of(&self.model.answer_log_probs(&self.q, &ctx)?)

@@ -425,15 +425,7 @@ impl AlignmentOutputs for Given {
     fn step_mask(&self) -> Option<&Tensor> {
         None
     }
-    fn enumerable(&self) -> Option<&dyn Enumerable> {
-        Some(self)
-    }
-    fn sampled(&self) -> Option<&dyn Sampled> {
-        Some(self)
-    }
-    fn relaxed(&self) -> Option<&dyn Relaxed> {
-        Some(self)
-    }
+    varattn::every_likelihood_capability!();
 }
 
 impl Enumerable for Given {

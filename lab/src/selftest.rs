@@ -344,15 +344,7 @@ impl AlignmentOutputs for ToyAlignment {
     fn step_mask(&self) -> Option<&Tensor> {
         Some(&self.smask)
     }
-    fn enumerable(&self) -> Option<&dyn Enumerable> {
-        Some(self)
-    }
-    fn sampled(&self) -> Option<&dyn Sampled> {
-        Some(self)
-    }
-    fn relaxed(&self) -> Option<&dyn Relaxed> {
-        Some(self)
-    }
+    varattn::every_likelihood_capability!();
 }
 
 impl Enumerable for ToyAlignment {

@@ -52,6 +52,30 @@ pub trait AlignmentOutputs {
     }
 }
 
+/// The three capability accessors of outputs that implement [`Enumerable`], [`Sampled`] and
+/// [`Relaxed`] themselves, written inside their `impl AlignmentOutputs`:
+///
+/// ```ignore
+/// impl AlignmentOutputs for MyOutputs {
+///     fn prior_scores(&self) -> &Tensor { &self.prior }
+///     varattn::every_likelihood_capability!();
+/// }
+/// ```
+#[macro_export]
+macro_rules! every_likelihood_capability {
+    () => {
+        fn enumerable(&self) -> Option<&dyn $crate::objective::Enumerable> {
+            Some(self)
+        }
+        fn sampled(&self) -> Option<&dyn $crate::objective::Sampled> {
+            Some(self)
+        }
+        fn relaxed(&self) -> Option<&dyn $crate::objective::Relaxed> {
+            Some(self)
+        }
+    };
+}
+
 /// log f(x, i) of the gold output for every alignment i.
 pub trait Enumerable {
     /// `[..., S]`.

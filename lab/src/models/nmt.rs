@@ -415,15 +415,7 @@ impl AlignmentOutputs for NmtOutputs<'_> {
     fn step_mask(&self) -> Option<&Tensor> {
         Some(&self.step_mask)
     }
-    fn enumerable(&self) -> Option<&dyn Enumerable> {
-        Some(self)
-    }
-    fn sampled(&self) -> Option<&dyn Sampled> {
-        Some(self)
-    }
-    fn relaxed(&self) -> Option<&dyn Relaxed> {
-        Some(self)
-    }
+    varattn::every_likelihood_capability!();
 }
 
 impl Enumerable for NmtOutputs<'_> {

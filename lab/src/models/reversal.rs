@@ -184,15 +184,7 @@ impl AlignmentOutputs for ReversalOutputs<'_> {
     fn step_mask(&self) -> Option<&Tensor> {
         Some(&self.batch.tgt_mask)
     }
-    fn enumerable(&self) -> Option<&dyn Enumerable> {
-        Some(self)
-    }
-    fn sampled(&self) -> Option<&dyn Sampled> {
-        Some(self)
-    }
-    fn relaxed(&self) -> Option<&dyn Relaxed> {
-        Some(self)
-    }
+    varattn::every_likelihood_capability!();
 }
 
 impl Enumerable for ReversalOutputs<'_> {

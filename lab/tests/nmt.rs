@@ -14,6 +14,39 @@ fn train(row: &str, out: &Path, extra: &[&str]) -> std::process::Output {
     train_smoke("nmt", row, out, extra)
 }
 
+/// `experiments::train_or_open` (the notebooks' route) trains what `varattn train` trains, opens
+/// the finished run the second time, and refuses a run of another seed.
+#[test]
+fn train_or_open_equals_varattn_train_and_refuses_another_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let by_cli = tmp.path().join("cli");
+    let o = train("soft", &by_cli, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config = varattn_lab::repo_root().join("configs/nmt/soft.toml");
+    let dir = tmp.path().join("lib");
+    let device = candle_core::Device::Cpu;
+    let run = varattn_lab::experiments::train_or_open(&config, "smoke", 3435, &dir, &common::data_cache(), &device).unwrap();
+    let (a, b) = (result(&by_cli), &run.result);
+    for key in ["config_hash", "test_ppl", "test_prior_entropy", "bleu", "epochs", "history"] {
+        let strip = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            if let Some(h) = v.as_array_mut() {
+                for e in h {
+                    e.as_object_mut().unwrap().retain(|k, _| !k.contains("per_second"));
+                }
+            }
+            v
+        };
+        assert_eq!(strip(&a[key]), strip(&b[key]), "{key}");
+    }
+    let mtime = std::fs::metadata(dir.join("result.json")).unwrap().modified().unwrap();
+    let again = varattn_lab::experiments::train_or_open(&config, "smoke", 3435, &dir, &common::data_cache(), &device).unwrap();
+    assert_eq!(again.result["test_ppl"], run.result["test_ppl"]);
+    assert_eq!(std::fs::metadata(dir.join("result.json")).unwrap().modified().unwrap(), mtime, "the finished run was trained again");
+    let err = varattn_lab::experiments::train_or_open(&config, "smoke", 3436, &dir, &common::data_cache(), &device).unwrap_err().to_string();
+    assert!(err.contains("seed 3435") && err.contains("not seed 3436"), "{err}");
+}
+
 #[test]
 fn every_row_trains_resumes_and_reports() {
     let tmp = tempfile::tempdir().unwrap();

@@ -89,6 +89,13 @@ pub fn train_or_open(config: &Path, preset: &str, seed: u64, out: &Path, cache: 
         out.display(),
         config.display()
     );
+    anyhow::ensure!(
+        run.seed == seed && run.preset == preset,
+        "{}: a run of seed {} under preset `{}`, not seed {seed} under `{preset}`; remove it or choose another directory",
+        out.display(),
+        run.seed,
+        run.preset
+    );
     Ok(run)
 }
 

@@ -2,7 +2,7 @@
 //! (BABN, Zhang et al. 2021): attention weights as normalised Weibull draws with a Gamma prior.
 //!
 //! * Unnormalised weights S_i ~ Weibull(k, λ_i), λ_i = softmax(s)_i / Γ(1 + 1/k), so that
-//!   E[S_i] = softmax(s)_i; reparameterised S = λ (-ln(1 - u))^(1/k), u ~ U(0, 1).
+//!   E\[S_i\] = softmax(s)_i; reparameterised S = λ (-ln(1 - u))^(1/k), u ~ U(0, 1).
 //! * Attention w_i = S_i / Σ_j S_j; at evaluation the mean, w = softmax(s).
 //! * Prior S_i ~ Gamma(α_i, β): constant α, or contextual α_i = β · softmax_keys(g(x̃))_i with g
 //!   a learned map of the key (region) features.

@@ -122,7 +122,7 @@ impl Distribution for Dirichlet {
         log_beta + (a0.clone() - k)?.mul(&digamma(&a0)?)? - psi_terms
     }
 
-    /// E[z_i] = a_i / a_0 (0 at padded positions).
+    /// E\[z_i\] = a_i / a_0 (0 at padded positions).
     fn mean(&self) -> Result<Tensor> {
         let a = self.zero_padding(&self.concentration)?;
         a.broadcast_div(&self.total_concentration()?.unsqueeze(D::Minus1)?)

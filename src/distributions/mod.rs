@@ -38,7 +38,7 @@ pub trait Distribution {
     }
     /// Entropy H(p) = -E_p[log p], one per batch element.
     fn entropy(&self) -> Result<Tensor>;
-    /// E_p[z].
+    /// E_p\[z\].
     fn mean(&self) -> Result<Tensor>;
     /// A short name for error messages.
     fn name(&self) -> &'static str;

@@ -8,11 +8,11 @@ use candle_core::{Result, Tensor};
 ///
 /// * rsample: S = λ (-ln(1 - u))^(1/k), u ~ U(0, 1) — differentiable in k and λ
 /// * log p(x) = ln k - ln λ + (k - 1)(ln x - ln λ) - (x/λ)^k
-/// * E[S] = λ Γ(1 + 1/k); H = γ (1 - 1/k) + ln(λ/k) + 1
+/// * E\[S\] = λ Γ(1 + 1/k); H = γ (1 - 1/k) + ln(λ/k) + 1
 /// * KL(Weibull(k, λ) || Gamma(α, β)) = -α ln λ + γ α / k + ln k + β λ Γ(1 + 1/k) - γ - 1
 ///   - α ln β + ln Γ(α), γ the Euler-Mascheroni constant.
 ///
-/// [`Weibull::with_mean`] chooses λ = m / Γ(1 + 1/k) so that E[S] = m, as BAM does with the
+/// [`Weibull::with_mean`] chooses λ = m / Γ(1 + 1/k) so that E\[S\] = m, as BAM does with the
 /// softmax attention scores.
 ///
 /// ```
@@ -38,7 +38,7 @@ impl Weibull {
         Self { k, lambda }
     }
 
-    /// A constant shape `k` and λ = mean / Γ(1 + 1/k), so that E[S] = mean.
+    /// A constant shape `k` and λ = mean / Γ(1 + 1/k), so that E\[S\] = mean.
     pub fn with_mean(k: f64, mean: &Tensor) -> Result<Self> {
         let log_gamma = crate::special::scalar::lgamma(1.0 + 1.0 / k);
         let lambda = (mean * (-log_gamma).exp())?;

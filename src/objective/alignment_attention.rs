@@ -8,7 +8,7 @@
 //!   plan π←(k_j | q_i) = softmax_j(η(q_i)·η(k_j)) (over keys);
 //!   L_CT = ρ · mean_j Σ_i C_ij π→_ij + (1 - ρ) · mean_i Σ_j C_ij π←_ij.
 //!   The navigator and the attention minimise L_CT; the critic maximises it through a gradient
-//!   reversal on its parameters ([`crate::nn::grad_reverse`]).
+//!   reversal on its parameters ([`crate::nn::grad_reverse()`]).
 //! * **AA-GAN**: a discriminator D with keys as "real" and queries as "fake",
 //!   L_GAN = mean_j softplus(-D(k_j)) + mean_i softplus(D(q_i)) (binary cross-entropy); D
 //!   minimises it, the attention maximises it through a gradient reversal on D's inputs.

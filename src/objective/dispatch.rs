@@ -15,7 +15,7 @@ use candle_core::{Result, Tensor};
 /// |---|---|---|
 /// | [`Enumerable`] | log f(x, i) for every i, `[..., S]` | exact, hard-enum, var-enum, K-Max; the sampled ones by gathering |
 /// | [`Sampled`] | log f(x, z) at drawn `z [K, ...]` | hard-sample, var-sample, RWS, VIMCO |
-/// | [`Relaxed`] | log f(x, w) at a point w of the simplex; soft attention is w = E_p[z] | soft, var-relaxed, Gumbel-softmax; REINFORCE's soft baseline |
+/// | [`Relaxed`] | log f(x, w) at a point w of the simplex; soft attention is w = E_p\[z\] | soft, var-relaxed, Gumbel-softmax; REINFORCE's soft baseline |
 ///
 /// A model implements this trait and the capabilities it has, and returns itself from the
 /// matching accessor (`fn enumerable(&self) -> Option<&dyn Enumerable> { Some(self) }`); an
@@ -89,17 +89,17 @@ pub trait Sampled {
 }
 
 /// log f(x, w) of the gold output for a relaxed alignment w on the simplex (the model reads the
-/// context Σ_i w_i x̃_i); soft attention is the point w = E_p[z].
+/// context Σ_i w_i x̃_i); soft attention is the point w = E_p\[z\].
 pub trait Relaxed: AlignmentOutputs {
     /// At `w [..., S]`: `[...]`.
     fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor>;
-    /// log f(x, E_p[z]), the soft-attention likelihood `[...]`: `log_f_relaxed` at the prior's
+    /// log f(x, E_p\[z\]), the soft-attention likelihood `[...]`: `log_f_relaxed` at the prior's
     /// probabilities.
     fn log_f_soft(&self) -> Result<Tensor> {
         let p = Categorical::from_logits(self.prior_scores(), self.position_mask())?.probs()?;
         self.log_f_relaxed(&p)
     }
-    /// sg(log f(x, E_p[z])): the soft-attention likelihood as a constant (the REINFORCE baseline).
+    /// sg(log f(x, E_p\[z\])): the soft-attention likelihood as a constant (the REINFORCE baseline).
     /// Models override this to compute it from detached inputs, so that no graph is recorded and
     /// nothing is kept for a backward pass that never comes.
     fn log_f_soft_detached(&self) -> Result<Tensor> {
@@ -146,7 +146,7 @@ pub struct EstimatorState {
 }
 
 /// Compute the configured objective from a model's outputs. REINFORCE objectives use the
-/// soft-attention baseline of Deng et al. (b_t = log f(x, E_p[z])) unless `state` carries a
+/// soft-attention baseline of Deng et al. (b_t = log f(x, E_p\[z\])) unless `state` carries a
 /// moving average.
 pub fn estimate(
     kind: &ObjectiveKind,
@@ -220,7 +220,7 @@ fn log_f_at_last(out: &dyn AlignmentOutputs, idx: &Tensor, objective: &str) -> R
 
 /// Held-out metrics of a trained model, evaluated as Deng et al. do: the exact marginal
 /// log Σ_i p_i f(x, i) for every latent row (the K-Max marginal for `KMax`, K capped at S), the model's own likelihood for soft attention, and
-/// for the relaxed (Dirichlet) row the likelihood at the prior-mean context E_{Dir(a_p)}[z] (a
+/// for the relaxed (Dirichlet) row the likelihood at the prior-mean context E_{Dir(a_p)}\[z\] (a
 /// cheap deterministic score, used for validation; its test perplexity comes from
 /// [`relaxed_held_out_bound`]).
 pub fn held_out_metrics(kind: &ObjectiveKind, out: &dyn AlignmentOutputs) -> Result<Metrics> {

@@ -9,7 +9,7 @@ pub fn exact_marginal_from_log_probs(log_p: &Tensor, log_f: &Tensor) -> Result<T
     (log_p + log_f)?.log_sum_exp(D::Minus1)
 }
 
-/// Soft attention: log f(x, E_p[z]), the likelihood of the output given the deterministic
+/// Soft attention: log f(x, E_p\[z\]), the likelihood of the output given the deterministic
 /// context Σ_i p_i x̃_i. `log_f_soft` `[...]` is that log-likelihood, computed by the model; the
 /// prior is passed for its entropy. Its NLL is the soft model's own likelihood.
 ///

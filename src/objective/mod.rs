@@ -14,7 +14,7 @@
 //!
 //! | row of Table 1/3 | function | objective per token |
 //! |---|---|---|
-//! | soft | [`soft`] | log f(x, E_p[z]) |
+//! | soft | [`soft`] | log f(x, E_p\[z\]) |
 //! | marginal likelihood | [`exact_marginal`] | log Σ_i p_i f(x, i) |
 //! | hard, enum | [`hard_enum`] | Σ_i p_i log f(x, i) |
 //! | hard, sample | [`hard_sample`] | log f(x, z), z ~ p, REINFORCE |

@@ -107,7 +107,7 @@ pub fn vimco_learning_signals(log_w: &Tensor) -> Result<(Tensor, Tensor)> {
 }
 
 /// VIMCO: maximise the K-sample bound L = log 1/K Σ_k p(z_k) f(x, z_k) / q(z_k), z_k ~ q, with
-/// the gradient Σ_k (L - L_{-k}) ∇ log q(z_k) + Σ_k w̃_k ∇ log w_k, unbiased for ∇ E[L].
+/// the gradient Σ_k (L - L_{-k}) ∇ log q(z_k) + Σ_k w̃_k ∇ log w_k, unbiased for ∇ E\[L\].
 /// With `posterior = None` the proposal is the prior itself (hard attention with a multi-sample
 /// objective): log w_k = log f(x, z_k). The bound holds KL(q ‖ p) implicitly, so the loss has no
 /// separate KL term: KL is reported in the metrics only, and [`Estimate::loss_with_kl_weight`]

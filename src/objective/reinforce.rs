@@ -35,7 +35,7 @@ impl MovingAverage {
 pub enum Baseline<'a> {
     /// b = 0.
     None,
-    /// b_t = log f(x, E_p[z]) at the same step: the soft-attention score, as in Deng et al.
+    /// b_t = log f(x, E_p\[z\]) at the same step: the soft-attention score, as in Deng et al.
     /// (per step `[...]`, detached here).
     Soft(&'a Tensor),
     /// b = a running average of the reward over batches (updated after use).

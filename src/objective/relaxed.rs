@@ -55,7 +55,7 @@ where
 /// through implicit gamma gradients; the objective is
 /// E_{Dir(a_q)}[log f(x, z)] - KL(Dir(a_q) ‖ Dir(a_p)), one sample, KL in closed form.
 /// `log_f_relaxed(z [..., S]) -> [...]` reads the context Σ_i z_i x̃_i. The prior entropy reported
-/// is that of the categorical E_p[z] = a_p / a_p0.
+/// is that of the categorical E_p\[z\] = a_p / a_p0.
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};
@@ -102,7 +102,7 @@ where
 /// the relaxed row's test perplexity exp(-Σ_t L_K / T) is made of: an upper bound on its
 /// perplexity. The draws come from `rng` (one `[..., S]` draw per k, in order) and carry no
 /// gradient; `log_f_relaxed(z [..., S]) -> [...]` reads the context Σ_i z_i x̃_i. The metrics'
-/// NLL is -Σ_t L_K and the prior entropy that of E_p[z] = a_p / a_p0.
+/// NLL is -Σ_t L_K and the prior entropy that of E_p\[z\] = a_p / a_p0.
 ///
 /// ```
 /// use candle_core::{Device, Tensor, D};

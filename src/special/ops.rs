@@ -10,7 +10,7 @@
 //!
 //! The forward passes run on the CPU (f32, f64, f16 and bf16 storage, any layout) and, with the
 //! `cuda` feature, on CUDA devices (f32 and f64, any layout; kernels in src/special/cuda/, a port
-//! of [`scalar`](super::scalar)); both evaluate in f64.
+//! of [`super::scalar`]); both evaluate in f64.
 //!
 //! ```
 //! use candle_core::{Tensor, Var, Device};

@@ -8,7 +8,7 @@ use varattn_lab::config::{config_hash, Override, Task};
 use varattn_lab::demo::{self, DemoConfig};
 use varattn_lab::experiments::finished::FinishedRun;
 use varattn_lab::experiments::nmt;
-use varattn_lab::experiments::{load_row, RowConfig, RunOptions};
+use varattn_lab::experiments::{load_row, RowResult, RunOptions};
 use varattn_lab::eval::bleu::{corpus_bleu, try_multi_bleu, BleuOptions, Tokenizer};
 use varattn_lab::provenance::{git_description, git_dirty_paths, git_revision, write_atomic};
 use varattn_lab::models::nmt::Marginal;
@@ -827,37 +827,29 @@ fn train(args: TrainArgs) -> Result<()> {
     varattn_lab::experiments::finished::write_config(&out, &merged)?;
     let opts = RunOptions { preset: preset.to_string(), seed, out_dir: out.clone(), cache_dir: cache, stop_after_steps, device, progress: !quiet };
     let stopped = || println!("{name}: checkpoint in {}; the same command without --stop-after-steps goes on from there", out.display());
-    match row {
-        RowConfig::Nmt(cfg) => match varattn_lab::experiments::nmt::run(&cfg, &merged, &opts)? {
-            Some(r) => println!(
-                "{}: test PPL {:.3}, prior entropy {:.3}, BLEU {:.2} (tok-lc {:.2}), {:.0} train tok/s, {:.0} s -> {}",
-                r.name, r.test_ppl, r.test_prior_entropy, r.bleu, r.bleu_tok_lc, r.train_tokens_per_second, r.train_seconds, result_path.display()
-            ),
-            None => stopped(),
-        },
-        RowConfig::G2p(cfg) => match varattn_lab::experiments::g2p::run(&cfg, &merged, &opts)? {
-            Some(r) => println!(
-                "{}: test PER {:.4} (noisy {:.4}), bound L_{} {:.3} nats/phoneme, grad variance init {:.3e} final {:.3e}, {:.0} s -> {}",
-                r.name, r.test_per, r.test_noisy_per, r.bound_samples, r.test_bound_per_label, r.grad_variance_init, r.grad_variance_final, r.train_seconds, result_path.display()
-            ),
-            None => stopped(),
-        },
-        RowConfig::Vqa(cfg) => match varattn_lab::experiments::vqa::run(&cfg, &merged, &opts)? {
-            Some(r) => println!(
-                "{}: test NLL {:.3}, accuracy {:.3}{}, ECE {:.3}; noisy NLL {:.3}, accuracy {:.3}; prior entropy {:.3}; {:.0} s -> {}",
-                r.name,
-                r.test.nll,
-                r.test.accuracy,
-                r.test.vqa_accuracy.map(|a| format!(", VQA accuracy {a:.3}")).unwrap_or_default(),
-                r.test.ece,
-                r.test_noisy.nll,
-                r.test_noisy.accuracy,
-                r.test.prior_entropy,
-                r.train_seconds,
-                result_path.display()
-            ),
-            None => stopped(),
-        },
+    match row.run(&merged, &opts)? {
+        Some(RowResult::Nmt(r)) => println!(
+            "{}: test PPL {:.3}, prior entropy {:.3}, BLEU {:.2} (tok-lc {:.2}), {:.0} train tok/s, {:.0} s -> {}",
+            r.name, r.test_ppl, r.test_prior_entropy, r.bleu, r.bleu_tok_lc, r.train_tokens_per_second, r.train_seconds, result_path.display()
+        ),
+        Some(RowResult::G2p(r)) => println!(
+            "{}: test PER {:.4} (noisy {:.4}), bound L_{} {:.3} nats/phoneme, grad variance init {:.3e} final {:.3e}, {:.0} s -> {}",
+            r.name, r.test_per, r.test_noisy_per, r.bound_samples, r.test_bound_per_label, r.grad_variance_init, r.grad_variance_final, r.train_seconds, result_path.display()
+        ),
+        Some(RowResult::Vqa(r)) => println!(
+            "{}: test NLL {:.3}, accuracy {:.3}{}, ECE {:.3}; noisy NLL {:.3}, accuracy {:.3}; prior entropy {:.3}; {:.0} s -> {}",
+            r.name,
+            r.test.nll,
+            r.test.accuracy,
+            r.test.vqa_accuracy.map(|a| format!(", VQA accuracy {a:.3}")).unwrap_or_default(),
+            r.test.ece,
+            r.test_noisy.nll,
+            r.test_noisy.accuracy,
+            r.test.prior_entropy,
+            r.train_seconds,
+            result_path.display()
+        ),
+        None => stopped(),
     }
     drop(lock);
     Ok(())

@@ -115,9 +115,12 @@ fn missing(objective: &str, capability: &str, what: &str) -> candle_core::Error 
     ))
 }
 
+const ALL_LIKELIHOOD: &str = "the likelihood at every alignment";
+const RELAXED_LIKELIHOOD: &str = "the likelihood at a relaxed alignment (soft attention's context)";
+
 /// log f(x, i) for every alignment, or an error naming `objective` and the missing [`Enumerable`].
 pub fn log_f_all(out: &dyn AlignmentOutputs, objective: &str) -> Result<Tensor> {
-    out.enumerable().ok_or_else(|| missing(objective, "Enumerable", "the likelihood at every alignment"))?.log_f_all()
+    out.enumerable().ok_or_else(|| missing(objective, "Enumerable", ALL_LIKELIHOOD))?.log_f_all()
 }
 
 /// log f(x, z) at drawn `z [K, ...]`: the model's [`Sampled`], else a gather from its
@@ -132,7 +135,7 @@ pub fn log_f_at(out: &dyn AlignmentOutputs, z: &Tensor, objective: &str) -> Resu
 
 /// The model's [`Relaxed`] likelihood, or an error naming `objective`.
 pub fn relaxed<'a>(out: &'a dyn AlignmentOutputs, objective: &str) -> Result<&'a dyn Relaxed> {
-    out.relaxed().ok_or_else(|| missing(objective, "Relaxed", "the likelihood at a relaxed alignment (soft attention's context)"))
+    out.relaxed().ok_or_else(|| missing(objective, "Relaxed", RELAXED_LIKELIHOOD))
 }
 
 /// State an estimator carries across batches.
@@ -175,7 +178,10 @@ pub fn estimate(
             let baseline = match state.moving_average.as_mut() {
                 Some(ma) => Baseline::MovingAverage(ma),
                 None => {
-                    soft_score = relaxed(out, &format!("{name} (with the soft-attention baseline)"))?.log_f_soft_detached()?;
+                    let f = out.relaxed().ok_or_else(|| {
+                        missing(&format!("{name} (with the soft-attention baseline)"), "Relaxed", RELAXED_LIKELIHOOD)
+                    })?;
+                    soft_score = f.log_f_soft_detached()?;
                     Baseline::Soft(&soft_score)
                 }
             };
@@ -245,7 +251,10 @@ pub fn held_out(kind: &ObjectiveKind, out: &dyn AlignmentOutputs) -> Result<Esti
             let log_f = log_f_all(out, name)?.contiguous()?;
             kmax_marginal_masked(&prior, k, |idx| log_f.gather(&idx.contiguous()?, candle_core::D::Minus1), out.step_mask())?
         }
-        _ => exact_marginal(&prior, &log_f_all(out, &format!("the held-out exact marginal of {name}"))?, out.step_mask())?,
+        _ => {
+            let e = out.enumerable().ok_or_else(|| missing(&format!("the held-out exact marginal of {name}"), "Enumerable", ALL_LIKELIHOOD))?;
+            exact_marginal(&prior, &e.log_f_all()?, out.step_mask())?
+        }
     })
 }
 
@@ -309,6 +318,19 @@ mod tests {
     impl Relaxed for WithRelaxed {
         fn log_f_relaxed(&self, w: &Tensor) -> Result<Tensor> {
             (w * self.0.log_f.exp()?)?.sum(D::Minus1)?.log()
+        }
+    }
+
+    /// `ObjectiveKind::name` (in error messages) spells each kind as a config writes it.
+    #[test]
+    fn every_kind_is_named_as_a_config_writes_it() {
+        #[derive(serde::Serialize)]
+        struct Row {
+            objective: ObjectiveKind,
+        }
+        for (_, kind) in ObjectiveKind::all_paper_rows() {
+            let text = toml::to_string(&Row { objective: kind }).unwrap();
+            assert!(text.contains(&format!("kind = \"{}\"", kind.name())), "{kind:?}: {text}");
         }
     }
 

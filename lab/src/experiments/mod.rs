@@ -22,6 +22,13 @@ pub enum RowConfig {
     Vqa(Box<vqa::VqaConfig>),
 }
 
+/// What training a row returned: its task's result.
+pub enum RowResult {
+    Nmt(Box<nmt::NmtResult>),
+    G2p(Box<g2p::G2pResult>),
+    Vqa(Box<vqa::VqaResult>),
+}
+
 impl RowConfig {
     /// The row's name (`soft`, `exact`, ...).
     pub fn name(&self) -> &str {
@@ -30,6 +37,16 @@ impl RowConfig {
             RowConfig::G2p(c) => &c.name,
             RowConfig::Vqa(c) => &c.name,
         }
+    }
+
+    /// Trains (or resumes) the row as `opts` says and evaluates it; `None` when it stopped at
+    /// `opts.stop_after_steps`.
+    pub fn run(&self, merged: &toml::Value, opts: &RunOptions) -> Result<Option<RowResult>> {
+        Ok(match self {
+            RowConfig::Nmt(c) => nmt::run(c, merged, opts)?.map(|r| RowResult::Nmt(Box::new(r))),
+            RowConfig::G2p(c) => g2p::run(c, merged, opts)?.map(|r| RowResult::G2p(Box::new(r))),
+            RowConfig::Vqa(c) => vqa::run(c, merged, opts)?.map(|r| RowResult::Vqa(Box::new(r))),
+        })
     }
 }
 
@@ -72,12 +89,7 @@ pub fn train_or_open(config: &Path, preset: &str, seed: u64, out: &Path, cache: 
     if !out.join("result.json").exists() {
         finished::write_config(out, &merged)?;
         let opts = RunOptions { preset: preset.to_string(), seed, out_dir: out.to_path_buf(), cache_dir: cache.to_path_buf(), stop_after_steps: None, device: device.clone(), progress: false };
-        match &row {
-            RowConfig::Nmt(c) => nmt::run(c, &merged, &opts)?.map(|_| ()),
-            RowConfig::G2p(c) => g2p::run(c, &merged, &opts)?.map(|_| ()),
-            RowConfig::Vqa(c) => vqa::run(c, &merged, &opts)?.map(|_| ()),
-        }
-        .with_context(|| format!("{}: training stopped before it finished", out.display()))?;
+        row.run(&merged, &opts)?.with_context(|| format!("{}: training stopped before it finished", out.display()))?;
     }
     drop(lock);
     let run = FinishedRun::open(out, configs)?;

@@ -2,8 +2,9 @@
 //! paper, reference) supplies the sizes. `load_with_preset` deep-merges the row file over the
 //! preset's table and deserialises with unknown keys rejected, naming the file and key. A row may
 //! also hold `[presets.<name>]` tables: settings of that row under that preset only, merged last.
-//! Every row declares its [`Task`] (`task = "nmt"`); the task and the per-preset tables are not
-//! part of the merged config. [`registry`] reads `configs/tables.toml`, the rows of every table.
+//! Every row declares its [`Task`] (`task = "nmt"`) and the distribution of its latent alignment
+//! ([`Alignment`], `alignment = "categorical"`); both are checked and, like the per-preset tables,
+//! not part of the merged config (they follow from the file's place and its objective and model). [`registry`] reads `configs/tables.toml`, the rows of every table.
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,91 @@ impl std::fmt::Display for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The distribution of a row's latent alignment, the first of the three axes (distribution,
+/// objective, model): `categorical` (one source position / image region per target step, the
+/// rows of Deng et al.), `dirichlet` (a relaxed alignment on the simplex, objective `var-relaxed`),
+/// `weibull` (Weibull attention weights with a gamma prior, a `model.attention.bayes` module:
+/// BAM / BABN) and `bernoulli` (a sequence of emit decisions, the monotonic alignments of g2p).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alignment {
+    Categorical,
+    Dirichlet,
+    Weibull,
+    Bernoulli,
+}
+
+impl Alignment {
+    /// Every alignment distribution, in the order messages list them.
+    pub const ALL: [Alignment; 4] = [Alignment::Categorical, Alignment::Dirichlet, Alignment::Weibull, Alignment::Bernoulli];
+
+    /// The value of `alignment` in a row file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alignment::Categorical => "categorical",
+            Alignment::Dirichlet => "dirichlet",
+            Alignment::Weibull => "weibull",
+            Alignment::Bernoulli => "bernoulli",
+        }
+    }
+
+    /// The alignment named `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Alignment> {
+        Alignment::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The allowed names, for messages.
+    pub fn allowed() -> String {
+        let names: Vec<String> = Alignment::ALL.iter().map(|a| format!("\"{}\"", a.name())).collect();
+        format!("{} or {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
+    }
+
+    /// The alignment distribution that a merged config of `task` trains, and why: Bernoulli emit
+    /// decisions for g2p; Weibull weights when `model.attention.bayes` is set; Dirichlet for
+    /// objective `var-relaxed`; categorical otherwise (soft, exact, hard-*, var-enum/-sample,
+    /// gumbel, rws, kmax).
+    pub fn trained_by(task: Task, merged: &Value) -> (Alignment, String) {
+        if task == Task::G2p {
+            return (Alignment::Bernoulli, "the g2p task's alignment is a sequence of Bernoulli emit decisions".into());
+        }
+        let bayes = merged.get("model").and_then(|m| m.get("attention")).and_then(|a| a.get("bayes"));
+        if let Some(kind) = bayes.map(|b| b.get("kind").and_then(Value::as_str).unwrap_or("?")) {
+            return (Alignment::Weibull, format!("model.attention.bayes (kind \"{kind}\") samples Weibull attention weights"));
+        }
+        let objective = merged.get("objective").and_then(|o| o.get("kind")).and_then(Value::as_str).unwrap_or("?");
+        if objective == "var-relaxed" {
+            return (Alignment::Dirichlet, "objective var-relaxed samples a Dirichlet alignment".into());
+        }
+        (Alignment::Categorical, format!("objective {objective} with no model.attention.bayes has a categorical alignment"))
+    }
+}
+
+impl std::fmt::Display for Alignment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The alignment distribution a row file declares with its top-level `alignment` key. Refused,
+/// naming the file and the allowed values: no `alignment` or a value that is not one of them.
+fn declared_alignment(row: &Path, value: &Value) -> Result<Alignment> {
+    let allowed = Alignment::allowed();
+    match value.get("alignment") {
+        None => bail!(
+            "{}: no `alignment`; a row config declares the distribution of its latent alignment at the top: alignment = {allowed}",
+            row.display()
+        ),
+        Some(Value::String(s)) => Alignment::from_name(s)
+            .with_context(|| format!("{}: alignment = \"{s}\" is not an alignment distribution; allowed: {allowed}", row.display())),
+        Some(other) => bail!("{}: alignment = {other}: must be a string, one of {allowed}", row.display()),
+    }
+}
+
+/// The alignment distribution `row` declares (see [`load_with_overrides`] for the check against its
+/// objective and model); errors name the file.
+pub fn row_alignment(row: &Path) -> Result<Alignment> {
+    declared_alignment(row, &read_toml(row)?)
 }
 
 /// The task a row file declares with its top-level `task` key. Refused, naming the file and the
@@ -113,7 +199,8 @@ pub fn presets_path(row: &Path) -> PathBuf {
 
 /// Load `row` merged over `[preset]` of the presets file beside it; returns the typed config
 /// and the merged TOML (for hashing and provenance). The row must declare its task (see
-/// [`row_task`]); `task` is not part of the merged config.
+/// [`row_task`]) and its alignment distribution, which must be the one its objective and model
+/// train ([`Alignment::trained_by`]); neither `task` nor `alignment` is part of the merged config.
 pub fn load_with_preset<T: DeserializeOwned>(row: &Path, preset: &str) -> Result<(T, Value)> {
     load_with_overrides(row, preset, &[])
 }
@@ -131,9 +218,11 @@ pub fn load_with_overrides<T: DeserializeOwned>(row: &Path, preset: &str, overri
         }
     };
     let mut row_value = read_toml(row)?;
-    declared_task(row, &row_value)?;
+    let task = declared_task(row, &row_value)?;
+    let alignment = declared_alignment(row, &row_value)?;
     let per_preset = row_value.as_table_mut().and_then(|t| {
         t.remove("task");
+        t.remove("alignment");
         t.remove("presets")
     });
     merge(&mut merged, row_value);
@@ -154,6 +243,14 @@ pub fn load_with_overrides<T: DeserializeOwned>(row: &Path, preset: &str, overri
         let sets: String = overrides.iter().map(|o| format!(" --set {}", o.key)).collect();
         anyhow!("{} (with preset `{preset}`{sets}): {e}", row.display())
     })?;
+    let (trained, why) = Alignment::trained_by(task, &merged);
+    if trained != alignment {
+        let sets: String = overrides.iter().map(|o| format!(" --set {}", o.key)).collect();
+        bail!(
+            "{} (with preset `{preset}`{sets}): alignment = \"{alignment}\", but {why}: declare alignment = \"{trained}\" (implemented: categorical with soft, exact, hard-enum, hard-sample, var-enum, var-sample, gumbel, rws or kmax; dirichlet with var-relaxed; weibull with model.attention.bayes; bernoulli for g2p)",
+            row.display()
+        )
+    }
     Ok((typed, merged))
 }
 
@@ -324,10 +421,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("presets.toml"), "[small]\na = 1\ninner = { x = 1, y = 2 }\n").unwrap();
         let row = dir.path().join("row.toml");
-        std::fs::write(&row, "task = \"nmt\"\n[inner]\ny = 5\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\nalignment = \"categorical\"\n[inner]\ny = 5\n").unwrap();
         let (c, _): (Cfg, _) = load_with_preset(&row, "small").unwrap();
         assert_eq!((c.a, c.inner.x, c.inner.y), (1, 1, 5));
-        std::fs::write(&row, "task = \"nmt\"\n[inner]\nzz = 5\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\nalignment = \"categorical\"\n[inner]\nzz = 5\n").unwrap();
         let err = load_with_preset::<Cfg>(&row, "small").unwrap_err().to_string();
         assert!(err.contains("zz") && err.contains("row.toml"), "{err}");
         let err = load_with_preset::<Cfg>(&row, "huge").unwrap_err().to_string();
@@ -339,12 +436,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("presets.toml"), "[small]\na = 1\ninner = { x = 1, y = 2 }\n").unwrap();
         let row = dir.path().join("row.toml");
-        std::fs::write(&row, "task = \"nmt\"\n[inner]\ny = 5\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\nalignment = \"categorical\"\n[inner]\ny = 5\n").unwrap();
         let set = |s: &[&str]| s.iter().map(|o| o.parse::<Override>().unwrap()).collect::<Vec<_>>();
         let (c, merged): (Cfg, _) = load_with_overrides(&row, "small", &set(&["inner.x=7", "a = 3"])).unwrap();
         assert_eq!((c.a, c.inner.x, c.inner.y), (3, 7, 5));
         // the same values written in the row file: the same merged config and hash
-        std::fs::write(&row, "task = \"nmt\"\na = 3\n[inner]\ny = 5\nx = 7\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\nalignment = \"categorical\"\na = 3\n[inner]\ny = 5\nx = 7\n").unwrap();
         let (_, edited): (Cfg, _) = load_with_preset(&row, "small").unwrap();
         assert_eq!(config_hash(&edited), config_hash(&merged));
         let err = load_with_overrides::<Cfg>(&row, "small", &set(&["inner.z=1"])).unwrap_err().to_string();
@@ -372,7 +469,7 @@ a = 10
 inner = { x = 10, y = 20 }
 ").unwrap();
         let row = dir.path().join("row.toml");
-        std::fs::write(&row, "task = \"nmt\"\n[inner]
+        std::fs::write(&row, "task = \"nmt\"\nalignment = \"categorical\"\n[inner]
 y = 5
 
 [presets.big.inner]
@@ -384,13 +481,13 @@ x = 99
         let (c, _): (Cfg, _) = load_with_preset(&row, "small").unwrap();
         assert_eq!((c.a, c.inner.x, c.inner.y), (1, 1, 5));
         // the same settings written for every preset give the same merged config (and hash)
-        std::fs::write(&row, "task = \"nmt\"\n[inner]
+        std::fs::write(&row, "task = \"nmt\"\nalignment = \"categorical\"\n[inner]
 y = 5
 x = 99
 ").unwrap();
         let (_, plain): (Cfg, _) = load_with_preset(&row, "big").unwrap();
         assert_eq!(config_hash(&plain), config_hash(&merged));
-        std::fs::write(&row, "task = \"nmt\"\n[presets.huge.inner]
+        std::fs::write(&row, "task = \"nmt\"\nalignment = \"categorical\"\n[presets.huge.inner]
 x = 1
 ").unwrap();
         let err = load_with_preset::<Cfg>(&row, "small").unwrap_err().to_string();
@@ -404,7 +501,7 @@ x = 1
         std::fs::create_dir_all(&nmt).unwrap();
         std::fs::write(nmt.join("presets.toml"), "[small]\na = 1\ninner = { x = 1, y = 2 }\n").unwrap();
         let row = nmt.join("row.toml");
-        std::fs::write(&row, "task = \"nmt\"\n").unwrap();
+        std::fs::write(&row, "task = \"nmt\"\nalignment = \"categorical\"\n").unwrap();
         assert_eq!(row_task(&row).unwrap(), Task::Nmt);
         let (_, merged): (Cfg, _) = load_with_preset(&row, "small").unwrap();
         assert!(merged.get("task").is_none(), "{merged}");
@@ -429,5 +526,80 @@ x = 1
         let elsewhere = dir.path().join("row.toml");
         std::fs::write(&elsewhere, "task = \"g2p\"\n").unwrap();
         assert_eq!(row_task(&elsewhere).unwrap(), Task::G2p);
+    }
+
+    #[test]
+    fn a_row_declares_its_alignment_which_its_objective_and_model_must_train() {
+        let dir = tempfile::tempdir().unwrap();
+        let vqa = dir.path().join("vqa");
+        std::fs::create_dir_all(&vqa).unwrap();
+        std::fs::write(vqa.join("presets.toml"), "[small]\nobjective = { kind = \"soft\" }\n").unwrap();
+        let row = vqa.join("row.toml");
+        let load = |text: &str| {
+            std::fs::write(&row, text).unwrap();
+            load_with_preset::<Value>(&row, "small")
+        };
+        // declared and trained agree; the key stays out of the merged config and its hash
+        let (_, merged) = load("task = \"vqa\"\nalignment = \"categorical\"\n").unwrap();
+        assert!(merged.get("alignment").is_none(), "{merged}");
+        let plain: Value = toml::from_str("objective = { kind = \"soft\" }\n").unwrap();
+        assert_eq!(config_hash(&merged), config_hash(&plain));
+        assert_eq!(row_alignment(&row).unwrap(), Alignment::Categorical);
+        load("task = \"vqa\"\nalignment = \"dirichlet\"\nobjective = { kind = \"var-relaxed\" }\n").unwrap();
+        load("task = \"vqa\"\nalignment = \"weibull\"\n[model.attention]\nbayes = { kind = \"bam\" }\n").unwrap();
+        let cases: [(&str, &[&str]); 6] = [
+            ("task = \"vqa\"\n", &["row.toml", "no `alignment`", "\"categorical\", \"dirichlet\", \"weibull\" or \"bernoulli\""]),
+            ("task = \"vqa\"\nalignment = \"gaussian\"\n", &["row.toml", "alignment = \"gaussian\" is not an alignment distribution", "\"bernoulli\""]),
+            ("task = \"vqa\"\nalignment = 2\n", &["row.toml", "alignment = 2", "must be a string"]),
+            ("task = \"vqa\"\nalignment = \"dirichlet\"\n", &["row.toml", "alignment = \"dirichlet\"", "objective soft", "declare alignment = \"categorical\""]),
+            (
+                "task = \"vqa\"\nalignment = \"categorical\"\nobjective = { kind = \"var-relaxed\" }\n",
+                &["alignment = \"categorical\"", "var-relaxed samples a Dirichlet", "declare alignment = \"dirichlet\""],
+            ),
+            (
+                "task = \"vqa\"\nalignment = \"categorical\"\n[model.attention]\nbayes = { kind = \"babn\" }\n",
+                &["bayes (kind \"babn\") samples Weibull", "declare alignment = \"weibull\""],
+            ),
+        ];
+        for (text, needles) in cases {
+            let err = format!("{:#}", load(text).unwrap_err());
+            for n in needles {
+                assert!(err.contains(n), "`{n}` missing from: {err}");
+            }
+        }
+        // an override that changes the distribution is refused too, naming the override
+        std::fs::write(&row, "task = \"vqa\"\nalignment = \"categorical\"\n").unwrap();
+        let set = vec!["objective.kind=\"var-relaxed\"".parse::<Override>().unwrap()];
+        let err = format!("{:#}", load_with_overrides::<Value>(&row, "small", &set).unwrap_err());
+        assert!(err.contains("--set objective.kind") && err.contains("declare alignment = \"dirichlet\""), "{err}");
+        // g2p's alignment is Bernoulli whatever the objective
+        let g2p = dir.path().join("g2p");
+        std::fs::create_dir_all(&g2p).unwrap();
+        std::fs::write(g2p.join("presets.toml"), "[small]\nobjective = { kind = \"vimco\" }\n").unwrap();
+        std::fs::write(g2p.join("row.toml"), "task = \"g2p\"\nalignment = \"categorical\"\n").unwrap();
+        let err = format!("{:#}", load_with_preset::<Value>(&g2p.join("row.toml"), "small").unwrap_err());
+        assert!(err.contains("Bernoulli emit decisions") && err.contains("declare alignment = \"bernoulli\""), "{err}");
+    }
+
+    #[test]
+    fn every_row_config_in_the_repository_declares_the_alignment_it_trains() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut checked = 0;
+        for task in Task::ALL {
+            let Ok(entries) = std::fs::read_dir(configs.join(task.name())) else { continue };
+            for e in entries {
+                let path = e.unwrap().path();
+                let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+                if path.extension().is_none_or(|x| x != "toml") || stem == "presets" || stem == "paper-numbers" {
+                    continue;
+                }
+                let presets = read_toml(&presets_path(&path)).unwrap();
+                for preset in presets.as_table().unwrap().keys() {
+                    load_with_preset::<Value>(&path, preset).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 40, "only {checked} row configs found");
     }
 }

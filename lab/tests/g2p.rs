@@ -96,12 +96,12 @@ fn bad_g2p_configs_fail_naming_the_key() {
         assert!(!out.join("result.json").exists());
         String::from_utf8_lossy(&o.stderr).to_string()
     };
-    let e = run("task = \"g2p\"\nname = \"x\"\nobjective = { kind = \"vimco\", sample = 4 }\n");
+    let e = run("task = \"g2p\"\nalignment = \"bernoulli\"\nname = \"x\"\nobjective = { kind = \"vimco\", sample = 4 }\n");
     assert!(e.contains("sample") && e.contains("row.toml"), "{e}");
-    let e = run("task = \"g2p\"\nname = \"x\"\nobjective = { kind = \"vimco\", samples = 1 }\n");
+    let e = run("task = \"g2p\"\nalignment = \"bernoulli\"\nname = \"x\"\nobjective = { kind = \"vimco\", samples = 1 }\n");
     assert!(e.contains("objective.samples") && e.contains("row.toml"), "{e}");
-    let e = run("task = \"g2p\"\nname = \"x\"\nobjective = { kind = \"vimco\" }\ndata = { noise = 1.5 }\n");
+    let e = run("task = \"g2p\"\nalignment = \"bernoulli\"\nname = \"x\"\nobjective = { kind = \"vimco\" }\ndata = { noise = 1.5 }\n");
     assert!(e.contains("data.noise"), "{e}");
-    let e = run("task = \"g2p\"\nname = \"x\"\nobjective = { kind = \"reinforce\" }\nentropy = { weight = 0.1, decay = 3 }\n");
+    let e = run("task = \"g2p\"\nalignment = \"bernoulli\"\nname = \"x\"\nobjective = { kind = \"reinforce\" }\nentropy = { weight = 0.1, decay = 3 }\n");
     assert!(e.contains("decay"), "{e}");
 }

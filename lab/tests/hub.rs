@@ -620,7 +620,7 @@ fn nmt_trains_on_a_prepared_hub_corpus() {
     std::fs::create_dir_all(&cfg_dir).unwrap();
     let root = varattn_lab::repo_root();
     std::fs::copy(root.join("configs/nmt/presets.toml"), cfg_dir.join("presets.toml")).unwrap();
-    std::fs::write(cfg_dir.join("soft.toml"), "task = \"nmt\"\nname = \"soft\"\nobjective = { kind = \"soft\" }\ndata = { corpus = \"iwslt14-de-en\", lowercase = true }\n").unwrap();
+    std::fs::write(cfg_dir.join("soft.toml"), "task = \"nmt\"\nalignment = \"categorical\"\nname = \"soft\"\nobjective = { kind = \"soft\" }\ndata = { corpus = \"iwslt14-de-en\", lowercase = true }\n").unwrap();
     let run = e.data.join("run");
     ok(&train_offline(&e, &cfg_dir.join("soft.toml"), &run));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap();

@@ -105,7 +105,7 @@ fn every_row_trains_resumes_and_reports() {
     std::fs::create_dir_all(&cfg_dir).unwrap();
     let bad = cfg_dir.join("bad.toml");
     std::fs::copy(varattn_lab::repo_root().join("configs/nmt/presets.toml"), cfg_dir.join("presets.toml")).unwrap();
-    std::fs::write(&bad, "task = \"nmt\"\nname = \"bad\"\nobjective = { kind = \"var-enum\" }\n[train]\nlearning_rate = 1.0\n").unwrap();
+    std::fs::write(&bad, "task = \"nmt\"\nalignment = \"categorical\"\nname = \"bad\"\nobjective = { kind = \"var-enum\" }\n[train]\nlearning_rate = 1.0\n").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_varattn"))
         .args(["train", "--preset", "smoke", "--config"])
         .arg(&bad)
@@ -118,7 +118,7 @@ fn every_row_trains_resumes_and_reports() {
     assert!(err.contains("learning_rate") && err.contains("bad.toml"), "{err}");
     assert!(!tmp.path().join("bad-out").exists());
     // unknown objective kind
-    std::fs::write(&bad, "task = \"nmt\"\nname = \"bad\"\nobjective = { kind = \"telepathy\" }\n").unwrap();
+    std::fs::write(&bad, "task = \"nmt\"\nalignment = \"categorical\"\nname = \"bad\"\nobjective = { kind = \"telepathy\" }\n").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_varattn")).args(["train", "--preset", "smoke", "--config"]).arg(&bad).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("telepathy"));
 }

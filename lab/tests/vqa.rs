@@ -49,7 +49,7 @@ fn train_custom(dir: &Path, name: &str, body: &str) -> (std::process::Output, st
     let root = varattn_lab::repo_root();
     std::fs::copy(root.join("configs/vqa/presets.toml"), dir.join("presets.toml")).unwrap();
     let row = dir.join(format!("{name}.toml"));
-    std::fs::write(&row, format!("task = \"vqa\"\nname = \"{name}\"\n{body}")).unwrap();
+    std::fs::write(&row, format!("task = \"vqa\"\nalignment = \"categorical\"\nname = \"{name}\"\n{body}")).unwrap();
     let out = dir.join(format!("run-{name}"));
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_varattn"))
         .args(["train", "--preset", "smoke", "--quiet", "--config"])

@@ -342,9 +342,9 @@ mod tests {
         std::fs::create_dir_all(&nmt).unwrap();
         std::fs::write(nmt.join("presets.toml"), "[smoke]\n[cpu]\n").unwrap();
         for row in ["soft", "exact"] {
-            std::fs::write(nmt.join(format!("{row}.toml")), format!("task = \"nmt\"\nname = \"{row}\"\n")).unwrap();
+            std::fs::write(nmt.join(format!("{row}.toml")), format!("task = \"nmt\"\nalignment = \"categorical\"\nname = \"{row}\"\n")).unwrap();
         }
-        std::fs::write(nmt.join("misnamed.toml"), "task = \"nmt\"\nname = \"other\"\n").unwrap();
+        std::fs::write(nmt.join("misnamed.toml"), "task = \"nmt\"\nalignment = \"categorical\"\nname = \"other\"\n").unwrap();
         dir
     }
 

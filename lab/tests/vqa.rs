@@ -44,12 +44,14 @@ fn vqa_rows_train_report_noisy_metrics_and_resume() {
     assert_eq!(ra["test_noisy"], rb["test_noisy"]);
 }
 
-/// A row file written next to a copy of the VQA presets, trained with the smoke preset.
+/// A row file written next to a copy of the VQA presets, trained with the smoke preset; it
+/// declares the Weibull alignment when `body` sets Bayesian attention weights, else the categorical.
 fn train_custom(dir: &Path, name: &str, body: &str) -> (std::process::Output, std::path::PathBuf) {
     let root = varattn_lab::repo_root();
     std::fs::copy(root.join("configs/vqa/presets.toml"), dir.join("presets.toml")).unwrap();
     let row = dir.join(format!("{name}.toml"));
-    std::fs::write(&row, format!("task = \"vqa\"\nalignment = \"categorical\"\nname = \"{name}\"\n{body}")).unwrap();
+    let alignment = if body.contains("bayes = ") { "weibull" } else { "categorical" };
+    std::fs::write(&row, format!("task = \"vqa\"\nalignment = \"{alignment}\"\nname = \"{name}\"\n{body}")).unwrap();
     let out = dir.join(format!("run-{name}"));
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_varattn"))
         .args(["train", "--preset", "smoke", "--quiet", "--config"])

@@ -93,6 +93,7 @@ impl Fixture {
         std::fs::write(
             configs.join("v2-tiny.toml"),
             r#"task = "vqa"
+alignment = "categorical"
 name = "v2-tiny"
 objective = { kind = "exact" }
 [data]

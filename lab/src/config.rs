@@ -44,8 +44,7 @@ impl Task {
 
     /// The allowed names, for messages: `"nmt", "wmt17", "vqa" or "g2p"`.
     pub fn allowed() -> String {
-        let names: Vec<String> = Task::ALL.iter().map(|t| format!("\"{}\"", t.name())).collect();
-        format!("{} or {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
+        quoted_choices(&Task::ALL.map(Task::name))
     }
 }
 
@@ -82,17 +81,6 @@ impl Alignment {
         }
     }
 
-    /// The alignment named `name`, if there is one.
-    pub fn from_name(name: &str) -> Option<Alignment> {
-        Alignment::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    /// The allowed names, for messages.
-    pub fn allowed() -> String {
-        let names: Vec<String> = Alignment::ALL.iter().map(|a| format!("\"{}\"", a.name())).collect();
-        format!("{} or {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
-    }
-
     /// The alignment distribution that a merged config of `task` trains, and why: Bernoulli emit
     /// decisions for g2p; Weibull weights when `model.attention.bayes` is set; Dirichlet for
     /// objective `var-relaxed`; categorical otherwise (soft, exact, hard-*, var-enum/-sample,
@@ -119,25 +107,45 @@ impl std::fmt::Display for Alignment {
     }
 }
 
-/// The alignment distribution a row file declares with its top-level `alignment` key. Refused,
-/// naming the file and the allowed values: no `alignment` or a value that is not one of them.
-fn declared_alignment(row: &Path, value: &Value) -> Result<Alignment> {
-    let allowed = Alignment::allowed();
-    match value.get("alignment") {
-        None => bail!(
-            "{}: no `alignment`; a row config declares the distribution of its latent alignment at the top: alignment = {allowed}",
-            row.display()
-        ),
-        Some(Value::String(s)) => Alignment::from_name(s)
-            .with_context(|| format!("{}: alignment = \"{s}\" is not an alignment distribution; allowed: {allowed}", row.display())),
-        Some(other) => bail!("{}: alignment = {other}: must be a string, one of {allowed}", row.display()),
+/// `"a", "b" or "c"`, for messages.
+fn quoted_choices(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
-/// The alignment distribution `row` declares (see [`load_with_overrides`] for the check against its
-/// objective and model); errors name the file.
-pub fn row_alignment(row: &Path) -> Result<Alignment> {
-    declared_alignment(row, &read_toml(row)?)
+/// The value of a row file's top-level `key` (`task`, `alignment`), one of `all` by `name`.
+/// Refused, naming the file and the allowed values: no `key` (`what_it_declares` says what the
+/// key is for), a value that is not a string, and a string that names none of `all` (`kind`).
+fn declared_choice<T: Copy>(
+    row: &Path,
+    value: &Value,
+    key: &str,
+    what_it_declares: &str,
+    kind: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T> {
+    let allowed = quoted_choices(&all.iter().map(|&c| name(c)).collect::<Vec<_>>());
+    match value.get(key) {
+        None => bail!("{}: no `{key}`; a row config declares {what_it_declares} at the top: {key} = {allowed}", row.display()),
+        Some(Value::String(s)) => all
+            .iter()
+            .copied()
+            .find(|&c| name(c) == s)
+            .with_context(|| format!("{}: {key} = \"{s}\" is not {kind}; allowed: {allowed}", row.display())),
+        Some(other) => bail!("{}: {key} = {other}: must be a string, one of {allowed}", row.display()),
+    }
+}
+
+/// The alignment distribution a row file declares with its top-level `alignment` key (see
+/// [`declared_choice`]'s refusals; [`load_with_overrides`] checks it against the objective and model).
+fn declared_alignment(row: &Path, value: &Value) -> Result<Alignment> {
+    let what = "the distribution of its latent alignment";
+    declared_choice(row, value, "alignment", what, "an alignment distribution", &Alignment::ALL, Alignment::name)
 }
 
 /// The task a row file declares with its top-level `task` key. Refused, naming the file and the
@@ -145,14 +153,7 @@ pub fn row_alignment(row: &Path) -> Result<Alignment> {
 /// the folder the file sits in when that folder is named after a task (`configs/nmt/`: the
 /// presets file beside the row is that task's).
 fn declared_task(row: &Path, value: &Value) -> Result<Task> {
-    let allowed = Task::allowed();
-    let task = match value.get("task") {
-        None => bail!("{}: no `task`; a row config declares its task at the top: task = {allowed}", row.display()),
-        Some(Value::String(s)) => {
-            Task::from_name(s).with_context(|| format!("{}: task = \"{s}\" is not a task; allowed: {allowed}", row.display()))?
-        }
-        Some(other) => bail!("{}: task = {other}: must be a string, one of {allowed}", row.display()),
-    };
+    let task = declared_choice(row, value, "task", "its task", "a task", &Task::ALL, Task::name)?;
     let folder = row.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(of_folder) = Task::from_name(&folder) {
         if of_folder != task {
@@ -239,13 +240,10 @@ pub fn load_with_overrides<T: DeserializeOwned>(row: &Path, preset: &str, overri
         }
     }
     apply_overrides(&mut merged, overrides)?;
-    let typed: T = merged.clone().try_into().map_err(|e| {
-        let sets: String = overrides.iter().map(|o| format!(" --set {}", o.key)).collect();
-        anyhow!("{} (with preset `{preset}`{sets}): {e}", row.display())
-    })?;
+    let sets: String = overrides.iter().map(|o| format!(" --set {}", o.key)).collect();
+    let typed: T = merged.clone().try_into().map_err(|e| anyhow!("{} (with preset `{preset}`{sets}): {e}", row.display()))?;
     let (trained, why) = Alignment::trained_by(task, &merged);
     if trained != alignment {
-        let sets: String = overrides.iter().map(|o| format!(" --set {}", o.key)).collect();
         bail!(
             "{} (with preset `{preset}`{sets}): alignment = \"{alignment}\", but {why}: declare alignment = \"{trained}\" (implemented: categorical with soft, exact, hard-enum, hard-sample, var-enum, var-sample, gumbel, rws or kmax; dirichlet with var-relaxed; weibull with model.attention.bayes; bernoulli for g2p)",
             row.display()
@@ -544,7 +542,7 @@ x = 1
         assert!(merged.get("alignment").is_none(), "{merged}");
         let plain: Value = toml::from_str("objective = { kind = \"soft\" }\n").unwrap();
         assert_eq!(config_hash(&merged), config_hash(&plain));
-        assert_eq!(row_alignment(&row).unwrap(), Alignment::Categorical);
+        assert_eq!(declared_alignment(&row, &read_toml(&row).unwrap()).unwrap(), Alignment::Categorical);
         load("task = \"vqa\"\nalignment = \"dirichlet\"\nobjective = { kind = \"var-relaxed\" }\n").unwrap();
         load("task = \"vqa\"\nalignment = \"weibull\"\n[model.attention]\nbayes = { kind = \"bam\" }\n").unwrap();
         let cases: [(&str, &[&str]); 6] = [

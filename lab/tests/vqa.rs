@@ -101,7 +101,7 @@ fn one_head_layered_attention_matches_the_plain_soft_row() {
     let (o, layered) = train_custom(
         &dir,
         "layered",
-        "objective = { kind = \"soft\" }\n[model.attention]\nheads = 1\nalignment = { kind = \"ot\", weight = 0.0 }\n",
+        "objective = { kind = \"soft\" }\n[model.attention]\nheads = 1\nregularizer = { kind = \"ot\", weight = 0.0 }\n",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let plain = tmp.path().join("soft");
@@ -124,7 +124,7 @@ fn vqa_attention_config_errors_name_the_setting() {
         ("babn1", "objective = { kind = \"soft\" }\n[model.attention]\nbayes = { kind = \"babn\", shape = 10.0, prior = { kind = \"constant\", alpha = 1.0, beta = 1.0 }, kl_weight = 1.0 }\n", "hops"),
         ("heads3", "objective = { kind = \"soft\" }\n[model.attention]\nheads = 3\n", "attn_hidden"),
         ("exact4", "objective = { kind = \"exact\" }\n[model.attention]\nheads = 4\n", "soft"),
-        ("typo", "objective = { kind = \"soft\" }\n[model.attention]\nalignment = { kind = \"ct\", weight = 0.01, rhoo = 0.5 }\n", "rhoo"),
+        ("typo", "objective = { kind = \"soft\" }\n[model.attention]\nregularizer = { kind = \"ct\", weight = 0.01, rhoo = 0.5 }\n", "rhoo"),
     ];
     for (name, body, needle) in cases {
         let (o, out) = train_custom(&dir, name, body);

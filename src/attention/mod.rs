@@ -30,7 +30,7 @@ pub struct AttentionConfig {
     #[serde(default)]
     pub bayes: Option<BayesConfig>,
     #[serde(default)]
-    pub alignment: Option<AlignmentConfig>,
+    pub regularizer: Option<AlignmentConfig>,
 }
 
 fn one() -> usize {
@@ -39,7 +39,7 @@ fn one() -> usize {
 
 impl Default for AttentionConfig {
     fn default() -> Self {
-        Self { heads: 1, hops: 1, bayes: None, alignment: None }
+        Self { heads: 1, hops: 1, bayes: None, regularizer: None }
     }
 }
 

@@ -36,7 +36,7 @@ pub enum AlignmentKind {
     Ot,
 }
 
-/// The regulariser's config (a `[model.attention.alignment]` table): kind, weight λ (paper
+/// The regulariser's config (a `[model.attention.regularizer]` table): kind, weight λ (paper
 /// 0.01), ρ of AA-CT (paper 0.5), ε and iterations of AA-OT's Sinkhorn, hidden size of the
 /// critic, navigator and discriminator, and at most how many keys per head enter the loss (a
 /// seeded uniform subsample when there are more; none = all).

@@ -434,7 +434,7 @@ pub(crate) fn train_estimate(
         &out.layered_gold_log_prob()?,
         &out.layered_entropy()?.detach(),
         layers.kl.as_ref(),
-        layers.alignment.as_ref(),
+        layers.regularizer.as_ref(),
     )?)
 }
 

@@ -83,7 +83,7 @@ pub struct VqaModel {
     prior_nets: Vec<Linear>,
     /// BABN gates c_l, `[L]`.
     babn_gates: Option<Tensor>,
-    alignment: Option<AlignmentRegularizer>,
+    regularizer: Option<AlignmentRegularizer>,
 }
 
 impl VqaModel {
@@ -112,7 +112,7 @@ impl VqaModel {
             hops: vec![],
             prior_nets: vec![],
             babn_gates: None,
-            alignment: None,
+            regularizer: None,
         };
         // parameters beyond the plain attention come last, so plain rows draw the same init
         for l in 2..=att.hops {
@@ -133,8 +133,8 @@ impl VqaModel {
                 model.babn_gates = Some(ps.uniform("attention.babn_gates", &[att.hops])?);
             }
         }
-        if let Some(a) = att.alignment {
-            model.alignment = Some(AlignmentRegularizer::new(ps, "alignment", a, cfg.attn_hidden / att.heads)?);
+        if let Some(a) = att.regularizer {
+            model.regularizer = Some(AlignmentRegularizer::new(ps, "alignment", a, cfg.attn_hidden / att.heads)?);
         }
         Ok(model)
     }
@@ -268,7 +268,7 @@ impl VqaModel {
                 (layers.into_iter().map(|l| l.weights).collect(), kl)
             }
         };
-        let alignment = match (&self.alignment, training) {
+        let regularizer = match (&self.regularizer, training) {
             (Some(reg), true) => {
                 let mut qs = vec![];
                 let mut ks = vec![];
@@ -292,7 +292,7 @@ impl VqaModel {
             _ => None,
         };
         let context = Tensor::cat(&weights.iter().map(|w| head_contexts(w, regions)).collect::<Result<Vec<_>>>()?, 1)?;
-        Ok(LayeredAttention { weights, context, kl, alignment })
+        Ok(LayeredAttention { weights, context, kl, regularizer })
     }
 
     /// Answer log-probabilities `[..., A]` for question states `q [..., H]` and contexts
@@ -323,8 +323,8 @@ pub struct LayeredAttention {
     pub context: Tensor,
     /// kl_weight · Σ_{hops, heads, regions} KL(q(S) ‖ p(S)) per question `[B]` (Bayesian, training).
     pub kl: Option<Tensor>,
-    /// λ · alignment regulariser (scalar; training).
-    pub alignment: Option<Tensor>,
+    /// λ · alignment-attention regulariser (scalar; training).
+    pub regularizer: Option<Tensor>,
 }
 
 impl VqaOutputs<'_> {

@@ -9,6 +9,12 @@
 //!   inside the plotting area; [`line_chart`] is the plain form.
 //! * [`bar_chart`], [`image_attention`].
 //!
+//! Every figure is a plotters chart (`ChartBuilder`: caption, label areas, mesh, series with
+//! their labels) in coordinates of its own data: cells of a heatmap or an image grid, epochs,
+//! bars. Only the heatmaps' column labels, which read upwards, are placed by hand at the chart's
+//! column centres (plotters' mesh anchors a bottom label at its centre, so a rotated one would
+//! run up into the grid).
+//!
 //! # Fonts
 //!
 //! `plotters` normally finds system fonts through font-kit/fontconfig, which a
@@ -292,7 +298,8 @@ const HM_MAX_LABEL_CHARS: usize = 18;
 const HM_MAX_AXIS_CHARS: usize = 48;
 const HM_CBAR_W: i32 = 16;
 
-/// Pixel geometry of a heatmap figure.
+/// Pixel geometry of a heatmap figure: where each panel's chart goes and where its cell grid (the
+/// chart's plotting area) lands.
 #[derive(Debug, Clone)]
 struct HeatmapLayout {
     width: u32,
@@ -302,10 +309,16 @@ struct HeatmapLayout {
     grid_origin: Vec<(i32, i32)>,
     n_rows: usize,
     n_cols: usize,
-    title_y: i32,
+    /// Width of the row-label area left of a grid (the y name and the row labels).
+    label_left: i32,
+    /// Height of the column-label area under a grid (the column labels and the x name).
+    label_below: i32,
+    /// Height the chart caption (panel title) takes above each panel's grid.
+    caption_h: Vec<i32>,
     cbar_x: i32,
 }
 
+#[cfg(test)]
 impl HeatmapLayout {
     /// Pixel rectangle `(x0, y0, x1, y1)` of cell (`row`, `col`) in `panel`.
     fn cell_rect(&self, panel: usize, row: usize, col: usize) -> (i32, i32, i32, i32) {
@@ -324,11 +337,18 @@ struct Heatmap<'a> {
     tgt: Vec<String>,
     panels: Vec<(&'a str, &'a [Vec<f32>])>,
     layout: HeatmapLayout,
-    src_label_w: i32,
-    tgt_label_w: i32,
-    /// Centre height of the rotated y-axis name.
-    y_label_y: i32,
+    tick_w: i32,
 }
+
+/// Height plotters' chart caption takes for `title` (`DrawingArea::titled`: the text's height
+/// and up to 5 px of padding above and below it).
+fn caption_height(title: &str, px: f64) -> Result<i32> {
+    let h = text_size(title, px)?.1 as i32;
+    Ok(h + 2 * (h / 2).min(5))
+}
+
+/// Distance plotters leaves between an axis and its tick labels (twice the default tick).
+const HM_LABEL_DIST: i32 = 10;
 
 impl<'a> Heatmap<'a> {
     fn new(
@@ -404,37 +424,43 @@ impl<'a> Heatmap<'a> {
             .into_iter()
             .max()
             .unwrap_or(0);
+        let caption_h = panels
+            .iter()
+            .map(|(t, _)| caption_height(t, HM_TITLE_PX))
+            .collect::<Result<Vec<_>>>()?;
+        let caption_max = caption_h.iter().copied().max().unwrap_or(0);
 
         let x_label = truncate(x_label, HM_MAX_AXIS_CHARS);
         let y_label = truncate(y_label, HM_MAX_AXIS_CHARS);
         let x_label_w = text_width(&x_label, HM_AXIS_PX)?;
         let y_label_w = text_width(&y_label, HM_AXIS_PX)?;
 
-        // Horizontal: [pad][axis name][row labels][gap][grid] ... [cbar][ticks][pad]
+        // A panel's chart: [y name][row labels][gap][grid], under the grid the column labels
+        // (reading upwards) and the x name; the chart is centred in a column wide enough for
+        // the panel title and the x name. The colour bar's chart follows the last panel.
         let axis_h = HM_AXIS_PX as i32 + 6;
-        let left = HM_PAD + axis_h + slack(tgt_label_w) + 8;
-        // The grid is centred in a column wide enough for the panel title and the x-axis name.
-        let inner = grid_w.max(slack(title_w) + 8).max(slack(x_label_w) + 8);
-        let panel_w = left + inner;
-        let title_y = HM_PAD;
-        let grid_top = title_y + HM_TITLE_PX as i32 + 14;
-        let grid_origin: Vec<(i32, i32)> = (0..panels.len())
-            .map(|p| (p as i32 * panel_w + left + (inner - grid_w) / 2, grid_top))
-            .collect();
-        let cbar_x = panels.len() as i32 * panel_w + 10;
-        let tick_w = text_width("1.00", HM_LABEL_PX)?;
-        let width = cbar_x + HM_CBAR_W + 6 + slack(tick_w) + HM_PAD;
-        let below = grid_h + 8 + slack(src_label_w) + 8 + axis_h;
-        // The y-axis name is centred on the grid, moved down when it is longer than the room
-        // above the grid's middle, and the figure is tall enough to hold it.
+        let label_left = axis_h + slack(tgt_label_w) + HM_LABEL_DIST;
+        let label_below = 6 + slack(src_label_w) + 8 + axis_h;
+        let chart_w = label_left + grid_w;
+        let column_w = chart_w
+            .max(slack(title_w) + 8)
+            .max(label_left + slack(x_label_w) + 8);
+        // The y name is centred on the grid: the grid moves down when the name is longer than
+        // the room above the grid's middle, and the figure is tall enough to hold it.
         let half = slack(y_label_w) / 2;
-        let y_label_y = (grid_top + grid_h / 2).max(HM_PAD + half);
-        let height = (grid_top + below.max(cbar_height(grid_h)) + HM_PAD).max(y_label_y + half + HM_PAD);
+        let grid_top = (HM_PAD + caption_max).max(HM_PAD + half - grid_h / 2);
+        let grid_origin: Vec<(i32, i32)> = (0..panels.len())
+            .map(|p| (HM_PAD + p as i32 * column_w + (column_w - chart_w) / 2 + label_left, grid_top))
+            .collect();
+        let cbar_x = HM_PAD + panels.len() as i32 * column_w + 10;
+        let tick_w = slack(text_width("1.00", HM_LABEL_PX - 2.0)?);
+        let width = cbar_x + HM_CBAR_W + HM_LABEL_DIST + tick_w + HM_PAD;
+        let height = (grid_top + (grid_h + label_below).max(cbar_height(grid_h)) + HM_PAD)
+            .max(grid_top + grid_h / 2 + half + HM_PAD);
 
         Ok(Self {
             x_label,
             y_label,
-            y_label_y,
             src,
             tgt,
             panels: panels.to_vec(),
@@ -445,12 +471,121 @@ impl<'a> Heatmap<'a> {
                 grid_origin,
                 n_rows,
                 n_cols,
-                title_y,
+                label_left,
+                label_below,
+                caption_h,
                 cbar_x,
             },
-            src_label_w,
-            tgt_label_w,
+            tick_w,
         })
+    }
+
+    /// One panel: a chart whose plotting area is the cell grid, rows top down, columns left to
+    /// right, each cell a filled rectangle in cell coordinates.
+    fn draw_panel<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        panel: usize,
+    ) -> Result<()> {
+        let l = &self.layout;
+        let (title, m) = self.panels[panel];
+        let (gx, gy) = l.grid_origin[panel];
+        let (nr, nc) = (l.n_rows as f64, l.n_cols as f64);
+        let (grid_w, grid_h) = (l.cell * l.n_cols as i32, l.cell * l.n_rows as i32);
+        let top = gy - l.caption_h[panel];
+        let area = root.clone().shrink(
+            (gx - l.label_left, top),
+            (
+                (l.label_left + grid_w) as u32,
+                (l.caption_h[panel] + grid_h + l.label_below) as u32,
+            ),
+        );
+        let row_centres: Vec<f64> = (0..l.n_rows).map(|i| i as f64 + 0.5).collect();
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, font(HM_TITLE_PX).color(&TEXT))
+            .y_label_area_size(l.label_left as u32)
+            .x_label_area_size(l.label_below as u32)
+            .build_cartesian_2d(0f64..nc, Ticked { inner: RangedCoordf64::from(nr..0f64), ticks: row_centres })
+            .map_err(perr)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(0)
+            .y_label_formatter(&|y| self.tgt[(y.floor() as usize).min(l.n_rows - 1)].clone())
+            .y_label_style(font(HM_LABEL_PX).color(&TEXT))
+            .x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .axis_desc_style(font(HM_AXIS_PX).color(&MUTED))
+            .axis_style(MUTED)
+            .draw()
+            .map_err(perr)?;
+        chart
+            .draw_series(m.iter().enumerate().flat_map(|(i, row)| {
+                row.iter().enumerate().map(move |(j, &v)| {
+                    let (x, y) = (j as f64, i as f64);
+                    Rectangle::new([(x, y), (x + 1.0, y + 1.0)], blues(v as f64).filled())
+                })
+            }))
+            .map_err(perr)?;
+        // Faint cell separators and a frame.
+        let separators = (1..l.n_cols)
+            .map(|j| vec![(j as f64, 0.0), (j as f64, nr)])
+            .chain((1..l.n_rows).map(|i| vec![(0.0, i as f64), (nc, i as f64)]));
+        chart
+            .draw_series(separators.map(|p| PathElement::new(p, GRID)))
+            .map_err(perr)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (nc, nr)], MUTED)))
+            .map_err(perr)?;
+        // Column labels under the columns, reading upwards. (plotters' mesh anchors a bottom
+        // label at its centre, so a rotated one would run up into the grid: they are placed
+        // here, at the chart's own column centres.)
+        let label = style(HM_LABEL_PX, TEXT, HPos::Right, VPos::Center)
+            .transform(FontTransform::Rotate270);
+        for (j, s) in self.src.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(j as f64 + 0.5, nr));
+            root.draw_text(s, &label, (x, y + 6)).map_err(perr)?;
+        }
+        Ok(())
+    }
+
+    /// The colour bar: a chart over [0, 1] filled with the colour scale, 0 at the bottom, ticks
+    /// on its right.
+    fn draw_colour_bar<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let l = &self.layout;
+        let (_, gy) = l.grid_origin[0];
+        let bar_h = cbar_height(l.cell * l.n_rows as i32);
+        let area = root.clone().shrink(
+            (l.cbar_x, gy),
+            ((HM_CBAR_W + HM_LABEL_DIST + self.tick_w) as u32, bar_h as u32),
+        );
+        let mut chart = ChartBuilder::on(&area)
+            .right_y_label_area_size((HM_LABEL_DIST + self.tick_w) as u32)
+            .build_cartesian_2d(
+                0f64..1f64,
+                Ticked { inner: RangedCoordf64::from(0f64..1f64), ticks: vec![0.0, 0.25, 0.5, 0.75, 1.0] },
+            )
+            .map_err(perr)?;
+        let steps = bar_h.max(1) as usize;
+        chart
+            .draw_series((0..steps).map(|k| {
+                let (v0, v1) = (k as f64 / steps as f64, (k + 1) as f64 / steps as f64);
+                Rectangle::new([(0.0, v0), (1.0, v1)], blues(v0).filled())
+            }))
+            .map_err(perr)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .y_label_formatter(&|v| format!("{v:.2}"))
+            .y_label_style(font(HM_LABEL_PX - 2.0).color(&TEXT))
+            .axis_style(MUTED)
+            .draw()
+            .map_err(perr)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (1.0, 1.0)], MUTED)))
+            .map_err(perr)?;
+        Ok(())
     }
 }
 
@@ -465,117 +600,10 @@ impl Figure for Heatmap<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let l = &self.layout;
-        let cell = l.cell;
-        let grid_w = cell * l.n_cols as i32;
-        let grid_h = cell * l.n_rows as i32;
-        for (p, (title, m)) in self.panels.iter().enumerate() {
-            let (gx, gy) = l.grid_origin[p];
-            root.draw_text(
-                title,
-                &style(HM_TITLE_PX, TEXT, HPos::Center, VPos::Top),
-                (gx + grid_w / 2, l.title_y),
-            )
-            .map_err(perr)?;
-            for (i, row) in m.iter().enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    let (x0, y0, x1, y1) = l.cell_rect(p, i, j);
-                    root.draw(&Rectangle::new(
-                        [(x0, y0), (x1, y1)],
-                        blues(v as f64).filled(),
-                    ))
-                    .map_err(perr)?;
-                }
-            }
-            // Faint cell separators and a frame.
-            for j in 1..l.n_cols as i32 {
-                let x = gx + j * cell;
-                root.draw(&PathElement::new(vec![(x, gy), (x, gy + grid_h)], GRID))
-                    .map_err(perr)?;
-            }
-            for i in 1..l.n_rows as i32 {
-                let y = gy + i * cell;
-                root.draw(&PathElement::new(vec![(gx, y), (gx + grid_w, y)], GRID))
-                    .map_err(perr)?;
-            }
-            root.draw(&Rectangle::new(
-                [(gx, gy), (gx + grid_w, gy + grid_h)],
-                MUTED,
-            ))
-            .map_err(perr)?;
-
-            // Row labels to the left of the rows.
-            for (i, t) in self.tgt.iter().enumerate() {
-                let y = gy + i as i32 * cell + cell / 2;
-                root.draw_text(
-                    t,
-                    &style(HM_LABEL_PX, TEXT, HPos::Right, VPos::Center),
-                    (gx - 6, y),
-                )
-                .map_err(perr)?;
-            }
-            // Column labels under the columns, reading upwards.
-            for (j, s) in self.src.iter().enumerate() {
-                let x = gx + j as i32 * cell + cell / 2;
-                let st = style(HM_LABEL_PX, TEXT, HPos::Right, VPos::Center)
-                    .transform(FontTransform::Rotate270);
-                root.draw_text(s, &st, (x, gy + grid_h + 6)).map_err(perr)?;
-            }
-            // Axis names.
-            let axis = style(HM_AXIS_PX, MUTED, HPos::Center, VPos::Top);
-            root.draw_text(
-                &self.x_label,
-                &axis,
-                (
-                    gx + grid_w / 2,
-                    gy + grid_h + 8 + slack(self.src_label_w) + 8,
-                ),
-            )
-            .map_err(perr)?;
-            root.draw_text(
-                &self.y_label,
-                &style(HM_AXIS_PX, MUTED, HPos::Center, VPos::Center)
-                    .transform(FontTransform::Rotate270),
-                (
-                    gx - 8 - slack(self.tgt_label_w) - HM_AXIS_PX as i32 / 2,
-                    self.y_label_y,
-                ),
-            )
-            .map_err(perr)?;
+        for p in 0..self.panels.len() {
+            self.draw_panel(root, p)?;
         }
-
-        // Colour bar, 0 at the bottom, 1 at the top.
-        let (_, gy) = l.grid_origin[0];
-        let bar_h = cbar_height(grid_h);
-        let x0 = l.cbar_x;
-        for k in 0..bar_h {
-            let v = 1.0 - k as f64 / (bar_h - 1).max(1) as f64;
-            root.draw(&Rectangle::new(
-                [(x0, gy + k), (x0 + HM_CBAR_W, gy + k + 1)],
-                blues(v).filled(),
-            ))
-            .map_err(perr)?;
-        }
-        root.draw(&Rectangle::new(
-            [(x0, gy), (x0 + HM_CBAR_W, gy + bar_h)],
-            MUTED,
-        ))
-        .map_err(perr)?;
-        for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let y = gy + ((1.0 - t) * (bar_h - 1) as f64).round() as i32;
-            root.draw(&PathElement::new(
-                vec![(x0 + HM_CBAR_W, y), (x0 + HM_CBAR_W + 4, y)],
-                MUTED,
-            ))
-            .map_err(perr)?;
-            root.draw_text(
-                &format!("{t:.2}"),
-                &style(HM_LABEL_PX - 2.0, TEXT, HPos::Left, VPos::Center),
-                (x0 + HM_CBAR_W + 6, y),
-            )
-            .map_err(perr)?;
-        }
-        Ok(())
+        self.draw_colour_bar(root)
     }
 }
 
@@ -1475,33 +1503,24 @@ impl<'a> ImageAttention<'a> {
     }
 }
 
-impl Figure for ImageAttention<'_> {
-    fn size(&self) -> (u32, u32) {
-        let (iw, ih) = self.img_size();
-        let w = IMG_PAD * 2 + 2 * iw + IMG_GAP;
-        let h = IMG_PAD
-            + Self::line_h()
-            + 6
-            + ih
-            + 12
-            + Self::line_h() * self.caption_lines.len() as i32
-            + IMG_PAD;
-        (w as u32, h as u32)
+impl ImageAttention<'_> {
+    /// The two panel headings.
+    fn heads(&self) -> [String; 2] {
+        ["image".to_string(), format!("attention (max weight {:.3})", self.max_w)]
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let (iw, ih) = self.img_size();
-        let top = IMG_PAD + Self::line_h() + 6;
-        let lefts = [IMG_PAD, IMG_PAD + iw + IMG_GAP];
-        let head = style(IMG_PX - 2.0, MUTED, HPos::Center, VPos::Top);
-        root.draw_text("image", &head, (lefts[0] + iw / 2, IMG_PAD))
-            .map_err(perr)?;
-        let head_text = format!("attention (max weight {:.3})", self.max_w);
-        root.draw_text(&head_text, &head, (lefts[1] + iw / 2, IMG_PAD))
-            .map_err(perr)?;
+    /// Top edge of the images: under the taller of the two chart captions.
+    fn top(&self) -> Result<i32> {
+        let mut h = 0;
+        for head in self.heads() {
+            h = h.max(caption_height(&head, IMG_PX - 2.0)?);
+        }
+        Ok(IMG_PAD + h)
+    }
 
-        // The image itself, upscaled by pixel repetition, once per panel
-        // (the SVG embeds it as a PNG).
+    /// The image upscaled by pixel repetition (`scale` × `scale` per pixel), RGB rows.
+    fn upscaled(&self) -> Vec<u8> {
+        let (iw, ih) = self.img_size();
         let (w, su) = (self.w as usize, self.scale as usize);
         let mut big = Vec::with_capacity((iw * ih * 3) as usize);
         for y in 0..self.h as usize {
@@ -1516,58 +1535,71 @@ impl Figure for ImageAttention<'_> {
                 big.extend_from_within(start..start + w * su * 3);
             }
         }
-        for &left in &lefts {
-            let elem = BitMapElement::with_ref((left, top), (iw as u32, ih as u32), &big)
-                .ok_or_else(|| anyhow!("image attention: bitmap buffer has the wrong size"))?;
-            root.draw(&elem).map_err(perr)?;
-        }
+        big
+    }
+}
 
-        // Overlay: cells dimmed by (1 - w/max) and tinted by w/max.
+impl Figure for ImageAttention<'_> {
+    fn size(&self) -> (u32, u32) {
+        let (iw, ih) = self.img_size();
+        // `top` only fails when the embedded font cannot measure text, which `new` has checked
+        let top = self.top().unwrap_or(IMG_PAD + Self::line_h() + 6);
+        let w = IMG_PAD * 2 + 2 * iw + IMG_GAP;
+        let h = top + ih + 12 + Self::line_h() * self.caption_lines.len() as i32 + IMG_PAD;
+        (w as u32, h as u32)
+    }
+
+    /// Each panel is a chart over the cell grid (columns left to right, rows top down) whose
+    /// plotting area is the upscaled image; the right one dims every cell by (1 - w/max) and
+    /// tints it by w/max (the SVG embeds the image as a PNG).
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        let (iw, ih) = self.img_size();
+        let top = self.top()?;
+        let big = self.upscaled();
         let (rows, cols) = self.grid;
-        let left = lefts[1];
-        let edge = |k: usize, n: usize, len: i32| (k as i64 * len as i64 / n as i64) as i32;
-        for r in 0..rows {
-            for c in 0..cols {
-                let rel = if self.max_w > 0.0 {
-                    (self.weights[r * cols + c] / self.max_w) as f64
-                } else {
-                    0.0
-                };
-                let (x0, x1) = (left + edge(c, cols, iw), left + edge(c + 1, cols, iw));
-                let (y0, y1) = (top + edge(r, rows, ih), top + edge(r + 1, rows, ih));
-                let dim = 0.6 * (1.0 - rel);
-                if dim > 0.0 {
-                    root.draw(&Rectangle::new(
-                        [(x0, y0), (x1, y1)],
-                        BLACK.mix(dim).filled(),
-                    ))
-                    .map_err(perr)?;
-                }
-                if rel > 0.0 {
-                    root.draw(&Rectangle::new(
-                        [(x0, y0), (x1, y1)],
-                        OVERLAY.mix(0.45 * rel).filled(),
-                    ))
-                    .map_err(perr)?;
-                }
-            }
-        }
-        let grid_style = WHITE.mix(0.35);
-        for c in 1..cols {
-            let x = left + edge(c, cols, iw);
-            root.draw(&PathElement::new(vec![(x, top), (x, top + ih)], grid_style))
+        let (nr, nc) = (rows as f64, cols as f64);
+        for (panel, head) in self.heads().iter().enumerate() {
+            let left = IMG_PAD + panel as i32 * (iw + IMG_GAP);
+            let caption_h = caption_height(head, IMG_PX - 2.0)?;
+            let area = root.clone().shrink((left, top - caption_h), (iw as u32, (caption_h + ih) as u32));
+            let mut chart = ChartBuilder::on(&area)
+                .caption(head, font(IMG_PX - 2.0).color(&MUTED))
+                .build_cartesian_2d(0f64..nc, nr..0f64)
                 .map_err(perr)?;
-        }
-        for r in 1..rows {
-            let y = top + edge(r, rows, ih);
-            root.draw(&PathElement::new(
-                vec![(left, y), (left + iw, y)],
-                grid_style,
-            ))
-            .map_err(perr)?;
-        }
-        for &l in &lefts {
-            root.draw(&Rectangle::new([(l, top), (l + iw, top + ih)], MUTED))
+            let image = BitMapElement::with_ref((0.0, 0.0), (iw as u32, ih as u32), &big)
+                .ok_or_else(|| anyhow!("image attention: bitmap buffer has the wrong size"))?;
+            chart.draw_series(std::iter::once(image)).map_err(perr)?;
+            if panel == 1 {
+                let cells = (0..rows).flat_map(|r| (0..cols).map(move |c| (r, c)));
+                let rel = |r: usize, c: usize| {
+                    if self.max_w > 0.0 {
+                        (self.weights[r * cols + c] / self.max_w) as f64
+                    } else {
+                        0.0
+                    }
+                };
+                let rect = |r: usize, c: usize, colour: ShapeStyle| {
+                    Rectangle::new([(c as f64, r as f64), (c as f64 + 1.0, r as f64 + 1.0)], colour)
+                };
+                chart
+                    .draw_series(cells.clone().filter(|&(r, c)| rel(r, c) < 1.0).map(|(r, c)| {
+                        rect(r, c, BLACK.mix(0.6 * (1.0 - rel(r, c))).filled())
+                    }))
+                    .map_err(perr)?;
+                chart
+                    .draw_series(cells.filter(|&(r, c)| rel(r, c) > 0.0).map(|(r, c)| {
+                        rect(r, c, OVERLAY.mix(0.45 * rel(r, c)).filled())
+                    }))
+                    .map_err(perr)?;
+                let lines = (1..cols)
+                    .map(|c| vec![(c as f64, 0.0), (c as f64, nr)])
+                    .chain((1..rows).map(|r| vec![(0.0, r as f64), (nc, r as f64)]));
+                chart
+                    .draw_series(lines.map(|p| PathElement::new(p, WHITE.mix(0.35))))
+                    .map_err(perr)?;
+            }
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (nc, nr)], MUTED)))
                 .map_err(perr)?;
         }
 
@@ -1939,7 +1971,7 @@ pub(crate) mod tests {
         let img = assert_outputs(&stem, fig.size());
         let (iw, ih) = fig.img_size();
         assert_eq!((iw, ih), (256, 192));
-        let top = IMG_PAD + ImageAttention::line_h() + 6;
+        let top = fig.top().unwrap();
         let overlay_left = IMG_PAD + iw + IMG_GAP;
         // Left panel: the untouched image.
         assert_eq!(
@@ -2042,7 +2074,10 @@ pub(crate) mod tests {
         assert!(svg_has_text(&svg, "image region") && svg_has_text(&svg, long_y));
         assert!(!svg_has_text(&svg, "source") && !svg_has_text(&svg, "target"));
         let half = slack(text_width(long_y, HM_AXIS_PX).unwrap()) / 2;
-        assert!(fig.y_label_y - half >= 0 && fig.y_label_y + half <= fig.layout.height as i32);
+        // plotters centres the y name on the grid
+        let (_, gy) = fig.layout.grid_origin[0];
+        let middle = gy + fig.layout.cell * rows.len() as i32 / 2;
+        assert!(middle - half >= 0 && middle + half <= fig.layout.height as i32);
     }
 
     #[test]

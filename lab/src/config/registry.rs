@@ -112,8 +112,8 @@ impl Registry {
             let group = plain_string(t.get("group"), &at, "group")?;
             let task_name = plain_string(t.get("task"), &at, "task")?;
             let task = Task::from_name(&task_name).with_context(|| format!("{at}: task = \"{task_name}\" is not a task; allowed: {}", Task::allowed()))?;
-            if !presets_of.contains_key(&task) {
-                presets_of.insert(task, preset_names(configs, task)?);
+            if let std::collections::btree_map::Entry::Vacant(e) = presets_of.entry(task) {
+                e.insert(preset_names(configs, task)?);
             }
             let presets = &presets_of[&task];
             let table_seeds = seeds(t.get("seeds"), &at, "seeds", presets, configs, task)?;

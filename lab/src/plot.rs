@@ -577,6 +577,7 @@ impl<'a> Heatmap<'a> {
             .configure_mesh()
             .disable_mesh()
             .disable_x_axis()
+            .set_tick_mark_size(LabelAreaPosition::Right, 4)
             .y_label_formatter(&|v| format!("{v:.2}"))
             .y_label_style(font(HM_LABEL_PX - 2.0).color(&TEXT))
             .axis_style(MUTED)

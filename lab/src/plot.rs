@@ -1438,6 +1438,8 @@ struct ImageAttention<'a> {
     weights: &'a [f32],
     max_w: f32,
     caption_lines: Vec<String>,
+    /// Top edge of the images: under the taller of the two chart captions.
+    top: i32,
 }
 
 impl<'a> ImageAttention<'a> {
@@ -1483,7 +1485,7 @@ impl<'a> ImageAttention<'a> {
         let total_w = 2 * img_w + IMG_GAP;
         let caption_lines = wrap(caption, IMG_PX, (total_w as f64 / SLACK) as i32)?;
         let max_w = weights.iter().copied().fold(0.0_f32, f32::max);
-        Ok(Self {
+        Self {
             rgb,
             w,
             h,
@@ -1492,7 +1494,9 @@ impl<'a> ImageAttention<'a> {
             weights,
             max_w,
             caption_lines,
-        })
+            top: 0,
+        }
+        .with_top()
     }
 
     fn img_size(&self) -> (i32, i32) {
@@ -1510,13 +1514,14 @@ impl ImageAttention<'_> {
         ["image".to_string(), format!("attention (max weight {:.3})", self.max_w)]
     }
 
-    /// Top edge of the images: under the taller of the two chart captions.
-    fn top(&self) -> Result<i32> {
+    /// Sets `top` from the two headings' caption heights.
+    fn with_top(mut self) -> Result<Self> {
         let mut h = 0;
         for head in self.heads() {
             h = h.max(caption_height(&head, IMG_PX - 2.0)?);
         }
-        Ok(IMG_PAD + h)
+        self.top = IMG_PAD + h;
+        Ok(self)
     }
 
     /// The image upscaled by pixel repetition (`scale` × `scale` per pixel), RGB rows.
@@ -1543,8 +1548,7 @@ impl ImageAttention<'_> {
 impl Figure for ImageAttention<'_> {
     fn size(&self) -> (u32, u32) {
         let (iw, ih) = self.img_size();
-        // `top` only fails when the embedded font cannot measure text, which `new` has checked
-        let top = self.top().unwrap_or(IMG_PAD + Self::line_h() + 6);
+        let top = self.top;
         let w = IMG_PAD * 2 + 2 * iw + IMG_GAP;
         let h = top + ih + 12 + Self::line_h() * self.caption_lines.len() as i32 + IMG_PAD;
         (w as u32, h as u32)
@@ -1555,7 +1559,7 @@ impl Figure for ImageAttention<'_> {
     /// tints it by w/max (the SVG embeds the image as a PNG).
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let (iw, ih) = self.img_size();
-        let top = self.top()?;
+        let top = self.top;
         let big = self.upscaled();
         let (rows, cols) = self.grid;
         let (nr, nc) = (rows as f64, cols as f64);
@@ -1972,7 +1976,7 @@ pub(crate) mod tests {
         let img = assert_outputs(&stem, fig.size());
         let (iw, ih) = fig.img_size();
         assert_eq!((iw, ih), (256, 192));
-        let top = fig.top().unwrap();
+        let top = fig.top;
         let overlay_left = IMG_PAD + iw + IMG_GAP;
         // Left panel: the untouched image.
         assert_eq!(

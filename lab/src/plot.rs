@@ -347,6 +347,20 @@ fn caption_height(title: &str, px: f64) -> Result<i32> {
     Ok(h + 2 * (h / 2).min(5))
 }
 
+/// Cell (`row`, `col`) of a grid chart in cell coordinates (columns along x, rows along y).
+fn grid_cell(row: usize, col: usize, style: ShapeStyle) -> Rectangle<(f64, f64)> {
+    let (x, y) = (col as f64, row as f64);
+    Rectangle::new([(x, y), (x + 1.0, y + 1.0)], style)
+}
+
+/// The lines between the cells of a `rows` × `cols` grid chart, in cell coordinates.
+fn grid_separators(rows: usize, cols: usize) -> impl Iterator<Item = Vec<(f64, f64)>> {
+    let (nr, nc) = (rows as f64, cols as f64);
+    (1..cols)
+        .map(move |c| vec![(c as f64, 0.0), (c as f64, nr)])
+        .chain((1..rows).map(move |r| vec![(0.0, r as f64), (nc, r as f64)]))
+}
+
 /// Distance plotters leaves between an axis and its tick labels (twice the default tick).
 const HM_LABEL_DIST: i32 = 10;
 
@@ -521,18 +535,12 @@ impl<'a> Heatmap<'a> {
             .map_err(perr)?;
         chart
             .draw_series(m.iter().enumerate().flat_map(|(i, row)| {
-                row.iter().enumerate().map(move |(j, &v)| {
-                    let (x, y) = (j as f64, i as f64);
-                    Rectangle::new([(x, y), (x + 1.0, y + 1.0)], blues(v as f64).filled())
-                })
+                row.iter().enumerate().map(move |(j, &v)| grid_cell(i, j, blues(v as f64).filled()))
             }))
             .map_err(perr)?;
         // Faint cell separators and a frame.
-        let separators = (1..l.n_cols)
-            .map(|j| vec![(j as f64, 0.0), (j as f64, nr)])
-            .chain((1..l.n_rows).map(|i| vec![(0.0, i as f64), (nc, i as f64)]));
         chart
-            .draw_series(separators.map(|p| PathElement::new(p, GRID)))
+            .draw_series(grid_separators(l.n_rows, l.n_cols).map(|p| PathElement::new(p, GRID)))
             .map_err(perr)?;
         chart
             .draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (nc, nr)], MUTED)))
@@ -1438,8 +1446,13 @@ struct ImageAttention<'a> {
     weights: &'a [f32],
     max_w: f32,
     caption_lines: Vec<String>,
+    /// The two panel headings and the height of each one's chart caption.
+    heads: [String; 2],
+    caption_h: [i32; 2],
     /// Top edge of the images: under the taller of the two chart captions.
     top: i32,
+    /// The image upscaled by pixel repetition, RGB rows (drawn in both panels and both files).
+    big: Vec<u8>,
 }
 
 impl<'a> ImageAttention<'a> {
@@ -1494,9 +1507,12 @@ impl<'a> ImageAttention<'a> {
             weights,
             max_w,
             caption_lines,
+            heads: ["image".to_string(), format!("attention (max weight {max_w:.3})")],
+            caption_h: [0; 2],
             top: 0,
+            big: vec![],
         }
-        .with_top()
+        .laid_out()
     }
 
     fn img_size(&self) -> (i32, i32) {
@@ -1509,18 +1525,13 @@ impl<'a> ImageAttention<'a> {
 }
 
 impl ImageAttention<'_> {
-    /// The two panel headings.
-    fn heads(&self) -> [String; 2] {
-        ["image".to_string(), format!("attention (max weight {:.3})", self.max_w)]
-    }
-
-    /// Sets `top` from the two headings' caption heights.
-    fn with_top(mut self) -> Result<Self> {
-        let mut h = 0;
-        for head in self.heads() {
-            h = h.max(caption_height(&head, IMG_PX - 2.0)?);
+    /// Sets the caption heights, the images' top edge and the upscaled image.
+    fn laid_out(mut self) -> Result<Self> {
+        for (h, head) in self.caption_h.iter_mut().zip(&self.heads) {
+            *h = caption_height(head, IMG_PX - 2.0)?;
         }
-        self.top = IMG_PAD + h;
+        self.top = IMG_PAD + self.caption_h.iter().copied().max().unwrap_or(0);
+        self.big = self.upscaled();
         Ok(self)
     }
 
@@ -1560,18 +1571,16 @@ impl Figure for ImageAttention<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let (iw, ih) = self.img_size();
         let top = self.top;
-        let big = self.upscaled();
         let (rows, cols) = self.grid;
         let (nr, nc) = (rows as f64, cols as f64);
-        for (panel, head) in self.heads().iter().enumerate() {
+        for (panel, (head, &caption_h)) in self.heads.iter().zip(&self.caption_h).enumerate() {
             let left = IMG_PAD + panel as i32 * (iw + IMG_GAP);
-            let caption_h = caption_height(head, IMG_PX - 2.0)?;
             let area = root.clone().shrink((left, top - caption_h), (iw as u32, (caption_h + ih) as u32));
             let mut chart = ChartBuilder::on(&area)
                 .caption(head, font(IMG_PX - 2.0).color(&MUTED))
                 .build_cartesian_2d(0f64..nc, nr..0f64)
                 .map_err(perr)?;
-            let image = BitMapElement::with_ref((0.0, 0.0), (iw as u32, ih as u32), &big)
+            let image = BitMapElement::with_ref((0.0, 0.0), (iw as u32, ih as u32), &self.big)
                 .ok_or_else(|| anyhow!("image attention: bitmap buffer has the wrong size"))?;
             chart.draw_series(std::iter::once(image)).map_err(perr)?;
             if panel == 1 {
@@ -1583,24 +1592,18 @@ impl Figure for ImageAttention<'_> {
                         0.0
                     }
                 };
-                let rect = |r: usize, c: usize, colour: ShapeStyle| {
-                    Rectangle::new([(c as f64, r as f64), (c as f64 + 1.0, r as f64 + 1.0)], colour)
-                };
                 chart
                     .draw_series(cells.clone().filter(|&(r, c)| rel(r, c) < 1.0).map(|(r, c)| {
-                        rect(r, c, BLACK.mix(0.6 * (1.0 - rel(r, c))).filled())
+                        grid_cell(r, c, BLACK.mix(0.6 * (1.0 - rel(r, c))).filled())
                     }))
                     .map_err(perr)?;
                 chart
                     .draw_series(cells.filter(|&(r, c)| rel(r, c) > 0.0).map(|(r, c)| {
-                        rect(r, c, OVERLAY.mix(0.45 * rel(r, c)).filled())
+                        grid_cell(r, c, OVERLAY.mix(0.45 * rel(r, c)).filled())
                     }))
                     .map_err(perr)?;
-                let lines = (1..cols)
-                    .map(|c| vec![(c as f64, 0.0), (c as f64, nr)])
-                    .chain((1..rows).map(|r| vec![(0.0, r as f64), (nc, r as f64)]));
                 chart
-                    .draw_series(lines.map(|p| PathElement::new(p, WHITE.mix(0.35))))
+                    .draw_series(grid_separators(rows, cols).map(|p| PathElement::new(p, WHITE.mix(0.35))))
                     .map_err(perr)?;
             }
             chart
